@@ -1,0 +1,46 @@
+#include <gtest/gtest.h>
+
+#include "dataplane/net_addr.h"
+
+namespace sluice {
+namespace {
+
+TEST(NetAddr, ParsesInterfaceAddresses) {
+    auto v4 = parse_interface_address("198.18.0.1/24");
+    ASSERT_TRUE(v4);
+    EXPECT_TRUE(v4->address.is_v4());
+    EXPECT_EQ(v4->prefix_length, 24);
+    EXPECT_EQ(v4->to_string(), "198.18.0.1/24");
+    auto v6 = parse_interface_address("2001:db8:0:1::1/64");
+    ASSERT_TRUE(v6);
+    EXPECT_FALSE(v6->address.is_v4());
+    EXPECT_EQ(v6->to_string(), "2001:db8:0:1::1/64");
+}
+
+TEST(NetAddr, RefusesMalformedAddresses) {
+    for (const char *bad : {"198.18.0.1", "198.18.0.1/33", "198.18.0.256/24", "2001:db8::1/129",
+                            "/24", "198.18.0.1/", "198.18.0.1/2a", "x/1", "198.18.0.1/0024", ""})
+        EXPECT_FALSE(parse_interface_address(bad)) << bad;
+}
+
+TEST(NetAddr, Classifies) {
+    EXPECT_TRUE(parse_ip_address("224.0.0.1")->is_multicast());
+    EXPECT_TRUE(parse_ip_address("ff02::1")->is_multicast());
+    EXPECT_TRUE(parse_ip_address("127.0.0.1")->is_loopback());
+    EXPECT_TRUE(parse_ip_address("::1")->is_loopback());
+    EXPECT_TRUE(parse_ip_address("0.0.0.0")->is_unspecified());
+    EXPECT_TRUE(parse_ip_address("::")->is_unspecified());
+    EXPECT_FALSE(parse_ip_address("198.18.0.1")->is_multicast());
+}
+
+TEST(NetAddr, Mac) {
+    auto m = parse_mac_address("02:0a:FF:00:01:9c");
+    ASSERT_TRUE(m);
+    EXPECT_EQ(m->to_string(), "02:0a:ff:00:01:9c");
+    EXPECT_FALSE(parse_mac_address("02:0a:ff:00:01"));
+    EXPECT_FALSE(parse_mac_address("02-0a-ff-00-01-9c"));
+    EXPECT_FALSE(parse_mac_address("02:0a:ff:00:01:9g"));
+}
+
+} // namespace
+} // namespace sluice
