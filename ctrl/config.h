@@ -1,0 +1,84 @@
+// sluiced's configuration: one YAML file, validated strictly before the EAL
+// starts. A Config that load_config() returns is complete and consistent; the
+// rest of the program never re-checks it.
+#pragma once
+
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "dataplane/net_addr.h"
+
+namespace sluice::ctrl {
+
+enum class HugepageMode { automatic, always, never };
+
+struct EalConfig {
+    // auto: use hugepages when some are free and hugetlbfs is mounted.
+    HugepageMode hugepages = HugepageMode::automatic;
+    unsigned memory_mb = 512;
+    // Empty: "sluice-<pid>", so that instances never share runtime files.
+    std::string file_prefix;
+    std::string log_level = "notice";
+    std::vector<std::string> extra_args;
+};
+
+struct CoreConfig {
+    unsigned control = 0;                 // EAL main lcore: control plane
+    std::vector<unsigned> workers = {1};  // one worker per lcore
+};
+
+struct WorkerTuning {
+    unsigned burst_size = 32;         // packets per rx_burst
+    unsigned tx_drain_us = 100;       // a partial TX burst waits at most this long
+    unsigned idle_sleep_max_us = 500; // backoff ceiling for an idle worker; 0 = busy poll
+};
+
+struct PortConfig {
+    std::string name;
+    std::string device;  // PCI address or vdev spec, with optional ",key=value" args
+    std::vector<InterfaceAddress> addresses;
+    unsigned mtu = 1500;
+    unsigned rx_descriptors = 1024;
+    unsigned tx_descriptors = 1024;
+    std::string exception_tap;  // kernel interface name of the TAP; empty = none
+
+    // "net_af_packet0" of "net_af_packet0,iface=x": the DPDK device name.
+    std::string device_name() const;
+    bool is_pci() const;
+};
+
+struct Config {
+    std::string source;  // file the config came from, for messages
+    EalConfig eal;
+    CoreConfig cores;
+    WorkerTuning worker;
+    std::vector<PortConfig> ports;
+};
+
+// Thrown by the loader; what() is "FILE:LINE:COLUMN: KEY: MESSAGE".
+class ConfigError : public std::runtime_error {
+public:
+    ConfigError(std::string file, int line, int column, std::string key, std::string message);
+    const std::string &file() const { return file_; }
+    int line() const { return line_; }
+    int column() const { return column_; }
+    const std::string &key() const { return key_; }
+    const std::string &message() const { return message_; }
+
+private:
+    std::string file_, key_, message_;
+    int line_, column_;
+};
+
+Config load_config_file(const std::string &path);
+Config load_config_text(std::string_view yaml, const std::string &source_name);
+
+// CPUs this process may run on; the loader checks lcores against it. Tests
+// pass their own.
+unsigned online_cpu_count();
+Config load_config_text(std::string_view yaml, const std::string &source_name,
+                        unsigned cpu_count);
+
+} // namespace sluice::ctrl

@@ -1,0 +1,407 @@
+// The configuration loader: good files load with the values and defaults they
+// promise; every bad file is rejected with the position, key and message that
+// point the operator at the problem.
+#include "ctrl/config.h"
+
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cctype>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace sluice::ctrl {
+namespace {
+
+// conf/lab.yaml, as the lab runs it.
+constexpr const char *lab_yaml = R"(
+eal:
+  hugepages: auto        # use hugepages when some are free, --no-huge otherwise
+  memory_mb: 256
+  file_prefix: sluice-lab
+  log_level: notice
+
+cores:
+  control: 0             # EAL main lcore: config, counters, signals
+  workers: [1]           # one worker; it polls one RX queue on each port
+
+worker:
+  burst_size: 32
+  tx_drain_us: 100
+  idle_sleep_max_us: 500 # the lab is idle most of the time: do not pin a core
+
+ports:
+  - name: client
+    # net_af_xdp0,iface=gw-client works the same way (see docs/operations.md).
+    device: net_af_packet0,iface=gw-client
+    addresses: [198.18.0.1/24, "2001:db8:0:1::1/64"]
+    exception_path:
+      tap: tap-client    # the kernel's view of this port
+
+  - name: backend
+    device: net_af_packet1,iface=gw-backend
+    addresses: [198.18.1.1/24, "2001:db8:0:2::1/64"]
+    exception_path:
+      tap: tap-backend
+)";
+
+constexpr const char *minimal_yaml = R"(
+ports:
+  - name: only
+    device: net_null0
+)";
+
+InterfaceAddress address(const char *text) {
+    auto a = parse_interface_address(text);
+    EXPECT_TRUE(a) << text;
+    return a.value_or(InterfaceAddress{});
+}
+
+TEST(Config, LabConfigLoads) {
+    const Config c = load_config_text(lab_yaml, "lab.yaml", 4);
+    EXPECT_EQ(c.source, "lab.yaml");
+    EXPECT_EQ(c.eal.hugepages, HugepageMode::automatic);
+    EXPECT_EQ(c.eal.memory_mb, 256u);
+    EXPECT_EQ(c.eal.file_prefix, "sluice-lab");
+    EXPECT_EQ(c.eal.log_level, "notice");
+    EXPECT_TRUE(c.eal.extra_args.empty());
+    EXPECT_EQ(c.cores.control, 0u);
+    EXPECT_EQ(c.cores.workers, std::vector<unsigned>{1});
+    EXPECT_EQ(c.worker.burst_size, 32u);
+    EXPECT_EQ(c.worker.tx_drain_us, 100u);
+    EXPECT_EQ(c.worker.idle_sleep_max_us, 500u);
+
+    ASSERT_EQ(c.ports.size(), 2u);
+    const PortConfig &client = c.ports[0], &backend = c.ports[1];
+    EXPECT_EQ(client.name, "client");
+    EXPECT_EQ(client.device, "net_af_packet0,iface=gw-client");
+    EXPECT_EQ(client.device_name(), "net_af_packet0");
+    EXPECT_FALSE(client.is_pci());
+    EXPECT_EQ(client.addresses, (std::vector<InterfaceAddress>{address("198.18.0.1/24"),
+                                                               address("2001:db8:0:1::1/64")}));
+    EXPECT_EQ(client.mtu, 1500u);
+    EXPECT_EQ(client.rx_descriptors, 1024u);
+    EXPECT_EQ(client.tx_descriptors, 1024u);
+    EXPECT_EQ(client.exception_tap, "tap-client");
+    EXPECT_EQ(backend.name, "backend");
+    EXPECT_EQ(backend.device_name(), "net_af_packet1");
+    EXPECT_EQ(backend.addresses, (std::vector<InterfaceAddress>{address("198.18.1.1/24"),
+                                                                address("2001:db8:0:2::1/64")}));
+    EXPECT_EQ(backend.exception_tap, "tap-backend");
+}
+
+TEST(Config, MinimalConfigGetsDefaults) {
+    const Config c = load_config_text(minimal_yaml, "min.yaml", 2);
+    const Config defaults;
+    EXPECT_EQ(c.eal.hugepages, HugepageMode::automatic);
+    EXPECT_EQ(c.eal.memory_mb, 512u);
+    EXPECT_EQ(c.eal.file_prefix, "");
+    EXPECT_EQ(c.eal.log_level, "notice");
+    EXPECT_EQ(c.cores.control, 0u);
+    EXPECT_EQ(c.cores.workers, std::vector<unsigned>{1});
+    EXPECT_EQ(c.worker.burst_size, defaults.worker.burst_size);
+    EXPECT_EQ(c.worker.tx_drain_us, defaults.worker.tx_drain_us);
+    EXPECT_EQ(c.worker.idle_sleep_max_us, defaults.worker.idle_sleep_max_us);
+    ASSERT_EQ(c.ports.size(), 1u);
+    EXPECT_EQ(c.ports[0].name, "only");
+    EXPECT_EQ(c.ports[0].device, "net_null0");
+    EXPECT_TRUE(c.ports[0].addresses.empty());
+    EXPECT_EQ(c.ports[0].mtu, 1500u);
+    EXPECT_EQ(c.ports[0].exception_tap, "");
+}
+
+TEST(Config, EveryKeySet) {
+    const Config c = load_config_text(R"(
+eal:
+  hugepages: never
+  memory_mb: 1048576
+  file_prefix: A_b-9
+  log_level: debug
+  extra_args: ["--iova-mode=va", "--no-telemetry"]
+cores: {control: 3, workers: [0, 2, 1]}
+worker: {burst_size: 64, tx_drain_us: 1, idle_sleep_max_us: 0}
+ports:
+  - name: wan0
+    device: "0000:3b:00.1,rx_vec_en=0"
+    addresses: ["2001:db8::10/128", 198.18.7.1/32]
+    mtu: 9000
+    rx_descriptors: 64
+    tx_descriptors: 16384
+  - name: lan_1
+    device: "af:1f.7"
+    mtu: 68
+    exception_path: {tap: "x"}
+)",
+                                      "all.yaml", 4);
+    EXPECT_EQ(c.eal.hugepages, HugepageMode::never);
+    EXPECT_EQ(c.eal.memory_mb, 1048576u);
+    EXPECT_EQ(c.eal.file_prefix, "A_b-9");
+    EXPECT_EQ(c.eal.log_level, "debug");
+    EXPECT_EQ(c.eal.extra_args, (std::vector<std::string>{"--iova-mode=va", "--no-telemetry"}));
+    EXPECT_EQ(c.cores.control, 3u);
+    EXPECT_EQ(c.cores.workers, (std::vector<unsigned>{0, 2, 1}));
+    EXPECT_EQ(c.worker.burst_size, 64u);
+    EXPECT_EQ(c.worker.tx_drain_us, 1u);
+    EXPECT_EQ(c.worker.idle_sleep_max_us, 0u);
+    ASSERT_EQ(c.ports.size(), 2u);
+    EXPECT_TRUE(c.ports[0].is_pci());
+    EXPECT_EQ(c.ports[0].device_name(), "0000:3b:00.1");
+    EXPECT_EQ(c.ports[0].addresses.size(), 2u);
+    EXPECT_EQ(c.ports[0].mtu, 9000u);
+    EXPECT_EQ(c.ports[0].rx_descriptors, 64u);
+    EXPECT_EQ(c.ports[0].tx_descriptors, 16384u);
+    EXPECT_TRUE(c.ports[1].is_pci());
+    EXPECT_EQ(c.ports[1].mtu, 68u);
+    EXPECT_EQ(c.ports[1].exception_tap, "x");
+}
+
+TEST(Config, PortDeviceHelpers) {
+    PortConfig p;
+    p.device = "net_af_xdp0,iface=eth1,start_queue=0,queue_count=1";
+    EXPECT_EQ(p.device_name(), "net_af_xdp0");
+    EXPECT_FALSE(p.is_pci());
+    p.device = "0000:03:00.0";
+    EXPECT_EQ(p.device_name(), "0000:03:00.0");
+    EXPECT_TRUE(p.is_pci());
+    p.device = "03:00.0,x=1";
+    EXPECT_EQ(p.device_name(), "03:00.0");
+    EXPECT_TRUE(p.is_pci());
+    p.device = "03:00.8";  // functions are 0-7
+    EXPECT_FALSE(p.is_pci());
+    p.device = "0000:03:20.0";  // devices are 00-1f
+    EXPECT_FALSE(p.is_pci());
+}
+
+TEST(Config, OnlineCpuCountIsPositive) { EXPECT_GE(online_cpu_count(), 1u); }
+
+TEST(Config, WhatIsFileLineColumnKeyMessage) {
+    try {
+        load_config_text("eal:\n  memory_mb: lots\nports: [{name: a, device: net_null0}]\n",
+                         "test.yaml", 4);
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.file(), "test.yaml");
+        EXPECT_EQ(e.line(), 2);
+        EXPECT_EQ(e.column(), 14);
+        EXPECT_EQ(e.key(), "eal.memory_mb");
+        EXPECT_EQ(std::string(e.what()), "test.yaml:2:14: eal.memory_mb: " + e.message());
+        EXPECT_EQ(e.message(), "expected an integer in 64..1048576, got \"lots\"");
+    }
+}
+
+TEST(Config, MissingFile) {
+    try {
+        load_config_file("/nonexistent/sluice.yaml");
+        FAIL() << "expected a ConfigError";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.line(), 0);
+        EXPECT_EQ(e.column(), 0);
+        EXPECT_EQ(e.key(), "(file)");
+        EXPECT_EQ(std::string(e.what()),
+                  "/nonexistent/sluice.yaml:0:0: (file): cannot read: No such file or directory");
+    }
+}
+
+TEST(Config, FileLoadsAndNamesItsSource) {
+    char path[] = "/tmp/sluice-config-test-XXXXXX";
+    const int fd = mkstemp(path);
+    ASSERT_GE(fd, 0);
+    close(fd);
+    std::ofstream(path) << minimal_yaml;
+    const Config c = load_config_file(path);
+    EXPECT_EQ(c.source, path);
+    EXPECT_EQ(c.ports.size(), 1u);
+    std::remove(path);
+}
+
+std::string with_workers(unsigned count) {
+    std::string yaml = std::string(minimal_yaml) + "cores:\n  control: 0\n  workers: [1";
+    for (unsigned id = 2; id <= count; ++id)
+        yaml += ", " + std::to_string(id);
+    return yaml + "]\n";
+}
+
+TEST(Config, AtMost127Workers) {
+    EXPECT_EQ(load_config_text(with_workers(127), "w.yaml", 200).cores.workers.size(), 127u);
+    try {
+        load_config_text(with_workers(128), "w.yaml", 200);
+        FAIL() << "128 workers loaded";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.key(), "cores.workers");
+        EXPECT_EQ(e.line(), 7);
+        EXPECT_EQ(e.message(), "expected at most 127 workers, got 128");
+    }
+}
+
+struct BadConfig {
+    const char *description;
+    const char *yaml;
+    int line;
+    int column;  // -1: not checked
+    const char *key;
+    const char *message;  // a substring of the message
+    unsigned cpus = 4;
+};
+
+std::ostream &operator<<(std::ostream &os, const BadConfig &b) { return os << b.description; }
+
+class BadConfigTest : public testing::TestWithParam<BadConfig> {};
+
+TEST_P(BadConfigTest, IsRejectedWithPosition) {
+    const BadConfig &b = GetParam();
+    try {
+        load_config_text(b.yaml, "bad.yaml", b.cpus);
+        FAIL() << b.description << ": loaded";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.line(), b.line) << e.what();
+        if (b.column >= 0) {
+            EXPECT_EQ(e.column(), b.column) << e.what();
+        }
+        EXPECT_EQ(e.key(), b.key) << e.what();
+        EXPECT_NE(e.message().find(b.message), std::string::npos) << e.what();
+        const std::string prefix = "bad.yaml:" + std::to_string(e.line()) + ":" +
+                                   std::to_string(e.column()) + ": " + e.key() + ": ";
+        EXPECT_EQ(std::string(e.what()).rfind(prefix, 0), 0u) << e.what();
+    }
+}
+
+#define PORT "ports: [{name: a, device: net_null0}]\n"
+
+const BadConfig bad_configs[] = {
+    // Structure.
+    {"unknown top-level key", PORT "colour: blue\n", 2, 1, "colour",
+     "unknown key, expected one of: eal, cores, worker, ports"},
+    {"unknown key in a port", "ports:\n  - name: a\n    device: net_null0\n    speed: 10G\n", 4,
+     5, "ports[0].speed", "unknown key, expected one of: name, device, addresses, mtu"},
+    {"unknown key in exception_path",
+     "ports:\n  - name: a\n    device: net_null0\n    exception_path: {tap: t, mode: x}\n", 4, 30,
+     "ports[0].exception_path.mode", "unknown key, expected tap"},
+    {"duplicate key in a map", PORT "worker:\n  burst_size: 32\n  burst_size: 16\n", 4, 3,
+     "worker.burst_size", "duplicate key, first at line 3"},
+    {"section is not a map", PORT "eal: [memory_mb]\n", 2, 6, "eal",
+     "expected a map, got a sequence"},
+    {"map where a string is expected", "ports:\n  - name: {first: a}\n    device: net_null0\n", 2,
+     11, "ports[0].name", "got a map"},
+    {"document is a sequence", "- ports\n", 1, 1, "(top level)",
+     "expected a map, got a sequence"},
+    {"ports is missing", "eal:\n  memory_mb: 256\n", 1, 1, "ports", "required key is missing"},
+    {"ports is empty", "ports: []\n", 1, 8, "ports", "expected at least one port"},
+    {"a port refers to itself", "ports: &p [*p]\n", 1, 8, "ports[0]",
+     "expected a map, got a sequence"},
+    {"empty document", "", 1, 1, "(top level)", "the file is empty; ports: is required"},
+    {"only comments", "# nothing here\n\n", 1, 1, "(top level)", "the file is empty"},
+    {"YAML syntax error", "ports: [{name: a, device: net_null0}\n", 2, 1, "(yaml)",
+     "end of sequence flow not found"},
+    {"two documents", PORT "---\n" PORT, 2, 1, "(yaml)", "expected one YAML document"},
+    // yaml-cpp alone would hang (LoadAll) or ignore the rest of the file (Load).
+    {"stray comma at the start", ",orts:\n  - name: a\n", 1, 1, "(yaml)",
+     "unexpected \",\", expected a value, a map or a sequence"},
+    {"text after a flow sequence", "[ports], b\n", 1, 8, "(yaml)", "unexpected \",\""},
+
+    // Scalars.
+    {"string for memory_mb", PORT "eal:\n  memory_mb: lots\n", 3, 14, "eal.memory_mb",
+     "expected an integer in 64..1048576, got \"lots\""},
+    {"negative integer", PORT "worker:\n  burst_size: -1\n", 3, 15, "worker.burst_size",
+     "expected an integer in 1..64, got \"-1\""},
+    {"fraction", PORT "worker:\n  tx_drain_us: 1.5\n", 3, 16, "worker.tx_drain_us",
+     "got \"1.5\""},
+    {"hexadecimal", PORT "worker:\n  tx_drain_us: 0x10\n", 3, 16, "worker.tx_drain_us",
+     "got \"0x10\""},
+    {"integer overflow", PORT "eal:\n  memory_mb: 99999999999999999999999\n", 3, 14,
+     "eal.memory_mb", "expected an integer in 64..1048576, got 99999999999999999999999"},
+    {"no value", PORT "eal:\n  file_prefix:\n", 3, 3, "eal.file_prefix", "got nothing"},
+    {"bad enum value for hugepages", PORT "eal: {hugepages: sometimes}\n", 2, 18,
+     "eal.hugepages", "expected one of auto, always, never, got \"sometimes\""},
+    {"bad log level", PORT "eal: {log_level: verbose}\n", 2, 18, "eal.log_level",
+     "expected one of emergency, alert"},
+    {"bad file prefix", PORT "eal: {file_prefix: a/b}\n", 2, 20, "eal.file_prefix",
+     "got \"a/b\""},
+    {"empty extra arg", PORT "eal: {extra_args: [\"\"]}\n", 2, 20, "eal.extra_args[0]",
+     "expected a non-empty EAL argument"},
+
+    // Cores.
+    {"more workers than CPUs", PORT "cores:\n  workers: [1, 2, 3]\n", 3, 12, "cores.workers",
+     "3 workers and 1 control lcore need 4 CPUs, this machine has 2", 2},
+    {"default worker on one CPU", PORT, 1, 1, "cores.workers",
+     "1 worker (the default) and 1 control lcore need 2 CPUs, this machine has 1", 1},
+    {"worker lcore that does not exist", PORT "cores:\n  workers: [1, 5]\n", 3, 16,
+     "cores.workers[1]", "lcore 5 does not exist: this machine has 4 CPUs (0-3)"},
+    {"control lcore that does not exist", PORT "cores:\n  control: 7\n  workers: [1]\n", 3, 12,
+     "cores.control", "lcore 7 does not exist: this machine has 4 CPUs (0-3)"},
+    {"control lcore among workers", PORT "cores:\n  control: 1\n  workers: [2, 1]\n", 4, 16,
+     "cores.workers[1]", "lcore 1 is the control lcore"},
+    {"worker listed twice", PORT "cores:\n  workers: [1, 1]\n", 3, 16, "cores.workers[1]",
+     "lcore 1 is listed twice, first at line 3"},
+    {"no workers", PORT "cores:\n  workers: []\n", 3, 12, "cores.workers",
+     "expected at least one worker lcore"},
+    {"worker is not an integer", PORT "cores:\n  workers: [one]\n", 3, 13, "cores.workers[0]",
+     "expected an lcore id (an integer), got \"one\""},
+
+    // Ports.
+    {"duplicate port name",
+     "ports:\n  - name: a\n    device: net_null0\n  - name: a\n    device: net_null1\n", 4, 11,
+     "ports[1].name", "duplicate port name 'a', first defined at line 2"},
+    {"port name with a capital", "ports: [{name: Wan, device: net_null0}]\n", 1, 16,
+     "ports[0].name", "expected a port name"},
+    {"port without name", "ports:\n  - device: net_null0\n", 2, 5, "ports[0].name",
+     "required key is missing"},
+    {"port without device", "ports:\n  - name: a\n    mtu: 1500\n", 2, 5, "ports[0].device",
+     "required key is missing"},
+    {"bad device string", "ports: [{name: a, device: eth0}]\n", 1, 27, "ports[0].device",
+     "\"eth0\" is neither a PCI address nor a net_ vdev name"},
+    {"device argument without value", "ports: [{name: a, device: \"net_tap0,iface=\"}]\n", 1,
+     27, "ports[0].device", "argument \"iface\" has no value"},
+    {"device argument with a space", "ports: [{name: a, device: \"net_tap0,iface=a b\"}]\n", 1,
+     27, "ports[0].device", "contains a space"},
+    {"same PCI device twice",
+     "ports:\n  - {name: a, device: \"03:00.0\"}\n  - {name: b, device: \"0000:03:00.0,x=1\"}\n",
+     3, 23, "ports[1].device", "duplicate device '0000:03:00.0', first defined at line 2"},
+    {"malformed address", "ports: [{name: a, device: net_null0, addresses: [198.18.0.300/24]}]\n",
+     1, 50, "ports[0].addresses[0]", "got \"198.18.0.300/24\""},
+    {"address without prefix length",
+     "ports: [{name: a, device: net_null0, addresses: [198.18.0.1]}]\n", 1, 50,
+     "ports[0].addresses[0]", "the prefix length is missing"},
+    {"loopback address", "ports: [{name: a, device: net_null0, addresses: [\"::1/128\"]}]\n", 1,
+     50, "ports[0].addresses[0]", "a loopback address"},
+    {"multicast address",
+     "ports: [{name: a, device: net_null0, addresses: [224.0.0.5/24]}]\n", 1, 50,
+     "ports[0].addresses[0]", "a multicast address"},
+    {"address on two ports",
+     "ports:\n  - {name: a, device: net_null0, addresses: [198.18.0.1/24]}\n"
+     "  - {name: b, device: net_null1, addresses: [198.18.0.1/16]}\n",
+     3, 46, "ports[1].addresses[0]", "duplicate address '198.18.0.1', first defined at line 2"},
+    {"out-of-range mtu", "ports: [{name: a, device: net_null0, mtu: 9001}]\n", 1, 43,
+     "ports[0].mtu", "expected an integer in 68..9000, got 9001"},
+    {"descriptors not a power of two",
+     "ports: [{name: a, device: net_null0, rx_descriptors: 1000}]\n", 1, 54,
+     "ports[0].rx_descriptors", "expected a power of two in 64..16384, got 1000"},
+    {"descriptors too many", "ports: [{name: a, device: net_null0, tx_descriptors: 32768}]\n",
+     1, 54, "ports[0].tx_descriptors", "expected a power of two in 64..16384, got 32768"},
+    {"exception path without tap",
+     "ports:\n  - name: a\n    device: net_null0\n    exception_path:\n      mtu: 1\n", 5, 7,
+     "ports[0].exception_path.mtu", "unknown key, expected tap"},
+    {"exception path empty", "ports: [{name: a, device: net_null0, exception_path: {}}]\n", 1,
+     54, "ports[0].exception_path.tap", "required key is missing"},
+    {"bad tap name", "ports: [{name: a, device: net_null0, exception_path: {tap: \"..\"}}]\n", 1,
+     60, "ports[0].exception_path.tap", "expected a Linux interface name"},
+    {"tap name too long",
+     "ports: [{name: a, device: net_null0, exception_path: {tap: sixteen-chars-xx}}]\n", 1, 60,
+     "ports[0].exception_path.tap", "got \"sixteen-chars-xx\""},
+    {"duplicate tap name",
+     "ports:\n  - name: a\n    device: net_null0\n    exception_path: {tap: t0}\n"
+     "  - name: b\n    device: net_null1\n    exception_path: {tap: t0}\n",
+     7, 27, "ports[1].exception_path.tap", "duplicate TAP name 't0', first defined at line 4"},
+};
+
+INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, testing::ValuesIn(bad_configs),
+                         [](const testing::TestParamInfo<BadConfig> &info) {
+                             std::string name;
+                             for (const char *c = info.param.description; *c; ++c)
+                                 name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+                             return name;
+                         });
+
+} // namespace
+} // namespace sluice::ctrl
