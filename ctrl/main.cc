@@ -1,0 +1,319 @@
+// sluiced: validates its config, starts the EAL, opens the ports and their
+// exception paths, launches one worker per worker lcore, and runs the control
+// plane on the main lcore until SIGTERM or SIGINT.
+#include <getopt.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <rte_eal.h>
+#include <rte_ethdev.h>
+#include <rte_launch.h>
+#include <rte_lcore.h>
+#include <rte_mempool.h>
+
+#include <atomic>
+#include <cstdio>
+#include <iostream>
+#include <map>
+#include <memory>
+#include <vector>
+
+#include "ctrl/config.h"
+#include "ctrl/counters_report.h"
+#include "dataplane/eal.h"
+#include "dataplane/exception_path.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+namespace sluice::ctrl {
+
+namespace {
+
+constexpr int exit_runtime_failure = 1;
+constexpr int exit_bad_config = 2;
+
+void usage(FILE *out) {
+    std::fprintf(out,
+                 "usage: sluiced --config FILE [--check]\n"
+                 "  --config FILE  YAML configuration (docs/configuration.md)\n"
+                 "  --check        validate the configuration and exit\n"
+                 "signals: SIGTERM/SIGINT stop, SIGUSR1 prints counters\n");
+}
+
+dataplane::EalOptions eal_options(const Config &config, std::string &error) {
+    dataplane::EalOptions options;
+    options.main_lcore = config.cores.control;
+    options.worker_lcores = config.cores.workers;
+    options.memory_mb = config.eal.memory_mb;
+    options.log_level = config.eal.log_level;
+    options.extra_args = config.eal.extra_args;
+    options.file_prefix = config.eal.file_prefix.empty()
+                              ? "sluice-" + std::to_string(getpid())
+                              : config.eal.file_prefix;
+    switch (config.eal.hugepages) {
+    case HugepageMode::automatic:
+        options.use_hugepages = dataplane::hugepages_available();
+        break;
+    case HugepageMode::always:
+        options.use_hugepages = true;
+        if (!dataplane::hugepages_available())
+            error = "eal.hugepages is 'always' but no hugepages are free or hugetlbfs is "
+                    "not mounted";
+        break;
+    case HugepageMode::never:
+        options.use_hugepages = false;
+        break;
+    }
+    for (const PortConfig &port : config.ports) {
+        if (port.is_pci()) {
+            options.pci_devices.push_back(port.device);
+            continue;
+        }
+        std::string vdev = port.device;
+        // net_af_packet opens one queue pair unless told otherwise.
+        if (port.device_name().rfind("net_af_packet", 0) == 0 &&
+            vdev.find("qpairs=") == std::string::npos)
+            vdev += ",qpairs=" + std::to_string(config.cores.workers.size());
+        options.vdevs.push_back(vdev);
+    }
+    return options;
+}
+
+// Mbufs for every descriptor of every queue, the TX buffers and lcore caches
+// of every worker, and slack for packets in flight between them.
+unsigned mempool_size(const Config &config) {
+    const unsigned workers = unsigned(config.cores.workers.size());
+    unsigned mbufs = 0;
+    for (const PortConfig &port : config.ports) {
+        mbufs += workers * (port.rx_descriptors + port.tx_descriptors);
+        if (!port.exception_tap.empty())
+            mbufs += workers * 2 * 512;
+    }
+    mbufs += (workers + 1) * (4 * dataplane::max_burst * unsigned(config.ports.size()) + 512);
+    return mbufs + 2048;
+}
+
+class Gateway {
+public:
+    explicit Gateway(const Config &config) : config_(config) {}
+    ~Gateway() { shut_down(); }
+
+    bool start(std::string &error);
+    void wait_for_stop();
+    void shut_down();
+
+private:
+    bool open_ports(std::string &error);
+    void launch_workers();
+    void print_counters();
+
+    const Config &config_;
+    bool eal_started_ = false;
+    bool workers_launched_ = false;
+    std::atomic<bool> stop_{false};
+    std::map<int, rte_mempool *> pools_;  // by NUMA socket
+    std::vector<dataplane::Port> ports_;
+    std::vector<std::unique_ptr<dataplane::WorkerContext>> workers_;
+};
+
+bool Gateway::start(std::string &error) {
+    const dataplane::EalOptions options = eal_options(config_, error);
+    if (!error.empty())
+        return false;
+    if (!dataplane::start_eal(options, error))
+        return false;
+    eal_started_ = true;
+    std::printf("sluiced: EAL up (%s), %zu worker(s)\n",
+                options.use_hugepages ? "hugepages" : "no hugepages",
+                config_.cores.workers.size());
+    if (!open_ports(error))
+        return false;
+    launch_workers();
+    return true;
+}
+
+bool Gateway::open_ports(std::string &error) {
+    const uint16_t queues = uint16_t(config_.cores.workers.size());
+    unsigned max_mtu = 0;
+    for (const PortConfig &port : config_.ports)
+        max_mtu = std::max(max_mtu, port.mtu);
+
+    for (const PortConfig &port_config : config_.ports) {
+        dataplane::Port port;
+        port.name = port_config.name;
+        const std::string where = "port " + port_config.name + " (" + port_config.device + "): ";
+        if (!dataplane::find_port(port_config.device_name(), port.port_id, error)) {
+            error = where + error;
+            return false;
+        }
+        port.socket = dataplane::port_socket(port.port_id);
+        rte_mempool *&pool = pools_[port.socket];
+        if (!pool && !(pool = dataplane::create_mempool(port.socket, mempool_size(config_),
+                                                        dataplane::mbuf_data_room(max_mtu),
+                                                        error)))
+            return false;
+
+        const dataplane::QueueSetup setup{queues, port_config.rx_descriptors,
+                                          port_config.tx_descriptors, port_config.mtu, true};
+        if (!dataplane::start_port(port.port_id, setup, pool, error)) {
+            error = where + error;
+            rte_eth_dev_close(port.port_id);
+            return false;
+        }
+        port.mac = dataplane::port_mac(port.port_id);
+        port.local.mac = port.mac;
+        for (const InterfaceAddress &address : port_config.addresses)
+            port.local.add(address.address);
+        port.exception_tap = port_config.exception_tap;
+        // From here on shut_down() closes it, whatever fails next.
+        ports_.push_back(port);
+        if (!port_config.exception_tap.empty() &&
+            !dataplane::open_exception_path(ports_.back(), setup, port_config.addresses, pool,
+                                            error)) {
+            error = where + error;
+            return false;
+        }
+        std::printf("sluiced: port %s up: %s mac %s%s%s\n", port.name.c_str(),
+                    port_config.device.c_str(), port.mac.to_string().c_str(),
+                    port.exception_tap.empty() ? "" : ", exception path ",
+                    port.exception_tap.c_str());
+    }
+    return true;
+}
+
+void Gateway::launch_workers() {
+    for (size_t i = 0; i < config_.cores.workers.size(); ++i) {
+        auto worker = std::make_unique<dataplane::WorkerContext>();
+        worker->id = unsigned(i);
+        worker->settings = {config_.worker.burst_size, config_.worker.tx_drain_us,
+                            config_.worker.idle_sleep_max_us};
+        worker->stop = &stop_;
+        for (const dataplane::Port &port : ports_) {
+            dataplane::WorkerPort view;
+            view.port_id = port.port_id;
+            view.queue_id = uint16_t(i);
+            view.has_exception_path = port.has_exception_path;
+            view.exception_port_id = port.exception_port_id;
+            view.local = &port.local;
+            worker->ports.push_back(view);
+        }
+        workers_.push_back(std::move(worker));
+    }
+    for (size_t i = 0; i < workers_.size(); ++i)
+        rte_eal_remote_launch(dataplane::run_worker, workers_[i].get(),
+                              config_.cores.workers[i]);
+    workers_launched_ = true;
+    std::printf("sluiced: running\n");
+}
+
+void Gateway::print_counters() {
+    write_counters(std::cout, CountersView{workers_, ports_});
+    std::cout.flush();
+}
+
+void Gateway::wait_for_stop() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGUSR1);
+    for (;;) {
+        int signal = 0;
+        if (sigwait(&signals, &signal) != 0)
+            continue;
+        if (signal == SIGUSR1) {
+            std::printf("sluiced: counters\n");
+            std::fflush(stdout);
+            print_counters();
+            continue;
+        }
+        std::printf("sluiced: %s, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
+        return;
+    }
+}
+
+void Gateway::shut_down() {
+    if (!eal_started_)
+        return;
+    if (workers_launched_) {
+        stop_.store(true, std::memory_order_relaxed);
+        rte_eal_mp_wait_lcore();
+        workers_launched_ = false;
+        std::printf("sluiced: workers stopped; final counters\n");
+        std::fflush(stdout);
+        print_counters();
+    }
+    for (dataplane::Port &port : ports_)
+        dataplane::close_port(port);
+    ports_.clear();
+    for (auto &[socket, pool] : pools_)
+        rte_mempool_free(pool);
+    pools_.clear();
+    rte_eal_cleanup();
+    eal_started_ = false;
+    std::printf("sluiced: stopped\n");
+    std::fflush(stdout);
+}
+
+int run(int argc, char **argv) {
+    std::string config_path;
+    bool check_only = false;
+    static const option long_options[] = {
+        {"config", required_argument, nullptr, 'c'},
+        {"check", no_argument, nullptr, 'k'},
+        {"help", no_argument, nullptr, 'h'},
+        {nullptr, 0, nullptr, 0},
+    };
+    for (int opt; (opt = getopt_long(argc, argv, "c:h", long_options, nullptr)) != -1;) {
+        switch (opt) {
+        case 'c': config_path = optarg; break;
+        case 'k': check_only = true; break;
+        case 'h': usage(stdout); return 0;
+        default: usage(stderr); return exit_bad_config;
+        }
+    }
+    if (config_path.empty() || optind != argc) {
+        usage(stderr);
+        return exit_bad_config;
+    }
+
+    Config config;
+    try {
+        config = load_config_file(config_path);
+    } catch (const ConfigError &e) {
+        std::fprintf(stderr, "%s\n", e.what());
+        return exit_bad_config;
+    }
+    if (check_only) {
+        std::printf("%s: configuration is valid\n", config_path.c_str());
+        return 0;
+    }
+
+    // Signals are taken by the main lcore with sigwait; every thread the EAL
+    // starts inherits this mask and never sees them.
+    sigset_t signals;
+    sigemptyset(&signals);
+    sigaddset(&signals, SIGTERM);
+    sigaddset(&signals, SIGINT);
+    sigaddset(&signals, SIGUSR1);
+    pthread_sigmask(SIG_BLOCK, &signals, nullptr);
+
+    Gateway gateway(config);
+    std::string error;
+    if (!gateway.start(error)) {
+        std::fprintf(stderr, "sluiced: %s\n", error.c_str());
+        return exit_runtime_failure;
+    }
+    gateway.wait_for_stop();
+    gateway.shut_down();
+    return 0;
+}
+
+} // namespace
+
+} // namespace sluice::ctrl
+
+int main(int argc, char **argv) {
+    setvbuf(stdout, nullptr, _IOLBF, 0);
+    return sluice::ctrl::run(argc, argv);
+}

@@ -1,0 +1,188 @@
+#include "dataplane/worker.h"
+
+#include <rte_cycles.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_prefetch.h>
+
+#include "dataplane/packet_parse.h"
+
+namespace sluice::dataplane {
+
+namespace {
+
+constexpr unsigned prefetch_ahead = 3;
+// Empty polls in a row before an idle worker starts to sleep.
+constexpr unsigned idle_polls_before_sleep = 64;
+
+void flush(TxBuffer &buffer, WorkerCounters &counters) {
+    if (buffer.count == 0)
+        return;
+    const uint16_t sent = rte_eth_tx_burst(buffer.port_id, buffer.queue_id, buffer.packets,
+                                           buffer.count);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < sent; ++i)
+        bytes += rte_pktmbuf_pkt_len(buffer.packets[i]);
+    counters.tx_packets.add(sent);
+    counters.tx_bytes.add(bytes);
+    if (sent < buffer.count) {
+        counters.drop(buffer.overflow).add(buffer.count - sent);
+        rte_pktmbuf_free_bulk(buffer.packets + sent, buffer.count - sent);
+    }
+    buffer.count = 0;
+}
+
+inline void send(TxBuffer &buffer, rte_mbuf *packet, WorkerCounters &counters) {
+    buffer.packets[buffer.count++] = packet;
+    if (buffer.count == max_burst)
+        flush(buffer, counters);
+}
+
+inline void drop(rte_mbuf *packet, DropReason reason, WorkerCounters &counters) {
+    counters.drop(reason).increment();
+    rte_pktmbuf_free(packet);
+}
+
+void count_reply(LocalReply reply, WorkerCounters &counters) {
+    switch (reply) {
+    case LocalReply::arp_reply: counters.arp_replies.increment(); break;
+    case LocalReply::icmp_echo_reply: counters.icmp_echo_replies.increment(); break;
+    case LocalReply::icmpv6_echo_reply: counters.icmpv6_echo_replies.increment(); break;
+    case LocalReply::neighbor_advertisement: counters.neighbor_advertisements.increment(); break;
+    case LocalReply::not_local:
+    case LocalReply::drop: break;
+    }
+}
+
+// A frame from the wire: answer it, or hand it to the kernel.
+void handle_from_wire(WorkerPort &port, rte_mbuf *packet, WorkerCounters &counters) {
+    uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
+    // Scatter is off, so every header sits in the first segment.
+    uint32_t length = rte_pktmbuf_data_len(packet);
+    const bool ipv4_checksum_verified =
+        (packet->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+
+    ParsedPacket parsed;
+    DropReason reason = parse_packet(frame, length, parsed, ipv4_checksum_verified);
+    if (reason != DropReason::none) {
+        drop(packet, reason, counters);
+        return;
+    }
+
+    const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
+    const LocalReply reply = answer_local(frame, length, capacity, parsed, *port.local, reason);
+    if (reply == LocalReply::drop) {
+        drop(packet, reason, counters);
+        return;
+    }
+    if (reply != LocalReply::not_local) {
+        count_reply(reply, counters);
+        rte_pktmbuf_data_len(packet) = uint16_t(length);
+        rte_pktmbuf_pkt_len(packet) = length;
+        send(port.to_wire, packet, counters);
+        return;
+    }
+
+    if (!port.has_exception_path) {
+        drop(packet, DropReason::no_exception_path, counters);
+        return;
+    }
+    counters.to_kernel.increment();
+    send(port.to_kernel, packet, counters);
+}
+
+unsigned poll_port(WorkerContext &worker, WorkerPort &port) {
+    rte_mbuf *packets[max_burst];
+    const uint16_t burst = uint16_t(worker.settings.burst_size);
+    WorkerCounters &counters = worker.counters;
+
+    const uint16_t received = rte_eth_rx_burst(port.port_id, port.queue_id, packets, burst);
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < received && i < prefetch_ahead; ++i)
+        rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
+    for (uint16_t i = 0; i < received; ++i) {
+        if (i + prefetch_ahead < received)
+            rte_prefetch0(rte_pktmbuf_mtod(packets[i + prefetch_ahead], void *));
+        bytes += rte_pktmbuf_pkt_len(packets[i]);
+        handle_from_wire(port, packets[i], counters);
+    }
+    counters.rx_packets.add(received);
+    counters.rx_bytes.add(bytes);
+
+    if (!port.has_exception_path)
+        return received;
+    // What the kernel sends on the TAP leaves through the port unchanged.
+    const uint16_t from_kernel =
+        rte_eth_rx_burst(port.exception_port_id, port.queue_id, packets, burst);
+    for (uint16_t i = 0; i < from_kernel; ++i)
+        send(port.to_wire, packets[i], counters);
+    counters.from_kernel.add(from_kernel);
+    return received + from_kernel;
+}
+
+} // namespace
+
+void prepare_worker(WorkerContext &worker) {
+    for (WorkerPort &port : worker.ports) {
+        port.to_wire.port_id = port.port_id;
+        port.to_wire.queue_id = port.queue_id;
+        port.to_wire.overflow = DropReason::tx_full;
+        port.to_kernel.port_id = port.exception_port_id;
+        port.to_kernel.queue_id = port.queue_id;
+        port.to_kernel.overflow = DropReason::exception_path_full;
+    }
+    if (worker.settings.burst_size == 0 || worker.settings.burst_size > max_burst)
+        worker.settings.burst_size = max_burst;
+    worker.tx_drain_tsc = (rte_get_tsc_hz() + 999'999) / 1'000'000 * worker.settings.tx_drain_us;
+    worker.last_drain_tsc = rte_rdtsc();
+}
+
+void flush_worker(WorkerContext &worker) {
+    for (WorkerPort &port : worker.ports) {
+        flush(port.to_wire, worker.counters);
+        flush(port.to_kernel, worker.counters);
+    }
+}
+
+unsigned poll_worker(WorkerContext &worker) {
+    unsigned received = 0;
+    for (WorkerPort &port : worker.ports)
+        received += poll_port(worker, port);
+    const uint64_t now = rte_rdtsc();
+    if (now - worker.last_drain_tsc >= worker.tx_drain_tsc) {
+        flush_worker(worker);
+        worker.last_drain_tsc = now;
+    }
+    return received;
+}
+
+int run_worker(void *arg) {
+    WorkerContext &worker = *static_cast<WorkerContext *>(arg);
+    prepare_worker(worker);
+    unsigned empty_polls = 0;
+    unsigned sleep_us = 0;
+    uint64_t last = rte_rdtsc();
+    while (!worker.stop->load(std::memory_order_relaxed)) {
+        const unsigned received = poll_worker(worker);
+        const uint64_t now = rte_rdtsc();
+        (received ? worker.counters.busy_cycles : worker.counters.idle_cycles).add(now - last);
+        last = now;
+        if (received || worker.settings.idle_sleep_max_us == 0) {
+            empty_polls = 0;
+            sleep_us = 0;
+            continue;
+        }
+        if (++empty_polls < idle_polls_before_sleep)
+            continue;
+        // Idle: nothing may wait in a buffer while we sleep. The sleep doubles
+        // up to the configured ceiling and resets at the first packet.
+        flush_worker(worker);
+        sleep_us = sleep_us ? std::min(sleep_us * 2, worker.settings.idle_sleep_max_us) : 1;
+        worker.counters.idle_sleeps.increment();
+        rte_delay_us_sleep(sleep_us);
+    }
+    flush_worker(worker);
+    return 0;
+}
+
+} // namespace sluice::dataplane

@@ -1,0 +1,83 @@
+// The worker: one per worker lcore. It polls one RX queue on every port (and
+// on the port's exception-path TAP), runs each packet to completion and sends
+// through buffered TX queues of its own. Nothing here locks or allocates.
+#pragma once
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <vector>
+
+#include "dataplane/counter.h"
+#include "dataplane/drop_reason.h"
+#include "dataplane/local_reply.h"
+
+struct rte_mbuf;
+
+namespace sluice::dataplane {
+
+constexpr unsigned max_burst = 64;
+
+struct WorkerCounters {
+    Counter rx_packets, rx_bytes;
+    Counter tx_packets, tx_bytes;
+    Counter arp_replies, icmp_echo_replies, icmpv6_echo_replies, neighbor_advertisements;
+    Counter to_kernel, from_kernel;
+    Counter busy_cycles, idle_cycles, idle_sleeps;
+    std::array<Counter, drop_reason_count> drops;
+
+    Counter &drop(DropReason reason) { return drops[size_t(reason)]; }
+};
+
+// Packets waiting to go out of one TX queue: flushed when full, or when the
+// worker's TSC deadline passes.
+struct TxBuffer {
+    uint16_t port_id = 0;
+    uint16_t queue_id = 0;
+    uint16_t count = 0;
+    DropReason overflow = DropReason::tx_full;  // counted for what the queue refuses
+    rte_mbuf *packets[max_burst];
+};
+
+// One port as one worker sees it.
+struct WorkerPort {
+    uint16_t port_id = 0;
+    uint16_t queue_id = 0;
+    bool has_exception_path = false;
+    uint16_t exception_port_id = 0;   // the TAP; same queue id
+    const LocalAddresses *local = nullptr;
+    TxBuffer to_wire, to_kernel;
+};
+
+struct WorkerSettings {
+    unsigned burst_size = 32;
+    unsigned tx_drain_us = 100;
+    unsigned idle_sleep_max_us = 500;
+};
+
+struct alignas(64) WorkerContext {
+    unsigned id = 0;
+    WorkerSettings settings;
+    std::vector<WorkerPort> ports;
+    const std::atomic<bool> *stop = nullptr;
+
+    uint64_t tx_drain_tsc = 0;    // settings.tx_drain_us in TSC ticks
+    uint64_t last_drain_tsc = 0;
+    WorkerCounters counters;
+};
+
+// Fills in the TX buffers' identities and TSC figures; call before polling.
+void prepare_worker(WorkerContext &worker);
+
+// One pass over every port: receive a burst, handle it, flush TX when the
+// deadline passed. Returns the number of packets received.
+unsigned poll_worker(WorkerContext &worker);
+
+// Sends everything still buffered.
+void flush_worker(WorkerContext &worker);
+
+// lcore entry point: polls until *stop, backing off when idle. `arg` is a
+// WorkerContext.
+int run_worker(void *arg);
+
+} // namespace sluice::dataplane
