@@ -8,12 +8,12 @@
 // Exceptions are fine here: this runs in the control plane before the EAL
 // starts. Nothing thrown by yaml-cpp leaves this file.
 #include "ctrl/config.h"
+#include "ctrl/config_loader.h"
 
 #include <fcntl.h>
 #include <sched.h>
 #include <unistd.h>
 
-#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
@@ -23,7 +23,6 @@
 #include <initializer_list>
 #include <map>
 #include <optional>
-#include <sstream>
 
 namespace sluice::ctrl {
 
@@ -78,55 +77,7 @@ std::string device_identity(std::string_view name) {
     return id.size() == 7 ? "0000:" + id : id;
 }
 
-// Text for a message: quoted, escaped, and cut short, since it may be anything.
-std::string printable(std::string_view text, size_t limit = 60) {
-    static const char hex[] = "0123456789abcdef";
-    std::string out;
-    for (size_t i = 0; i < text.size() && i < limit; ++i) {
-        const auto c = static_cast<unsigned char>(text[i]);
-        if (c == '"' || c == '\\')
-            out += {'\\', char(c)};
-        else if (c < 0x20 || c == 0x7f)
-            out += {'\\', 'x', hex[c >> 4], hex[c & 15]};
-        else
-            out += char(c);
-    }
-    if (text.size() > limit)
-        out += "...";
-    return out;
-}
-std::string quoted(std::string_view text) { return '"' + printable(text) + '"'; }
-
-std::string describe(const YAML::Node &n) {
-    switch (n.Type()) {
-    case YAML::NodeType::Scalar: return quoted(n.Scalar());
-    case YAML::NodeType::Sequence: return "a sequence";
-    case YAML::NodeType::Map: return "a map";
-    default: return "nothing";
-    }
-}
-
-// Digits only: no sign, no fraction, no base prefix, no leading zero (YAML 1.1
-// would read 010 as octal). Saturates, so that the range check rejects
-// overflow with the number as written.
-std::optional<uint64_t> parse_unsigned(std::string_view text) {
-    if (text.empty() || (text.size() > 1 && text[0] == '0'))
-        return std::nullopt;
-    uint64_t value = 0;
-    for (char c : text) {
-        if (c < '0' || c > '9')
-            return std::nullopt;
-        value = value > (UINT64_MAX - 9) / 10 ? UINT64_MAX : value * 10 + uint64_t(c - '0');
-    }
-    return value;
-}
-
-std::string plural(size_t n, const char *word) {
-    return std::to_string(n) + " " + word + (n == 1 ? "" : "s");
-}
-
 // Rules for strings.
-using Rule = bool (*)(std::string_view);
 
 bool is_eal_argument(std::string_view s) { return !s.empty() && s.find('\0') == s.npos; }
 
@@ -176,217 +127,9 @@ std::string device_problem(std::string_view s) {
     }
 }
 
-// A value of the file, with the name and position an error about it uses.
-struct Field {
-    YAML::Node node;
-    std::string path;  // "ports[1].exception_path.tap"; "" for the document
-    YAML::Mark mark;
-};
+} // namespace
 
-// A map whose keys are all known and appear once.
-struct Section {
-    Field self;
-    std::vector<std::pair<std::string, Field>> fields;
-
-    const Field *find(std::string_view key) const {
-        for (const auto &[name, field] : fields)
-            if (name == key)
-                return &field;
-        return nullptr;
-    }
-};
-
-std::string join(const std::string &parent, std::string_view key) {
-    return parent.empty() ? std::string(key) : parent + "." + std::string(key);
-}
-
-class Loader {
-public:
-    Loader(const std::string &source, unsigned cpu_count) : source_(source), cpus_(cpu_count) {}
-
-    Config load(std::string_view yaml) const;
-
-private:
-    // The first and only document of the file.
-    YAML::Node parse(std::string_view yaml) const;
-    Config read(const YAML::Node &document) const;
-
-    // ---- field readers ----
-
-    [[noreturn]] void fail(const YAML::Mark &mark, const std::string &key,
-                           const std::string &message) const {
-        // yaml-cpp counts from 0, and -1 for "no position": the latter stays 0.
-        throw ConfigError(source_, std::max(mark.line + 1, 0), std::max(mark.column + 1, 0),
-                          key.empty() ? "(top level)" : key, message);
-    }
-    [[noreturn]] void fail(const Field &f, const std::string &message) const {
-        fail(f.mark, f.path, message);
-    }
-
-    Section map(const Field &f, std::initializer_list<std::string_view> keys) const {
-        if (!f.node.IsMap())
-            fail(f, "expected a map, got " + describe(f.node));
-        std::string expected;
-        for (std::string_view k : keys)
-            expected += (expected.empty() ? "" : ", ") + std::string(k);
-        Section s{f, {}};
-        for (auto it = f.node.begin(); it != f.node.end(); ++it) {
-            const YAML::Node key = it->first, value = it->second;
-            if (!key.IsScalar())
-                fail(key.Mark(), f.path, "expected a key name, got " + describe(key));
-            const std::string &name = key.Scalar();
-            const std::string path = join(f.path, printable(name));
-            bool known = false;
-            for (std::string_view k : keys)
-                known = known || k == name;
-            if (!known)
-                fail(key.Mark(), path,
-                     keys.size() == 1 ? "unknown key, expected " + expected
-                                      : "unknown key, expected one of: " + expected);
-            if (const Field *first = s.find(name))
-                fail(key.Mark(), path,
-                     "duplicate key, first at line " + std::to_string(first->mark.line + 1));
-            // yaml-cpp places an empty value where the next token starts,
-            // often on the next line: point at its key instead.
-            s.fields.push_back({name, {value, path, value.IsNull() ? key.Mark() : value.Mark()}});
-        }
-        return s;
-    }
-
-    const Field &require(const Section &s, std::string_view key) const {
-        if (const Field *f = s.find(key))
-            return *f;
-        fail(s.self.mark, join(s.self.path, key), "required key is missing");
-    }
-
-    std::vector<Field> sequence(const Field &f) const {
-        if (!f.node.IsSequence())
-            fail(f, "expected a sequence, got " + describe(f.node));
-        std::vector<Field> items;
-        for (auto it = f.node.begin(); it != f.node.end(); ++it) {
-            const std::string path = f.path + "[" + std::to_string(items.size()) + "]";
-            items.push_back({*it, path, it->Mark()});
-        }
-        return items;
-    }
-
-    const std::string &scalar(const Field &f, const std::string &what) const {
-        if (!f.node.IsScalar())
-            fail(f, "expected " + what + ", got " + describe(f.node));
-        return f.node.Scalar();
-    }
-
-    unsigned integer(const Field &f, unsigned lo, unsigned hi,
-                     const std::string &what = "an integer") const {
-        const std::string expected = what + " in " + std::to_string(lo) + ".." + std::to_string(hi);
-        const std::string &text = scalar(f, expected);
-        const auto value = parse_unsigned(text);
-        if (!value)
-            fail(f, "expected " + expected + ", got " + quoted(text));
-        if (*value < lo || *value > hi)
-            fail(f, "expected " + expected + ", got " + printable(text));
-        return unsigned(*value);
-    }
-
-    size_t choice(const Field &f, std::initializer_list<std::string_view> options) const {
-        std::string expected;
-        for (std::string_view o : options)
-            expected += (expected.empty() ? "one of " : ", ") + std::string(o);
-        const std::string &text = scalar(f, expected);
-        size_t i = 0;
-        for (std::string_view o : options) {
-            if (o == text)
-                return i;
-            ++i;
-        }
-        fail(f, "expected " + expected + ", got " + quoted(text));
-    }
-
-    std::string text(const Field &f, const std::string &what, Rule rule) const {
-        const std::string &value = scalar(f, what);
-        if (!rule(value))
-            fail(f, "expected " + what + ", got " + quoted(value));
-        return value;
-    }
-
-    // Remembers a value that must be unique across ports.
-    void claim(std::map<std::string, int> &seen, const std::string &id, const Field &f,
-               const std::string &what) const {
-        const auto [it, inserted] = seen.emplace(id, f.mark.line + 1);
-        if (!inserted)
-            fail(f, "duplicate " + what + " '" + printable(id) + "', first defined at line " +
-                        std::to_string(it->second));
-    }
-
-    // ---- sections ----
-
-    void read_eal(const Field &f, EalConfig &eal) const;
-    void read_cores(const Section &top, CoreConfig &cores) const;
-    void read_worker(const Field &f, WorkerTuning &worker) const;
-    void read_ports(const Field &f, std::vector<PortConfig> &ports) const;
-    void read_addresses(const Field &f, std::map<std::string, int> &seen,
-                        std::vector<InterfaceAddress> &addresses) const;
-
-    const std::string &source_;
-    unsigned cpus_;
-};
-
-// Where each document of a stream starts, and whether it holds anything.
-class DocumentProbe : public YAML::EventHandler {
-public:
-    YAML::Mark start;
-    bool content = false;
-
-    void OnDocumentStart(const YAML::Mark &mark) override {
-        start = mark;
-        content = false;
-    }
-    void OnDocumentEnd() override {}
-    void OnNull(const YAML::Mark &, YAML::anchor_t) override {}
-    void OnAlias(const YAML::Mark &, YAML::anchor_t) override { content = true; }
-    void OnScalar(const YAML::Mark &, const std::string &, YAML::anchor_t,
-                  const std::string &) override {
-        content = true;
-    }
-    void OnSequenceStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
-                         YAML::EmitterStyle::value) override {
-        content = true;
-    }
-    void OnSequenceEnd() override {}
-    void OnMapStart(const YAML::Mark &, const std::string &, YAML::anchor_t,
-                    YAML::EmitterStyle::value) override {
-        content = true;
-    }
-    void OnMapEnd() override {}
-};
-
-YAML::Node Loader::parse(std::string_view yaml) const {
-    const std::string text(yaml);
-    // When a document starts with a token that cannot start a node (",x", or
-    // ", b" after "[a]"), yaml-cpp 0.7 reports an empty document and consumes
-    // nothing: LoadAll() then never returns, and Load() quietly ignores the
-    // rest of the file. So walk the documents with the low-level parser first,
-    // and stop where it stops moving.
-    std::istringstream in(text);
-    YAML::Parser parser(in);
-    DocumentProbe probe;
-    int previous = -1;
-    for (int n = 0; parser.HandleNextDocument(probe); ++n) {
-        const int pos = probe.start.pos;
-        if (n > 0 && probe.content)
-            fail(probe.start, "(yaml)", "expected one YAML document, found a second one");
-        if (pos <= previous)
-            fail(probe.start, "(yaml)",
-                 "unexpected " +
-                     (size_t(pos) < text.size() ? quoted(text.substr(size_t(pos), 1))
-                                                : std::string("text")) +
-                     ", expected a value, a map or a sequence");
-        previous = pos;
-    }
-    return YAML::Load(text);
-}
-
-Config Loader::load(std::string_view yaml) const {
+Config ConfigLoader::load(std::string_view yaml) const {
     try {
         return read(parse(yaml));
     } catch (const YAML::Exception &e) {  // syntax errors, and anything else from yaml-cpp
@@ -394,7 +137,7 @@ Config Loader::load(std::string_view yaml) const {
     }
 }
 
-Config Loader::read(const YAML::Node &document) const {
+Config ConfigLoader::read(const YAML::Node &document) const {
     if (document.IsNull())
         throw ConfigError(source_, 1, 1, "(top level)", "the file is empty; ports: is required");
 
@@ -410,7 +153,7 @@ Config Loader::read(const YAML::Node &document) const {
     return config;
 }
 
-void Loader::read_eal(const Field &f, EalConfig &eal) const {
+void ConfigLoader::read_eal(const Field &f, EalConfig &eal) const {
     const Section s = map(f, {"hugepages", "memory_mb", "file_prefix", "log_level", "extra_args"});
     if (const Field *v = s.find("hugepages"))  // in HugepageMode's order
         eal.hugepages = HugepageMode(choice(*v, {"auto", "always", "never"}));
@@ -429,7 +172,7 @@ void Loader::read_eal(const Field &f, EalConfig &eal) const {
 
 // The lcore checks run in the order that gives the most useful message: a list
 // that cannot fit on this machine says so before any one lcore is blamed.
-void Loader::read_cores(const Section &top, CoreConfig &cores) const {
+void ConfigLoader::read_cores(const Section &top, CoreConfig &cores) const {
     std::optional<Section> s;
     if (const Field *f = top.find("cores"))
         s = map(*f, {"control", "workers"});
@@ -496,7 +239,7 @@ void Loader::read_cores(const Section &top, CoreConfig &cores) const {
     cores.workers.assign(ids.begin(), ids.end());
 }
 
-void Loader::read_worker(const Field &f, WorkerTuning &worker) const {
+void ConfigLoader::read_worker(const Field &f, WorkerTuning &worker) const {
     const Section s = map(f, {"burst_size", "tx_drain_us", "idle_sleep_max_us"});
     if (const Field *v = s.find("burst_size"))
         worker.burst_size = integer(*v, 1, 64);
@@ -506,7 +249,7 @@ void Loader::read_worker(const Field &f, WorkerTuning &worker) const {
         worker.idle_sleep_max_us = integer(*v, 0, 100000);
 }
 
-void Loader::read_ports(const Field &f, std::vector<PortConfig> &ports) const {
+void ConfigLoader::read_ports(const Field &f, std::vector<PortConfig> &ports) const {
     const std::vector<Field> items = sequence(f);
     if (items.empty())
         fail(f, "expected at least one port, got an empty sequence");
@@ -559,7 +302,7 @@ void Loader::read_ports(const Field &f, std::vector<PortConfig> &ports) const {
     }
 }
 
-void Loader::read_addresses(const Field &f, std::map<std::string, int> &seen,
+void ConfigLoader::read_addresses(const Field &f, std::map<std::string, int> &seen,
                             std::vector<InterfaceAddress> &addresses) const {
     const std::string what = "an address with prefix length like 198.18.0.1/24 or 2001:db8::1/64";
     for (const Field &item : sequence(f)) {
@@ -583,8 +326,6 @@ void Loader::read_addresses(const Field &f, std::map<std::string, int> &seen,
     }
 }
 
-} // namespace
-
 std::string PortConfig::device_name() const { return device.substr(0, device.find(',')); }
 
 bool PortConfig::is_pci() const { return is_pci_address(device_name()); }
@@ -600,7 +341,7 @@ unsigned online_cpu_count() {
 
 Config load_config_text(std::string_view yaml, const std::string &source_name,
                         unsigned cpu_count) {
-    return Loader(source_name, cpu_count).load(yaml);
+    return ConfigLoader(source_name, cpu_count).load(yaml);
 }
 
 Config load_config_text(std::string_view yaml, const std::string &source_name) {

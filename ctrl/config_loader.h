@@ -1,0 +1,31 @@
+// The config loader's sections, one member function each, on top of the
+// strict YAML readers. Private to ctrl/: config.cc holds the EAL, cores,
+// worker and ports sections; config_services.cc the load-balancing ones.
+#pragma once
+
+#include "ctrl/config.h"
+#include "ctrl/yaml_reader.h"
+
+namespace sluice::ctrl {
+
+class ConfigLoader : public YamlReader {
+public:
+    ConfigLoader(const std::string &source, unsigned cpu_count)
+        : YamlReader(source), cpus_(cpu_count) {}
+
+    Config load(std::string_view yaml) const;
+
+private:
+    Config read(const YAML::Node &document) const;
+
+    void read_eal(const Field &f, EalConfig &eal) const;
+    void read_cores(const Section &top, CoreConfig &cores) const;
+    void read_worker(const Field &f, WorkerTuning &worker) const;
+    void read_ports(const Field &f, std::vector<PortConfig> &ports) const;
+    void read_addresses(const Field &f, std::map<std::string, int> &seen,
+                        std::vector<InterfaceAddress> &addresses) const;
+
+    unsigned cpus_;
+};
+
+} // namespace sluice::ctrl
