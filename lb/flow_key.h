@@ -1,0 +1,67 @@
+// The 5-tuple of a flow as it appears in a packet, and the keyed hash over
+// it. Plain data, no EAL: used by the flow table, Maglev and tests alike.
+#pragma once
+
+#include <array>
+#include <cstdint>
+#include <cstring>
+
+namespace sluice::lb {
+
+// Addresses and ports in network byte order, exactly as in the headers. An
+// IPv4 address fills the first 4 bytes and leaves the other 12 zero, so that
+// keys compare and hash as plain bytes.
+struct FlowKey {
+    std::array<uint8_t, 16> source{};
+    std::array<uint8_t, 16> destination{};
+    uint16_t source_port = 0;       // network byte order; 0 for protocols without ports
+    uint16_t destination_port = 0;  // network byte order
+    uint8_t protocol = 0;           // IPPROTO_TCP, IPPROTO_UDP, ...
+    uint8_t family = 4;             // 4 or 6
+    uint16_t reserved = 0;          // always zero: part of the hashed bytes
+
+    bool operator==(const FlowKey &) const = default;
+
+    // The same flow seen in the other direction.
+    FlowKey reversed() const {
+        FlowKey r = *this;
+        r.source = destination;
+        r.destination = source;
+        r.source_port = destination_port;
+        r.destination_port = source_port;
+        return r;
+    }
+};
+static_assert(sizeof(FlowKey) == 40, "FlowKey is hashed as five 8-byte words");
+
+// A secret (or, for Maglev, shared) key for flow_hash: five 64-bit words,
+// one per 8 bytes of FlowKey, and a final mixing word.
+struct HashKey {
+    std::array<uint64_t, 6> words{};
+
+    // Expands a 64-bit seed into a key (splitmix64). The same seed gives the
+    // same key on every machine: that is what Maglev needs across instances.
+    static HashKey from_seed(uint64_t seed);
+    // A key from the kernel's random source: what flow tables need, so that
+    // nobody outside can predict which tuples collide.
+    static HashKey random();
+};
+
+// Keyed multiply-mix hash of the 40 key bytes (in the style of wyhash/UMASH:
+// each word is xored with its key word and folded through a 64x64->128
+// multiply). Not a MAC, but without the key an attacker cannot choose tuples
+// that collide, which is what hash flooding needs.
+inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
+    uint64_t words[5];
+    std::memcpy(words, &key, sizeof words);
+    auto mix = [](uint64_t a, uint64_t b) {
+        const unsigned __int128 product = (unsigned __int128)a * b;
+        return uint64_t(product) ^ uint64_t(product >> 64);
+    };
+    uint64_t h = mix(words[0] ^ secret.words[0], words[1] ^ secret.words[1]);
+    h = mix(h ^ words[2] ^ secret.words[2], words[3] ^ secret.words[3]);
+    h = mix(h ^ words[4] ^ secret.words[4], secret.words[5]);
+    return h;
+}
+
+} // namespace sluice::lb
