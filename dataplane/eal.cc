@@ -30,21 +30,15 @@ bool hugepages_available() {
 
 std::vector<std::string> eal_arguments(const EalOptions &options) {
     std::string lcores = std::to_string(options.main_lcore);
-    // Appended piece by piece: `"," + std::string` trips a false -Wrestrict
-    // in g++ 12 (GCC PR 105329).
-    for (unsigned lcore : options.worker_lcores) {
-        lcores += ',';
-        lcores += std::to_string(lcore);
-    }
-    std::string log_level = "*:";
-    log_level += options.log_level;
+    for (unsigned lcore : options.worker_lcores)
+        lcores += "," + std::to_string(lcore);
     std::vector<std::string> args = {
         "sluiced",
         "-l", lcores,
         "--main-lcore", std::to_string(options.main_lcore),
         "--file-prefix", options.file_prefix,
         "-m", std::to_string(options.memory_mb),
-        "--log-level", log_level,
+        "--log-level", "*:" + options.log_level,
     };
     if (!options.use_hugepages)
         args.push_back("--no-huge");
