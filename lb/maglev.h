@@ -30,6 +30,8 @@ public:
     // the backends' permutations; the slot values are indexes into `backends`.
     // With no backend of non-zero weight, every slot is no_backend.
     MaglevTable(std::span<const MaglevBackend> backends, uint32_t size, uint64_t seed);
+    // A table with no backend: every lookup answers no_backend.
+    MaglevTable() : slots_(1, no_backend) {}
 
     // The backend index for a flow hash (any 64-bit value), or no_backend.
     uint32_t lookup(uint64_t flow_hash) const { return slots_[flow_hash % slots_.size()]; }

@@ -1,0 +1,370 @@
+#include "lb/nat.h"
+
+#include <cstring>
+
+#include "dataplane/checksum.h"
+
+namespace sluice::lb {
+
+namespace {
+
+// Header fields this file rewrites (RFC 791 3.1, RFC 8200 3, RFC 9293 3.1,
+// RFC 768, RFC 792, RFC 4443 2.1).
+constexpr size_t ipv4_ttl = 8;
+constexpr size_t ipv4_header_checksum = 10;
+constexpr size_t ipv4_source = 12;
+constexpr size_t ipv4_destination = 16;
+constexpr size_t ipv4_min_header = 20;
+constexpr size_t ipv6_hop_limit = 7;
+constexpr size_t ipv6_source = 8;
+constexpr size_t ipv6_destination = 24;
+constexpr size_t ipv6_header_length = 40;
+constexpr size_t tcp_checksum = 16;
+constexpr size_t udp_checksum = 6;
+constexpr size_t icmp_checksum = 2;
+// An ICMP error is type, code, checksum and one 32-bit word, then the quote
+// (RFC 792; RFC 4443 3).
+constexpr size_t icmp_error_quote = 8;
+// RFC 792 quotes "the internet header plus the first 64 bits of the original
+// datagram's data": enough for the ports of TCP and UDP.
+constexpr size_t quoted_l4_minimum = 8;
+
+inline uint16_t load16(const uint8_t *p) {
+    uint16_t value;
+    std::memcpy(&value, p, 2);
+    return value;
+}
+
+inline uint16_t read_be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
+
+// How a rewrite changed the one's-complement sum of the bytes a checksum
+// covers: ~m + m' for every 16-bit word m that became m' (RFC 1624 3, eqn 3).
+// Words are taken in memory order, as checksum.h takes them; the sum does not
+// depend on byte order (RFC 1071 2(B)) as long as every changed range starts
+// at an even offset from the start of what the checksum covers. Every field
+// rewritten here does: addresses, ports and checksum fields sit at even
+// offsets in their headers, and an ICMP error's quote starts 8 bytes in.
+class SumChange {
+public:
+    void add(const uint8_t *before, const uint8_t *after, size_t length) {
+        for (size_t i = 0; i < length; i += 2) {
+            sum_ += uint16_t(~load16(before + i));
+            sum_ += load16(after + i);
+        }
+    }
+
+    SumChange &operator+=(const SumChange &other) {
+        sum_ += other.sum_;
+        return *this;
+    }
+    friend SumChange operator+(SumChange a, const SumChange &b) { return a += b; }
+
+    // HC' = ~(~HC + ~m + m') (RFC 1624 eqn 3). Folding a nonzero sum gives
+    // 1..0xffff, as does a full computation over data that is never all zeros
+    // (the IPv4 version nibble, the pseudo-header's protocol), so the result
+    // is bit for bit what a full recomputation would write; the tests compare
+    // against exactly that. Only a sum of exactly 0 (HC = 0xffff and every
+    // word going 0xffff -> 0) would fold to the other zero; it is taken as
+    // 0xffff for the same reason, though no frame the parser accepts gets here.
+    uint16_t applied_to(uint16_t checksum) const {
+        uint64_t sum = uint16_t(~checksum) + sum_;
+        while (sum >> 16)
+            sum = (sum & 0xffff) + (sum >> 16);
+        if (sum == 0)
+            sum = 0xffff;
+        return uint16_t(~sum);
+    }
+
+private:
+    uint64_t sum_ = 0;
+};
+
+// Overwrites `length` (even) bytes at `at` and returns the change to the sum.
+SumChange replace(uint8_t *at, const void *with, size_t length) {
+    SumChange change;
+    change.add(at, static_cast<const uint8_t *>(with), length);
+    std::memcpy(at, with, length);
+    return change;
+}
+
+// Applies `change` to the checksum field at `field`. Returns the change to
+// the field's own two bytes, for a checksum that covers this one (an ICMP
+// error's covers the quoted headers' checksums).
+SumChange update_checksum(uint8_t *field, const SumChange &change) {
+    const uint16_t value = change.applied_to(load16(field));
+    return replace(field, &value, 2);
+}
+
+// RFC 768: a zero UDP checksum means the sender computed none; it stays zero
+// over IPv4. Over IPv6 zero is invalid (RFC 8200 8.1): left as it is, for
+// the receiver to drop. A checksum that computes to zero is sent as all ones.
+SumChange update_udp_checksum(uint8_t *field, const SumChange &change) {
+    uint16_t value = load16(field);
+    if (value == 0)
+        return {};
+    value = change.applied_to(value);
+    if (value == 0)
+        value = 0xffff;
+    return replace(field, &value, 2);
+}
+
+bool has_ports(uint8_t protocol) {
+    return protocol == ip_proto::tcp || protocol == ip_proto::udp;
+}
+
+// What rewriting the addresses of one IP header changed.
+struct AddressChange {
+    // The addresses alone: what a TCP, UDP or ICMPv6 checksum sees through
+    // its pseudo-header.
+    SumChange pseudo_header;
+    // Every byte of the header that changed, the IPv4 header checksum
+    // included: what a checksum over the whole header sees (an ICMP error's,
+    // over its quote).
+    SumChange header;
+};
+
+// Gives the IP header at `ip` new addresses and, for IPv4, keeps its header
+// checksum right.
+AddressChange rewrite_addresses(uint8_t *ip, bool ipv6, const FlowKey &to) {
+    AddressChange change;
+    if (ipv6) {
+        change.pseudo_header = replace(ip + ipv6_source, to.source.data(), 16) +
+                               replace(ip + ipv6_destination, to.destination.data(), 16);
+        change.header = change.pseudo_header;
+    } else {
+        change.pseudo_header = replace(ip + ipv4_source, to.source.data(), 4) +
+                               replace(ip + ipv4_destination, to.destination.data(), 4);
+        change.header = change.pseudo_header +
+                        update_checksum(ip + ipv4_header_checksum, change.pseudo_header);
+    }
+    return change;
+}
+
+// Gives a TCP or UDP header its new ports; other protocols have none.
+// `l4` holds at least 4 bytes.
+SumChange rewrite_ports(uint8_t *l4, uint8_t protocol, const FlowKey &to) {
+    if (!has_ports(protocol))
+        return {};
+    return replace(l4, &to.source_port, 2) + replace(l4 + 2, &to.destination_port, 2);
+}
+
+// Updates the checksum of the L4 header at `l4`, of which `available` bytes
+// are present, after `pseudo_header` and `ports` changed. A checksum outside
+// the bytes present is left alone. ICMPv4's checksum covers neither
+// addresses nor ports (RFC 792); ICMPv6's covers the pseudo-header (RFC 4443
+// 2.3). Returns the change to the checksum field's own bytes.
+SumChange update_l4_checksum(uint8_t *l4, size_t available, uint8_t protocol, bool ipv6,
+                             const SumChange &pseudo_header, const SumChange &ports) {
+    switch (protocol) {
+    case ip_proto::tcp:
+        if (available >= tcp_checksum + 2)
+            return update_checksum(l4 + tcp_checksum, pseudo_header + ports);
+        return {};
+    case ip_proto::udp:
+        if (available >= udp_checksum + 2)
+            return update_udp_checksum(l4 + udp_checksum, pseudo_header + ports);
+        return {};
+    case ip_proto::icmpv6:
+        if (ipv6 && available >= icmp_checksum + 2)
+            return update_checksum(l4 + icmp_checksum, pseudo_header);
+        return {};
+    default:
+        return {};
+    }
+}
+
+bool is_ip(const ParsedPacket &packet) {
+    return packet.network == NetworkLayer::ipv4 || packet.network == NetworkLayer::ipv6;
+}
+
+uint8_t family_of(const ParsedPacket &packet) {
+    return packet.network == NetworkLayer::ipv6 ? 6 : 4;
+}
+
+// Where the packet an ICMP error quotes lies in the frame.
+struct Quote {
+    uint32_t ip_offset = 0;
+    uint32_t l4_offset = 0;
+    uint32_t l4_available = 0;  // bytes of its L4 header in the quote; >= 8
+    uint8_t protocol = 0;
+};
+
+bool is_icmp_error(uint8_t type, bool ipv6) {
+    if (ipv6)  // RFC 4443 3.1-3.4
+        return type == 1 || type == 2 || type == 3 || type == 4;
+    // RFC 792: destination unreachable, time exceeded, parameter problem.
+    return type == 3 || type == 11 || type == 12;
+}
+
+bool is_ipv6_extension(uint8_t next_header) {
+    return next_header == ip_proto::hop_by_hop || next_header == ip_proto::ipv6_routing ||
+           next_header == ip_proto::ipv6_fragment || next_header == ip_proto::ipv6_dest_options ||
+           next_header == ip_proto::ah;
+}
+
+// Finds the quoted packet of an ICMP error, reading nothing at or past
+// packet.l3_end. Refuses, besides what is not an error or quotes too little:
+// - a fragmented error: its checksum covers bytes in other fragments, and an
+//   error never needs fragmenting (RFC 1812 4.3.2.3 keeps it within 576
+//   bytes, RFC 4443 2.4(c) within the minimum IPv6 MTU);
+// - a quote of another family than the error's;
+// - a quoted IPv4 fragment other than the first, whose first 64 bits are
+//   data, not ports;
+// - a quoted IPv6 header followed by extension headers (or by none): finding
+//   the ports would mean walking them inside a quote, and a balanced flow's
+//   packets carry none.
+bool find_quote(const uint8_t *frame, const ParsedPacket &packet, Quote &quote) {
+    if (!is_ip(packet) || !packet.has_l4 || packet.fragment)
+        return false;
+    const bool ipv6 = packet.network == NetworkLayer::ipv6;
+    if (packet.l4_protocol != (ipv6 ? ip_proto::icmpv6 : ip_proto::icmp))
+        return false;
+    // The parser checked that the ICMP header's first 4 (ICMPv6) or 8 bytes
+    // are within l3_end.
+    if (!is_icmp_error(frame[packet.l4_offset], ipv6))
+        return false;
+    const uint32_t ip_offset = uint32_t(packet.l4_offset) + icmp_error_quote;
+    const uint32_t end = packet.l3_end;
+    if (ip_offset > end)
+        return false;
+    const uint32_t available = end - ip_offset;
+    const uint8_t *ip = frame + ip_offset;
+    uint32_t header_length;
+    uint8_t protocol;
+    if (ipv6) {
+        if (available < ipv6_header_length || (ip[0] >> 4) != 6)
+            return false;
+        header_length = ipv6_header_length;
+        protocol = ip[6];
+        if (is_ipv6_extension(protocol) || protocol == ip_proto::ipv6_no_next)
+            return false;
+    } else {
+        if (available < ipv4_min_header || (ip[0] >> 4) != 4)
+            return false;
+        header_length = uint32_t(ip[0] & 0x0f) * 4;
+        if (header_length < ipv4_min_header)
+            return false;
+        if (read_be16(ip + 6) & 0x1fff)  // fragment offset
+            return false;
+        protocol = ip[9];
+    }
+    if (available < header_length + quoted_l4_minimum)
+        return false;
+    quote.ip_offset = ip_offset;
+    quote.l4_offset = ip_offset + header_length;
+    quote.l4_available = available - header_length;
+    quote.protocol = protocol;
+    return true;
+}
+
+// Reads the tuple of the IP header at `ip` and, when it has ports, of the L4
+// header at `l4`.
+FlowKey read_tuple(const uint8_t *ip, bool ipv6, uint8_t protocol, const uint8_t *l4) {
+    FlowKey key;
+    key.family = ipv6 ? 6 : 4;
+    key.protocol = protocol;
+    if (ipv6) {
+        std::memcpy(key.source.data(), ip + ipv6_source, 16);
+        std::memcpy(key.destination.data(), ip + ipv6_destination, 16);
+    } else {
+        std::memcpy(key.source.data(), ip + ipv4_source, 4);
+        std::memcpy(key.destination.data(), ip + ipv4_destination, 4);
+    }
+    if (l4 && has_ports(protocol)) {
+        std::memcpy(&key.source_port, l4, 2);
+        std::memcpy(&key.destination_port, l4 + 2, 2);
+    }
+    return key;
+}
+
+} // namespace
+
+FlowKey flow_key_of(const uint8_t *frame, const ParsedPacket &packet) {
+    if (!is_ip(packet))
+        return FlowKey{};
+    // The parser checked 20 bytes of TCP or 8 of UDP when it set has_l4.
+    const uint8_t *l4 = packet.has_l4 ? frame + packet.l4_offset : nullptr;
+    return read_tuple(frame + packet.l3_offset, packet.network == NetworkLayer::ipv6,
+                      packet.l4_protocol, l4);
+}
+
+void rewrite_tuple(uint8_t *frame, const ParsedPacket &packet, const FlowKey &to) {
+    if (!is_ip(packet) || to.family != family_of(packet))
+        return;  // a caller's mistake; writing 16 bytes into an IPv4 header would be worse
+    const bool ipv6 = packet.network == NetworkLayer::ipv6;
+    const AddressChange addresses = rewrite_addresses(frame + packet.l3_offset, ipv6, to);
+    // A fragment after the first has no L4 header. The first fragment's
+    // checksum covers the whole datagram, so updating it for the new
+    // pseudo-header (and ports) stays valid once every fragment has the
+    // new addresses.
+    if (!packet.has_l4)
+        return;
+    uint8_t *l4 = frame + packet.l4_offset;
+    const SumChange ports = rewrite_ports(l4, packet.l4_protocol, to);
+    update_l4_checksum(l4, packet.l4_length, packet.l4_protocol, ipv6, addresses.pseudo_header,
+                       ports);
+}
+
+bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet) {
+    uint8_t *ip = frame + packet.l3_offset;
+    if (packet.network == NetworkLayer::ipv6) {
+        if (ip[ipv6_hop_limit] <= 1)
+            return false;
+        --ip[ipv6_hop_limit];
+        return true;
+    }
+    if (packet.network != NetworkLayer::ipv4 || ip[ipv4_ttl] <= 1)
+        return false;
+    // TTL shares its 16-bit word with the protocol (RFC 1624 4 works this
+    // very example).
+    const uint8_t word[2] = {uint8_t(ip[ipv4_ttl] - 1), ip[ipv4_ttl + 1]};
+    update_checksum(ip + ipv4_header_checksum, replace(ip + ipv4_ttl, word, 2));
+    return true;
+}
+
+bool quoted_flow_key(const uint8_t *frame, const ParsedPacket &packet, FlowKey &quoted) {
+    Quote quote;
+    if (!find_quote(frame, packet, quote))
+        return false;
+    quoted = read_tuple(frame + quote.ip_offset, packet.network == NetworkLayer::ipv6,
+                        quote.protocol, frame + quote.l4_offset);
+    return true;
+}
+
+// The ICMP checksum is updated incrementally, like every other: each byte
+// this function changes inside the ICMP message (quoted addresses, ports,
+// quoted IPv4 header checksum, quoted L4 checksum) and, for ICMPv6, the outer
+// addresses in its pseudo-header are accounted for. Recomputing it over the
+// message would be as correct for a good packet but would also turn one
+// corrupted on the way into a valid-looking one; incremental updates keep
+// the corruption detectable by the receiver (RFC 1624 1).
+bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKey &outer,
+                        const FlowKey &quoted) {
+    Quote quote;
+    if (!find_quote(frame, packet, quote))
+        return false;
+    const uint8_t family = family_of(packet);
+    if (outer.family != family || quoted.family != family)
+        return false;
+    const bool ipv6 = family == 6;
+
+    const AddressChange outer_change = rewrite_addresses(frame + packet.l3_offset, ipv6, outer);
+    SumChange icmp_change;
+    if (ipv6)
+        icmp_change += outer_change.pseudo_header;
+
+    const AddressChange quoted_change = rewrite_addresses(frame + quote.ip_offset, ipv6, quoted);
+    icmp_change += quoted_change.header;
+    uint8_t *l4 = frame + quote.l4_offset;
+    const SumChange ports = rewrite_ports(l4, quote.protocol, quoted);
+    icmp_change += ports;
+    // The quoted L4 checksum covered the whole original segment; an
+    // incremental update keeps it matching what the segment now would be.
+    icmp_change += update_l4_checksum(l4, quote.l4_available, quote.protocol, ipv6,
+                                      quoted_change.pseudo_header, ports);
+
+    update_checksum(frame + packet.l4_offset + icmp_checksum, icmp_change);
+    return true;
+}
+
+} // namespace sluice::lb

@@ -1,0 +1,45 @@
+// Address and port rewrites for FullNAT and NAT, in place in a parsed frame,
+// with checksums updated incrementally (RFC 1624) instead of recomputed, and
+// the translation of ICMP errors about a flow. No EAL.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/packet_parse.h"
+#include "lb/flow_key.h"
+
+namespace sluice::lb {
+
+// The tuple the packet carries now, read from the frame (family, addresses,
+// protocol, and ports for TCP/UDP when the L4 header is present).
+FlowKey flow_key_of(const uint8_t *frame, const ParsedPacket &packet);
+
+// Gives the IPv4/IPv6 packet the addresses and ports of `to` (same family and
+// protocol as the packet). Updates the IPv4 header checksum and the TCP or UDP
+// checksum (a zero UDP checksum over IPv4 means none and stays zero; over IPv6
+// it is invalid and is left alone). Fragments without an L4 header get only
+// their addresses changed. Does not touch TTL or hop limit.
+void rewrite_tuple(uint8_t *frame, const ParsedPacket &packet, const FlowKey &to);
+
+// Decrements the IPv4 TTL (fixing the checksum) or the IPv6 hop limit.
+// Returns false, changing nothing, when it is already 1 or 0 and the packet
+// must not be forwarded.
+bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet);
+
+// ICMP errors (destination unreachable, time exceeded, parameter problem;
+// for IPv6 also packet too big) quote the start of the packet that caused
+// them. `quoted_flow_key` reads that quoted packet's tuple, as it was sent
+// (so from the error's sender's point of view, reversed from the flow's
+// direction of travel back to us). Returns false when the packet is not an
+// ICMP error or the quote is too short (fewer than 8 bytes of L4 header).
+bool quoted_flow_key(const uint8_t *frame, const ParsedPacket &packet, FlowKey &quoted);
+
+// Rewrites an ICMP error: the outer header gets `outer` (addresses only, as
+// an ICMP error has no ports), the quoted packet gets `quoted` (addresses and
+// ports), and the IPv4 header, quoted IPv4 header, quoted L4 and ICMP
+// checksums are kept correct. Returns false, changing nothing, when
+// quoted_flow_key() would.
+bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKey &outer,
+                        const FlowKey &quoted);
+
+} // namespace sluice::lb

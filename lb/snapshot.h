@@ -1,0 +1,106 @@
+// What the workers balance by: the services with their backends and Maglev
+// tables, the gateway's own addresses, and where each backend's packets
+// leave. Built by the control plane, immutable once published, read by every
+// worker without locks; a change builds a new snapshot (RCU). No EAL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "dataplane/net_addr.h"
+#include "lb/flow_key.h"
+#include "lb/maglev.h"
+
+namespace sluice::lb {
+
+enum class ForwardingMode : uint8_t { fullnat, nat, dsr };
+enum class DsrEncapsulation : uint8_t { ipip, gue };
+// What becomes of the flows of a backend that leaves the service.
+enum class RemovedBackendFlows : uint8_t { keep, reset };
+
+struct Backend {
+    IpAddress address;
+    uint16_t port_be = 0;  // network byte order; 0: the client's destination port
+    uint32_t weight = 1;
+};
+
+// Where packets to an address leave: the egress port's index and the next
+// hop's MAC, resolved by the control plane. Until the neighbour answers,
+// `resolved` is false.
+struct NextHop {
+    uint16_t egress_port = 0;
+    bool resolved = false;
+    MacAddress mac;
+};
+
+struct Service {
+    std::string name;
+    IpAddress vip;
+    uint8_t protocol = 6;
+    uint16_t port_be = 0;  // network byte order; 0: every port
+    ForwardingMode mode = ForwardingMode::fullnat;
+    std::vector<IpAddress> local_addresses;  // fullnat SNAT addresses
+    DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
+    uint16_t gue_port_be = 0;
+    RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
+    std::vector<Backend> backends;
+    MaglevTable maglev;
+};
+
+// A gateway port as the balancer needs it: its MAC (the source of what it
+// sends) and an address of each family to source DSR tunnels from.
+struct EgressPort {
+    MacAddress mac;
+    IpAddress ipv4, ipv6;
+    bool has_ipv4 = false, has_ipv6 = false;
+};
+
+class Snapshot {
+public:
+    Snapshot(std::vector<Service> services, std::vector<EgressPort> ports,
+             std::vector<std::pair<IpAddress, NextHop>> next_hops, uint64_t maglev_seed,
+             uint64_t generation);
+
+    static constexpr uint32_t no_service = UINT32_MAX;
+
+    // The service listening on destination address/protocol/port of `key`
+    // (an exact port first, then an every-port service), or no_service.
+    uint32_t find_service(const FlowKey &key) const;
+    // True when `address` (16 bytes, IPv4 in the first 4) of `family` is a
+    // fullnat SNAT address of some service: return traffic.
+    bool is_local_address(const uint8_t *address, uint8_t family) const;
+    // Where packets to `address` (16 bytes as in FlowKey) leave, or null when
+    // the gateway knows no way there.
+    const NextHop *find_next_hop(const std::array<uint8_t, 16> &address, uint8_t family) const;
+
+    const std::vector<Service> &services() const { return services_; }
+    const std::vector<EgressPort> &ports() const { return ports_; }
+    const HashKey &maglev_key() const { return maglev_key_; }
+    uint64_t generation() const { return generation_; }
+
+private:
+    struct Slot {
+        FlowKey key;  // destination, destination_port, protocol, family; the rest zero
+        uint32_t service = no_service;
+    };
+    uint64_t slot_hash(const FlowKey &key) const { return flow_hash(key, lookup_key_); }
+    static FlowKey listener_key(const IpAddress &vip, uint8_t protocol, uint16_t port_be);
+
+    std::vector<Service> services_;
+    std::vector<EgressPort> ports_;
+    std::vector<Slot> slots_;  // open addressing, power-of-two size, linear probing
+    std::vector<std::array<uint8_t, 17>> local_addresses_;  // family + 16 bytes
+    struct NextHopSlot {
+        FlowKey key;  // destination and family only
+        bool used = false;
+        NextHop next_hop;
+    };
+    std::vector<NextHopSlot> next_hops_;  // open addressing like slots_
+    HashKey maglev_key_;
+    HashKey lookup_key_;
+    uint64_t generation_;
+};
+
+} // namespace sluice::lb

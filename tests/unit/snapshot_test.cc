@@ -1,0 +1,93 @@
+#include <gtest/gtest.h>
+
+#include <cstring>
+
+#include "lb/snapshot.h"
+
+namespace sluice::lb {
+namespace {
+
+IpAddress ip(const char *text) { return *parse_ip_address(text); }
+
+Service service(const char *name, const char *vip, uint8_t protocol, uint16_t port) {
+    Service s;
+    s.name = name;
+    s.vip = ip(vip);
+    s.protocol = protocol;
+    s.port_be = uint16_t(port << 8 | port >> 8);
+    return s;
+}
+
+FlowKey packet_to(const char *vip, uint8_t protocol, uint16_t port) {
+    FlowKey k;
+    const IpAddress a = ip(vip);
+    std::memcpy(k.destination.data(), a.bytes.data(), a.is_v4() ? 4 : 16);
+    k.family = a.is_v4() ? 4 : 6;
+    k.protocol = protocol;
+    k.destination_port = uint16_t(port << 8 | port >> 8);
+    k.source_port = 0x3412;
+    k.source = {198, 18, 0, 2};
+    return k;
+}
+
+TEST(Snapshot, FindsServicesByVipProtocolAndPort) {
+    std::vector<Service> services;
+    services.push_back(service("web", "198.18.10.1", 6, 80));
+    services.push_back(service("dns", "198.18.10.1", 17, 53));
+    services.push_back(service("all", "198.18.10.2", 6, 0));
+    services.push_back(service("web6", "2001:db8:10::1", 6, 80));
+    services[0].local_addresses = {ip("198.18.1.100")};
+    const Snapshot snapshot(std::move(services), {}, {}, 1, 1);
+
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.1", 6, 80)), 0u);
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.1", 17, 53)), 1u);
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.2", 6, 22)), 2u);
+    EXPECT_EQ(snapshot.find_service(packet_to("2001:db8:10::1", 6, 80)), 3u);
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.1", 6, 81)), Snapshot::no_service);
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.1", 17, 80)), Snapshot::no_service);
+    EXPECT_EQ(snapshot.find_service(packet_to("198.18.10.3", 6, 80)), Snapshot::no_service);
+    EXPECT_EQ(snapshot.find_service(packet_to("2001:db8:10::2", 6, 80)), Snapshot::no_service);
+
+    const IpAddress local = ip("198.18.1.100"), other = ip("198.18.1.101");
+    EXPECT_TRUE(snapshot.is_local_address(local.bytes.data(), 4));
+    EXPECT_FALSE(snapshot.is_local_address(other.bytes.data(), 4));
+    EXPECT_FALSE(snapshot.is_local_address(local.bytes.data(), 6));
+}
+
+TEST(Snapshot, ManyServicesAllFound) {
+    std::vector<Service> services;
+    auto vip_of = [](int i) {
+        return "198.18.20." + std::to_string(i % 250);
+    };
+    for (int i = 0; i < 500; ++i) {
+        const std::string vip = vip_of(i);
+        services.push_back(service("s", vip.c_str(), i < 250 ? 6 : 17, uint16_t(1000 + i)));
+    }
+    const Snapshot snapshot(std::move(services), {}, {}, 1, 1);
+    for (int i = 0; i < 500; ++i) {
+        const std::string vip = vip_of(i);
+        EXPECT_EQ(snapshot.find_service(packet_to(vip.c_str(), i < 250 ? 6 : 17, uint16_t(1000 + i))),
+                  uint32_t(i));
+    }
+}
+
+TEST(Snapshot, NextHops) {
+    NextHop resolved, pending;
+    resolved.egress_port = pending.egress_port = 1;
+    resolved.resolved = true;
+    resolved.mac = *parse_mac_address("02:00:00:00:01:0b");
+    const Snapshot snapshot({}, {}, {{ip("198.18.1.11"), resolved}, {ip("2001:db8:0:2::12"), pending}},
+                            1, 1);
+    const NextHop *a = snapshot.find_next_hop(packet_to("198.18.1.11", 0, 0).destination, 4);
+    ASSERT_NE(a, nullptr);
+    EXPECT_TRUE(a->resolved);
+    EXPECT_EQ(a->egress_port, 1);
+    EXPECT_EQ(a->mac.to_string(), "02:00:00:00:01:0b");
+    const NextHop *b = snapshot.find_next_hop(packet_to("2001:db8:0:2::12", 0, 0).destination, 6);
+    ASSERT_NE(b, nullptr);
+    EXPECT_FALSE(b->resolved);
+    EXPECT_EQ(snapshot.find_next_hop(packet_to("198.18.1.12", 0, 0).destination, 4), nullptr);
+}
+
+} // namespace
+} // namespace sluice::lb
