@@ -45,6 +45,15 @@ namespace sluice {
     X(bad_icmpv6_checksum, "ICMPv6 message to a local address with a bad checksum")      \
     X(bad_neighbor_discovery, "neighbor discovery message that fails RFC 4861 7.1.1")    \
     X(no_room_for_reply, "reply does not fit in the packet buffer")                      \
+    /* Balancing */                                                                      \
+    X(vip_fragment, "a non-first IP fragment for a VIP: fragments are not balanced yet")  \
+    X(no_flow_for_segment, "a TCP segment other than SYN for a fullnat VIP, no flow")     \
+    X(no_backend, "the service has no backend with a non-zero weight")                   \
+    X(next_hop_unresolved, "the MAC of the backend or client is not known yet")          \
+    X(snat_ports_exhausted, "no free SNAT port toward the backend")                      \
+    X(flow_table_full, "the flow table has no room and the mode needs state")            \
+    X(ttl_exceeded, "TTL or hop limit would reach zero")                                 \
+    X(no_room_for_encapsulation, "no headroom or address for the DSR outer header")      \
     /* Forwarding */                                                                     \
     X(no_exception_path, "not for the gateway and the port has no exception path")      \
     X(exception_path_full, "the exception path TAP did not take the packet")            \

@@ -65,6 +65,16 @@ std::string InterfaceAddress::to_string() const {
     return address.to_string() + "/" + std::to_string(prefix_length);
 }
 
+bool InterfaceAddress::on_link(const IpAddress &other) const {
+    if (other.family != address.family)
+        return false;
+    const unsigned whole_bytes = prefix_length / 8, rest = prefix_length % 8;
+    if (std::memcmp(address.bytes.data(), other.bytes.data(), whole_bytes) != 0)
+        return false;
+    const uint8_t mask = uint8_t(0xff00 >> rest);
+    return rest == 0 || (address.bytes[whole_bytes] & mask) == (other.bytes[whole_bytes] & mask);
+}
+
 std::optional<IpAddress> parse_ip_address(std::string_view text) {
     if (text.empty() || text.size() >= INET6_ADDRSTRLEN)
         return std::nullopt;

@@ -45,6 +45,8 @@ struct InterfaceAddress {
 
     bool operator==(const InterfaceAddress &) const = default;
     std::string to_string() const;
+    // True when `other` lies in this address's on-link prefix.
+    bool on_link(const IpAddress &other) const;
 };
 
 std::optional<IpAddress> parse_ip_address(std::string_view text);

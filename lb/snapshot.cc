@@ -41,14 +41,14 @@ Snapshot::Snapshot(std::vector<Service> services, std::vector<EgressPort> ports,
                 break;
             }
         }
-        for (const IpAddress &local : service.local_addresses) {
-            std::array<uint8_t, 17> entry{};
-            entry[0] = local.is_v4() ? 4 : 6;
-            std::memcpy(entry.data() + 1, local.bytes.data(), local.is_v4() ? 4 : 16);
-            if (std::find(local_addresses_.begin(), local_addresses_.end(), entry) ==
-                local_addresses_.end())
-                local_addresses_.push_back(entry);
-        }
+        auto add = [](std::vector<AddressEntry> &set, const IpAddress &address) {
+            const AddressEntry entry = entry_of(address);
+            if (std::find(set.begin(), set.end(), entry) == set.end())
+                set.push_back(entry);
+        };
+        add(vips_, service.vip);
+        for (const IpAddress &local : service.local_addresses)
+            add(local_addresses_, local);
     }
 
     size = 16;
@@ -95,11 +95,27 @@ uint32_t Snapshot::find_service(const FlowKey &packet) const {
     return no_service;
 }
 
-bool Snapshot::is_local_address(const uint8_t *address, uint8_t family) const {
-    for (const auto &entry : local_addresses_)
+Snapshot::AddressEntry Snapshot::entry_of(const IpAddress &address) {
+    AddressEntry entry{};
+    entry[0] = address.is_v4() ? 4 : 6;
+    std::memcpy(entry.data() + 1, address.bytes.data(), address.is_v4() ? 4 : 16);
+    return entry;
+}
+
+bool Snapshot::contains(const std::vector<AddressEntry> &set, const uint8_t *address,
+                        uint8_t family) {
+    for (const AddressEntry &entry : set)
         if (entry[0] == family && std::memcmp(entry.data() + 1, address, family == 4 ? 4 : 16) == 0)
             return true;
     return false;
+}
+
+bool Snapshot::is_local_address(const uint8_t *address, uint8_t family) const {
+    return contains(local_addresses_, address, family);
+}
+
+bool Snapshot::is_vip(const std::array<uint8_t, 16> &address, uint8_t family) const {
+    return contains(vips_, address.data(), family);
 }
 
 } // namespace sluice::lb

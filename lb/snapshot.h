@@ -43,7 +43,7 @@ struct Service {
     ForwardingMode mode = ForwardingMode::fullnat;
     std::vector<IpAddress> local_addresses;  // fullnat SNAT addresses
     DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
-    uint16_t gue_port_be = 0;
+    uint16_t gue_port = 6080;  // host byte order
     RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
     std::vector<Backend> backends;
     MaglevTable maglev;
@@ -71,6 +71,8 @@ public:
     // True when `address` (16 bytes, IPv4 in the first 4) of `family` is a
     // fullnat SNAT address of some service: return traffic.
     bool is_local_address(const uint8_t *address, uint8_t family) const;
+    // True when `address` is the VIP of some service.
+    bool is_vip(const std::array<uint8_t, 16> &address, uint8_t family) const;
     // Where packets to `address` (16 bytes as in FlowKey) leave, or null when
     // the gateway knows no way there.
     const NextHop *find_next_hop(const std::array<uint8_t, 16> &address, uint8_t family) const;
@@ -91,7 +93,13 @@ private:
     std::vector<Service> services_;
     std::vector<EgressPort> ports_;
     std::vector<Slot> slots_;  // open addressing, power-of-two size, linear probing
-    std::vector<std::array<uint8_t, 17>> local_addresses_;  // family + 16 bytes
+    // Small sets of addresses, each entry the family then 16 bytes.
+    using AddressEntry = std::array<uint8_t, 17>;
+    static AddressEntry entry_of(const IpAddress &address);
+    static bool contains(const std::vector<AddressEntry> &set, const uint8_t *address,
+                         uint8_t family);
+    std::vector<AddressEntry> local_addresses_;
+    std::vector<AddressEntry> vips_;
     struct NextHopSlot {
         FlowKey key;  // destination and family only
         bool used = false;

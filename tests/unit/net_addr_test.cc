@@ -44,3 +44,24 @@ TEST(NetAddr, Mac) {
 
 } // namespace
 } // namespace sluice
+
+namespace sluice {
+namespace {
+
+TEST(NetAddr, OnLink) {
+    const InterfaceAddress v4 = *parse_interface_address("198.18.1.1/24");
+    EXPECT_TRUE(v4.on_link(*parse_ip_address("198.18.1.200")));
+    EXPECT_FALSE(v4.on_link(*parse_ip_address("198.18.2.1")));
+    EXPECT_FALSE(v4.on_link(*parse_ip_address("2001:db8::1")));
+    const InterfaceAddress odd = *parse_interface_address("198.18.1.1/23");
+    EXPECT_TRUE(odd.on_link(*parse_ip_address("198.18.0.9")));
+    EXPECT_FALSE(odd.on_link(*parse_ip_address("198.18.2.9")));
+    const InterfaceAddress v6 = *parse_interface_address("2001:db8:0:2::1/64");
+    EXPECT_TRUE(v6.on_link(*parse_ip_address("2001:db8:0:2::13")));
+    EXPECT_FALSE(v6.on_link(*parse_ip_address("2001:db8:0:3::13")));
+    EXPECT_TRUE(parse_interface_address("198.18.1.1/0")->on_link(*parse_ip_address("203.0.113.1")));
+    EXPECT_TRUE(parse_interface_address("198.18.1.1/32")->on_link(*parse_ip_address("198.18.1.1")));
+}
+
+} // namespace
+} // namespace sluice

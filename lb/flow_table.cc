@@ -1,0 +1,342 @@
+// The flow table in the shape of VPP's lb plugin (src/plugins/lb/lbhash.h):
+// one 64-byte cache line per bucket, a packet costs one or two bucket lines
+// (prefetched a few packets ahead) plus the line(s) of its Flow.
+//
+// A bucket holds 8 slots of {signature, flow id + direction}. The signature is
+// the high 32 bits of the flow hash, so a slot is ruled out without reading
+// the Flow; only a matching signature costs the Flow read and the full key
+// compare. Every flow sits in the table twice, under its forward key and its
+// reverse key, so a packet from either side finds it in one lookup.
+//
+// Each key has two candidate buckets ("power of two choices", Azar et al.
+// 1994): the primary from the low bits of the hash, the alternate at
+// primary ^ f(signature). A key goes to the less loaded of the two, which
+// keeps the fullest bucket close to the average: a table sized for at most
+// 60% average load runs out of flow ids, not slots (the fill test fills
+// 100% of capacity at exactly 60%). A lookup reads both candidates (prefetch()
+// fetches both lines), the primary first. Because the alternate is derived
+// from the signature alone, the other candidate of any stored slot is known
+// from its bucket and signature: a cuckoo-style move would need nothing more,
+// should it ever be worth its code.
+//
+// Flows leave the table by remove(), by expire()'s walk over the ids, or when
+// a lookup or insert meets them expired; until then size() counts them.
+#include "lb/flow_table.h"
+
+#include <bit>
+#include <cstdlib>
+#include <cstring>
+#include <new>
+#include <stdexcept>
+
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
+
+namespace sluice::lb {
+
+namespace {
+
+constexpr uint32_t slots_per_bucket = 8;
+constexpr uint32_t reverse_bit = 1u << 31;     // in a slot's entry: matched Flow::reverse
+constexpr uint32_t id_mask = reverse_bit - 1;  // flow ids stay below 2^31
+constexpr uint32_t empty_signature = 0;
+
+// A flow id with no flow behind it is marked in its own state, so that
+// neither Flow nor the table grows a field for it: expire() reads the state
+// anyway, and the data path only ever sees ids of live flows.
+constexpr FlowState vacant = static_cast<FlowState>(0xff);
+
+// Buckets are sized for at most 60% average slot use at full capacity
+// (2 keys per flow); rounding up to a power of two can halve that.
+constexpr uint64_t max_load_num = 3, max_load_den = 5;
+
+uint32_t signature_of(uint64_t hash) {
+    const uint32_t s = uint32_t(hash >> 32);
+    return s != empty_signature ? s : 1;  // 0 marks an empty slot
+}
+
+// Plain byte compare: FlowKey is 40 bytes without padding, and the compiler
+// turns a fixed-size memcmp into five 8-byte compares.
+bool same_key(const FlowKey &a, const FlowKey &b) {
+    return std::memcmp(&a, &b, sizeof(FlowKey)) == 0;
+}
+
+bool live(const Flow &flow) { return flow.state != vacant; }
+
+void *allocate_lines(size_t bytes) {
+    // aligned_alloc wants a size that is a multiple of the alignment.
+    const size_t rounded = (bytes + 63) / 64 * 64;
+    return std::aligned_alloc(64, rounded ? rounded : 64);
+}
+
+} // namespace
+
+struct alignas(64) FlowTable::Bucket {
+    uint32_t signature[slots_per_bucket];  // empty_signature: a free slot
+    uint32_t entry[slots_per_bucket];      // flow id | reverse_bit
+
+    // Bit i set when slot i holds `sig`. Signatures sit in their own half of
+    // the line so that this is two vector compares, branch-free; the
+    // compiler does not find that from the scalar loop (GCC 12, -O2).
+    uint32_t matches(uint32_t sig) const {
+#if defined(__SSE2__)
+        const __m128i wanted = _mm_set1_epi32(int(sig));
+        const __m128i *line = reinterpret_cast<const __m128i *>(signature);
+        const __m128i low = _mm_cmpeq_epi32(_mm_load_si128(line), wanted);
+        const __m128i high = _mm_cmpeq_epi32(_mm_load_si128(line + 1), wanted);
+        return uint32_t(_mm_movemask_ps(_mm_castsi128_ps(low))) |
+               uint32_t(_mm_movemask_ps(_mm_castsi128_ps(high))) << 4;
+#else
+        uint32_t mask = 0;
+        for (uint32_t i = 0; i < slots_per_bucket; ++i)
+            mask |= uint32_t(signature[i] == sig) << i;
+        return mask;
+#endif
+    }
+    uint32_t free_slots() const { return matches(empty_signature); }
+};
+
+namespace {
+
+// The alternate bucket of a key in `bucket` with signature `sig`. XOR makes
+// it symmetric (the alternate of the alternate is the primary); the offset
+// is never 0 so the two candidates always differ. The low signature bits are
+// independent of the primary (the low hash bits), so the keys that land in a
+// bucket as their alternate still have uniformly spread signatures.
+uint32_t alternate_bucket(uint32_t bucket, uint32_t sig, uint32_t mask) {
+    const uint32_t offset = sig & mask;
+    return bucket ^ (offset != 0 ? offset : 1);
+}
+
+} // namespace
+
+FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts)
+    : key_(key), timeouts_(timeouts), capacity_(capacity) {
+    static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "one cache line per bucket");
+    if (capacity == 0 || capacity > id_mask)
+        throw std::invalid_argument("flow table capacity must be between 1 and 2^31-1");
+
+    const uint64_t keys = 2 * uint64_t(capacity);
+    const uint64_t needed = (keys * max_load_den + slots_per_bucket * max_load_num - 1) /
+                            (slots_per_bucket * max_load_num);
+    // At least 2 buckets, so that a key's two candidates are distinct.
+    const uint64_t buckets = std::bit_ceil(needed < 2 ? uint64_t(2) : needed);
+    bucket_mask_ = uint32_t(buckets - 1);
+
+    buckets_ = static_cast<Bucket *>(allocate_lines(buckets * sizeof(Bucket)));
+    flows_ = static_cast<Flow *>(allocate_lines(size_t(capacity) * sizeof(Flow)));
+    free_ids_ = static_cast<uint32_t *>(allocate_lines(size_t(capacity) * sizeof(uint32_t)));
+    if (!buckets_ || !flows_ || !free_ids_) {
+        std::free(buckets_);
+        std::free(flows_);
+        std::free(free_ids_);
+        throw std::bad_alloc();
+    }
+
+    for (uint64_t b = 0; b < buckets; ++b)
+        new (&buckets_[b]) Bucket{};  // all signatures empty
+    for (uint32_t id = 0; id < capacity; ++id) {
+        new (&flows_[id]) Flow{};
+        flows_[id].state = vacant;
+    }
+    // Pops come from the top: ids are handed out from 0 upwards, which keeps
+    // a lightly loaded table in few pages.
+    for (uint32_t i = 0; i < capacity; ++i)
+        free_ids_[i] = capacity - 1 - i;
+    free_count_ = capacity;
+}
+
+FlowTable::~FlowTable() {
+    // Bucket and Flow are trivially destructible: only the memory goes.
+    std::free(buckets_);
+    std::free(flows_);
+    std::free(free_ids_);
+}
+
+void FlowTable::prefetch(uint64_t hash) const {
+    const uint32_t primary = uint32_t(hash) & bucket_mask_;
+    __builtin_prefetch(&buckets_[primary]);
+    __builtin_prefetch(&buckets_[alternate_bucket(primary, signature_of(hash), bucket_mask_)]);
+}
+
+bool FlowTable::expired(const Flow &flow, uint32_t now) const {
+    uint32_t timeout;
+    switch (flow.state) {
+    case FlowState::syn_seen: timeout = timeouts_.syn_seen; break;
+    case FlowState::established: timeout = timeouts_.established; break;
+    case FlowState::closing: timeout = timeouts_.closing; break;
+    case FlowState::udp: timeout = timeouts_.udp; break;
+    default: return true;  // vacant
+    }
+    // Unsigned difference: right across the wrap of `now` (every 49.7 days in
+    // milliseconds), as long as `now` never goes backwards.
+    return uint32_t(now - flow.last_seen) > timeout;
+}
+
+FlowLookup FlowTable::lookup(const FlowKey &key, uint64_t hash, uint32_t now) {
+    const uint32_t sig = signature_of(hash);
+    uint32_t b = uint32_t(hash) & bucket_mask_;
+    for (int candidate = 0; candidate < 2; ++candidate) {
+        const Bucket &bucket = buckets_[b];
+        for (uint32_t m = bucket.matches(sig); m != 0; m &= m - 1) {
+            const uint32_t entry = bucket.entry[std::countr_zero(m)];
+            const FlowId id = entry & id_mask;
+            const bool reverse = (entry & reverse_bit) != 0;
+            const Flow &flow = flows_[id];
+            if (!same_key(reverse ? flow.reverse : flow.forward, key))
+                continue;  // signature collision
+            // A key is stored at most once, so the search ends here either way.
+            if (expired(flow, now)) {
+                remove(id);  // reclaimed now rather than by expire()
+                return {};
+            }
+            return {id, reverse};
+        }
+        b = alternate_bucket(b, sig, bucket_mask_);
+    }
+    return {};
+}
+
+bool FlowTable::place(uint64_t hash, FlowId id, bool reverse) {
+    const uint32_t sig = signature_of(hash);
+    const uint32_t primary = uint32_t(hash) & bucket_mask_;
+    const uint32_t alternate = alternate_bucket(primary, sig, bucket_mask_);
+    const uint32_t free_primary = buckets_[primary].free_slots();
+    const uint32_t free_alternate = buckets_[alternate].free_slots();
+    if ((free_primary | free_alternate) == 0)
+        return false;
+    // The less loaded candidate; the primary on a tie.
+    const bool use_primary = std::popcount(free_primary) >= std::popcount(free_alternate);
+    Bucket &bucket = buckets_[use_primary ? primary : alternate];
+    const uint32_t slot = std::countr_zero(use_primary ? free_primary : free_alternate);
+    bucket.signature[slot] = sig;
+    bucket.entry[slot] = id | (reverse ? reverse_bit : 0);
+    return true;
+}
+
+void FlowTable::unplace(uint64_t hash, FlowId id) {
+    const uint32_t sig = signature_of(hash);
+    uint32_t b = uint32_t(hash) & bucket_mask_;
+    for (int candidate = 0; candidate < 2; ++candidate) {
+        Bucket &bucket = buckets_[b];
+        for (uint32_t m = bucket.matches(sig); m != 0; m &= m - 1) {
+            const uint32_t slot = std::countr_zero(m);
+            // One slot per call: should a flow's two keys ever share a full
+            // hash, each of the two calls in remove() clears one of them.
+            if ((bucket.entry[slot] & id_mask) == id) {
+                bucket.signature[slot] = empty_signature;
+                return;
+            }
+        }
+        b = alternate_bucket(b, sig, bucket_mask_);
+    }
+}
+
+FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t reverse_hash,
+                         uint32_t now) {
+    // A flow whose two keys are equal could not tell its directions apart.
+    if (same_key(flow.forward, flow.reverse))
+        return no_flow;
+    // lookup() also reclaims an expired flow holding either key, so that no
+    // key is ever stored twice.
+    if (lookup(flow.forward, forward_hash, now).id != no_flow ||
+        lookup(flow.reverse, reverse_hash, now).id != no_flow)
+        return no_flow;
+
+    // Expired flows in the four candidate buckets, removed when the table has
+    // no id or no slot left for this flow. Bounded (32 slots) and only on the
+    // way to a refusal, where it turns a refusal into a success if anything
+    // there has expired; expire() does the rest of the cleaning.
+    auto reclaim_candidates = [this, now](uint64_t hash) {
+        const uint32_t primary = uint32_t(hash) & bucket_mask_;
+        const uint32_t candidates[2] = {
+            primary, alternate_bucket(primary, signature_of(hash), bucket_mask_)};
+        uint32_t reclaimed = 0;
+        for (uint32_t b : candidates) {
+            const Bucket &bucket = buckets_[b];
+            // Slot by slot from the line itself: remove() may clear more than
+            // the slot at hand.
+            for (uint32_t slot = 0; slot < slots_per_bucket; ++slot) {
+                if (bucket.signature[slot] == empty_signature)
+                    continue;
+                const FlowId id = bucket.entry[slot] & id_mask;
+                if (expired(flows_[id], now)) {
+                    remove(id);
+                    ++reclaimed;
+                }
+            }
+        }
+        return reclaimed;
+    };
+
+    for (int attempt = 0;; ++attempt) {
+        if (free_count_ > 0) {
+            const FlowId id = free_ids_[free_count_ - 1];
+            if (place(forward_hash, id, false)) {
+                if (place(reverse_hash, id, true)) {
+                    --free_count_;
+                    ++size_;
+                    flows_[id] = flow;
+                    flows_[id].last_seen = now;
+                    return id;
+                }
+                unplace(forward_hash, id);  // nothing half-inserted
+            }
+        }
+        if (attempt > 0 || reclaim_candidates(forward_hash) + reclaim_candidates(reverse_hash) == 0)
+            return no_flow;
+    }
+}
+
+void FlowTable::touch(FlowId id, FlowState state, uint32_t now) {
+    // Ignoring a stale id keeps a vacant Flow from coming back to life
+    // outside the buckets (and later being freed twice).
+    if (id >= capacity_ || !live(flows_[id]))
+        return;
+    flows_[id].state = state;
+    flows_[id].last_seen = now;
+}
+
+void FlowTable::remove(FlowId id) {
+    // A second remove() of the same id would push it on the free stack twice.
+    if (id >= capacity_ || !live(flows_[id]))
+        return;
+    Flow &flow = flows_[id];
+    unplace(hash(flow.forward), id);
+    unplace(hash(flow.reverse), id);
+    flow.state = vacant;
+    free_ids_[free_count_++] = id;
+    --size_;
+}
+
+uint32_t FlowTable::expire(uint32_t now, uint32_t budget) {
+    // `budget` counts ids examined, not flows removed: a call costs at most
+    // `budget` Flow reads (plus the removals), however few flows have expired.
+    if (budget > capacity_)
+        budget = capacity_;
+    uint32_t removed = 0;
+    for (; budget > 0 && size_ > 0; --budget) {
+        const FlowId id = expiry_cursor_;
+        expiry_cursor_ = id + 1 == capacity_ ? 0 : id + 1;
+        const Flow &flow = flows_[id];
+        if (live(flow) && expired(flow, now)) {
+            remove(id);
+            ++removed;
+        }
+    }
+    return removed;
+}
+
+size_t FlowTable::bytes_per_flow() {
+    // Per flow of capacity, at most: the Flow, its free-stack entry, and its
+    // share of the buckets: 2 keys × 8-byte slot / 60% load = 26.7 bytes,
+    // doubled in the worst case by the power-of-two rounding (a capacity just
+    // above 12/5 × 2^k); so 127 to 154 bytes in all.
+    constexpr size_t slot_bytes = sizeof(Bucket) / slots_per_bucket;
+    constexpr size_t worst_bucket_bytes =
+        (2 * slot_bytes * 2 * max_load_den + max_load_num - 1) / max_load_num;
+    return sizeof(Flow) + sizeof(uint32_t) + worst_bucket_bytes;
+}
+
+} // namespace sluice::lb

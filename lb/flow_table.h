@@ -1,0 +1,109 @@
+// A worker's connection table: every flow the worker balances, found from
+// either direction. One per worker, never shared, so nothing locks. All
+// memory is allocated when the table is built; insert, lookup and expiry
+// never allocate. Keys hash with a secret random key, so crafted tuples
+// cannot pile up in one bucket. No EAL.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+
+#include "dataplane/net_addr.h"
+#include "lb/flow_key.h"
+
+namespace sluice::lb {
+
+enum class FlowState : uint8_t {
+    syn_seen,     // TCP: only the client's SYN so far
+    established,  // TCP: data seen from both sides (or SYN-ACK)
+    closing,      // TCP: FIN or RST seen
+    udp,          // UDP and other protocols without connection state
+};
+
+// Idle timeouts per state, in the table's time unit (the caller's `now`;
+// sluiced uses milliseconds).
+struct FlowTimeouts {
+    uint32_t syn_seen = 5'000;
+    uint32_t established = 300'000;
+    uint32_t closing = 10'000;
+    uint32_t udp = 30'000;
+};
+
+using FlowId = uint32_t;
+constexpr FlowId no_flow = UINT32_MAX;
+
+// One connection. `forward` is the tuple as it arrives from the client;
+// `reverse` the tuple as the backend's answers arrive (after NAT, that is
+// not forward.reversed()). What the data path rewrites is derived from them.
+struct Flow {
+    FlowKey forward;
+    FlowKey reverse;
+    uint32_t last_seen = 0; // `now` of the last packet
+    FlowState state = FlowState::syn_seen;
+    // Where answers for the client go: the port its packets came in on and
+    // the MAC they came from (the client's, or the router's before it).
+    uint8_t client_port = 0;
+    MacAddress client_mac;
+};
+
+struct FlowLookup {
+    FlowId id = no_flow;
+    bool reverse = false;   // matched Flow::reverse: a packet from the backend
+};
+
+class FlowTable {
+public:
+    // Room for `capacity` flows (each indexed twice). `key` is secret; tests
+    // pass a fixed one.
+    FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts = {});
+    ~FlowTable();
+    FlowTable(const FlowTable &) = delete;
+    FlowTable &operator=(const FlowTable &) = delete;
+
+    uint64_t hash(const FlowKey &key) const { return flow_hash(key, key_); }
+    // Prefetches the bucket `hash` falls in: call a few packets ahead.
+    void prefetch(uint64_t hash) const;
+
+    // A live flow with `key` in either direction; expired flows are not found.
+    FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);
+
+    // Adds a flow under both of its keys. Returns no_flow when the table is
+    // full (expired flows in the way are reclaimed first) or when either key
+    // is already present.
+    FlowId insert(const Flow &flow, uint64_t forward_hash, uint64_t reverse_hash, uint32_t now);
+
+    Flow &flow(FlowId id) { return flows_[id]; }
+    const Flow &flow(FlowId id) const { return flows_[id]; }
+
+    // Marks the flow alive at `now`, in `state`.
+    void touch(FlowId id, FlowState state, uint32_t now);
+    void remove(FlowId id);
+
+    // Removes up to `budget` expired flows, resuming where the last call
+    // stopped; returns how many it removed. Workers call it when idle.
+    uint32_t expire(uint32_t now, uint32_t budget);
+
+    uint32_t size() const { return size_; }
+    uint32_t capacity() const { return capacity_; }
+    // Bytes of table memory per flow of capacity, for the docs.
+    static size_t bytes_per_flow();
+
+private:
+    struct Bucket;
+    bool expired(const Flow &flow, uint32_t now) const;
+    bool place(uint64_t hash, FlowId id, bool reverse);
+    void unplace(uint64_t hash, FlowId id);
+
+    HashKey key_;
+    FlowTimeouts timeouts_;
+    uint32_t capacity_ = 0;
+    uint32_t size_ = 0;
+    uint32_t bucket_mask_ = 0;
+    Bucket *buckets_ = nullptr;     // cache-line aligned
+    Flow *flows_ = nullptr;
+    uint32_t *free_ids_ = nullptr;  // stack of unused flow ids
+    uint32_t free_count_ = 0;
+    uint32_t expiry_cursor_ = 0;
+};
+
+} // namespace sluice::lb

@@ -1,0 +1,222 @@
+#include "lb/l4_balancer.h"
+
+#include <cstring>
+
+#include "lb/encap.h"
+#include "lb/nat.h"
+
+namespace sluice::lb {
+
+namespace {
+
+constexpr uint8_t tcp_fin = 0x01;
+constexpr uint8_t tcp_syn = 0x02;
+constexpr uint8_t tcp_rst = 0x04;
+constexpr uint8_t tcp_ack = 0x10;
+constexpr unsigned snat_attempts = 32;
+constexpr size_t ethernet_header_length = 14;
+
+uint8_t tcp_flags(const uint8_t *frame, const ParsedPacket &packet) {
+    return packet.l4_protocol == ip_proto::tcp && packet.has_l4 ? frame[packet.l4_offset + 13]
+                                                                 : 0;
+}
+
+bool is_new_connection(uint8_t flags) { return (flags & (tcp_syn | tcp_ack)) == tcp_syn; }
+
+// TCP state as a balancer in the middle sees it: it needs only how long to
+// keep the flow, not the endpoints' full state machine.
+FlowState next_state(FlowState state, uint8_t protocol, uint8_t flags, bool from_backend) {
+    if (protocol != ip_proto::tcp)
+        return FlowState::udp;
+    if (flags & (tcp_fin | tcp_rst) || state == FlowState::closing)
+        return FlowState::closing;
+    return from_backend ? FlowState::established : state;
+}
+
+void set_ethernet(uint8_t *frame, const MacAddress &destination, const MacAddress &source) {
+    std::memcpy(frame, destination.bytes.data(), 6);
+    std::memcpy(frame + 6, source.bytes.data(), 6);
+}
+
+IpAddress address_of(const std::array<uint8_t, 16> &bytes, uint8_t family) {
+    return family == 4 ? IpAddress::from_v4_be([&] {
+        uint32_t be;
+        std::memcpy(&be, bytes.data(), 4);
+        return be;
+    }())
+                       : IpAddress::from_v6(bytes.data());
+}
+
+void copy_address(std::array<uint8_t, 16> &to, const IpAddress &from) {
+    to.fill(0);
+    std::memcpy(to.data(), from.bytes.data(), from.is_v4() ? 4 : 16);
+}
+
+BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason, 0}; }
+
+} // namespace
+
+BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet,
+                                  uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
+                                  BalancerCounters &counters) {
+    if (packet.network != NetworkLayer::ipv4 && packet.network != NetworkLayer::ipv6)
+        return {};
+    // Tagged traffic is left to the kernel: the balancer sends untagged frames.
+    if (packet.vlan_count != 0)
+        return {};
+    const FlowKey key = flow_key_of(frame.data, packet);
+    if (!packet.has_l4) {
+        if (packet.fragment && snapshot.is_vip(key.destination, key.family))
+            return dropped(DropReason::vip_fragment);
+        return {};
+    }
+    if (packet.l4_protocol != ip_proto::tcp && packet.l4_protocol != ip_proto::udp)
+        return {};
+
+    const uint64_t hash = flows_.hash(key);
+    const uint32_t service = snapshot.find_service(key);
+    if (service != Snapshot::no_service)
+        return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service], key,
+                          hash, now, counters);
+
+    // Not for a VIP: perhaps a backend's answer.
+    const FlowLookup found = flows_.lookup(key, hash, now);
+    if (found.id == no_flow || !found.reverse)
+        return {};
+    return to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);
+}
+
+bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
+                                const FlowKey &client, uint64_t hash, uint32_t now,
+                                FlowKey &reverse) {
+    // The backend answers to (local, port): any port of ours that no live
+    // flow uses toward the same backend address and port will do.
+    reverse = FlowKey{};
+    copy_address(reverse.source, backend.address);
+    copy_address(reverse.destination, local);
+    reverse.source_port = backend.port_be ? backend.port_be : client.destination_port;
+    reverse.protocol = client.protocol;
+    reverse.family = client.family;
+    const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
+    const uint32_t start = uint32_t(hash >> 32) % range;
+    for (unsigned attempt = 0; attempt < snat_attempts && attempt < range; ++attempt) {
+        const uint16_t port = uint16_t(snat_.first + (start + attempt) % range);
+        reverse.destination_port = uint16_t(port << 8 | port >> 8);
+        if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
+            return true;
+    }
+    return false;
+}
+
+BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
+                                     uint16_t ingress_port, const Snapshot &snapshot,
+                                     const Service &service, const FlowKey &key, uint64_t hash,
+                                     uint32_t now, BalancerCounters &counters) {
+    const uint8_t flags = tcp_flags(frame.data, packet);
+    const FlowLookup found = flows_.lookup(key, hash, now);
+    Flow *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
+    FlowKey reverse;
+
+    if (flow) {
+        flow->state = next_state(flow->state, key.protocol, flags, false);
+        flow->last_seen = now;
+        reverse = flow->reverse;
+    } else {
+        // A fullnat flow needs its SNAT port from the first segment on; in the
+        // other modes Maglev alone picks the backend any instance would pick,
+        // so a connection that moved here from another gateway carries on.
+        if (service.mode == ForwardingMode::fullnat && key.protocol == ip_proto::tcp &&
+            !is_new_connection(flags))
+            return dropped(DropReason::no_flow_for_segment);
+        const uint32_t index = service.maglev.lookup(flow_hash(key, snapshot.maglev_key()));
+        if (index == MaglevTable::no_backend)
+            return dropped(DropReason::no_backend);
+        const Backend &backend = service.backends[index];
+        if (service.mode == ForwardingMode::fullnat) {
+            const IpAddress &local =
+                service.local_addresses[hash % service.local_addresses.size()];
+            if (!pick_snat_port(local, backend, key, hash, now, reverse))
+                return dropped(DropReason::snat_ports_exhausted);
+        } else {
+            // The backend's answer as it would come back: to the client.
+            reverse = key.reversed();
+            copy_address(reverse.source, backend.address);
+            if (backend.port_be)
+                reverse.source_port = backend.port_be;
+        }
+        Flow fresh;
+        fresh.forward = key;
+        fresh.reverse = reverse;
+        fresh.state = next_state(FlowState::syn_seen, key.protocol, flags, false);
+        fresh.client_port = uint8_t(ingress_port);
+        std::memcpy(fresh.client_mac.bytes.data(), frame.data + 6, 6);
+        const FlowId id = flows_.insert(fresh, hash, flows_.hash(reverse), now);
+        if (id == no_flow) {
+            if (service.mode != ForwardingMode::dsr)
+                return dropped(DropReason::flow_table_full);
+            counters.stateless_packets.increment();
+        } else {
+            counters.new_flows.increment();
+        }
+    }
+
+    const NextHop *next_hop = snapshot.find_next_hop(reverse.source, reverse.family);
+    if (!next_hop || !next_hop->resolved)
+        return dropped(DropReason::next_hop_unresolved);
+    if (!decrement_hop_limit(frame.data, packet))
+        return dropped(DropReason::ttl_exceeded);
+    const EgressPort &egress = snapshot.ports()[next_hop->egress_port];
+
+    if (service.mode == ForwardingMode::dsr) {
+        // The packet travels unchanged inside an outer header to the backend.
+        const IpAddress backend = address_of(reverse.source, reverse.family);
+        const IpAddress &source = backend.is_v4() ? egress.ipv4 : egress.ipv6;
+        const bool gue = service.encapsulation == DsrEncapsulation::gue;
+        const size_t overhead = gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
+                                    : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
+        if ((backend.is_v4() ? !egress.has_ipv4 : !egress.has_ipv6) || frame.headroom < overhead)
+            return dropped(DropReason::no_room_for_encapsulation);
+        uint8_t *inner = frame.data + packet.l3_offset;
+        const uint16_t inner_length = uint16_t(packet.l3_end - packet.l3_offset);
+        uint8_t *start = frame.data - overhead;
+        std::memmove(start, frame.data, ethernet_header_length);
+        const size_t written =
+            gue ? encapsulate_gue(start + ethernet_header_length, inner, inner_length, source,
+                                  backend, uint16_t(0xc000 | (hash & 0x3fff)), service.gue_port)
+                : encapsulate_ipip(start + ethernet_header_length, inner, inner_length, source,
+                                   backend);
+        if (written != overhead)
+            return dropped(DropReason::no_room_for_encapsulation);
+        const uint16_t ether_type = backend.is_v4() ? ether_type::ipv4 : ether_type::ipv6;
+        start[12] = uint8_t(ether_type >> 8);
+        start[13] = uint8_t(ether_type);
+        frame.data = start;
+        frame.headroom -= uint32_t(overhead);
+        frame.length = uint32_t(ethernet_header_length + overhead + inner_length);
+    } else {
+        // Toward the backend the packet carries the reverse tuple, turned round.
+        rewrite_tuple(frame.data, packet, reverse.reversed());
+    }
+    set_ethernet(frame.data, next_hop->mac, egress.mac);
+    counters.to_backend_packets.increment();
+    return {BalanceVerdict::forward, DropReason::none, next_hop->egress_port};
+}
+
+BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &packet,
+                                    const Snapshot &snapshot, Flow &flow, uint32_t now,
+                                    BalancerCounters &counters) {
+    flow.state = next_state(flow.state, flow.forward.protocol, tcp_flags(frame.data, packet), true);
+    flow.last_seen = now;
+    if (flow.client_port >= snapshot.ports().size())
+        return dropped(DropReason::next_hop_unresolved);
+    if (!decrement_hop_limit(frame.data, packet))
+        return dropped(DropReason::ttl_exceeded);
+    // Back to the client from the VIP: the flow's forward tuple, turned round,
+    // to the MAC the client's packets came from.
+    rewrite_tuple(frame.data, packet, flow.forward.reversed());
+    set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
+    counters.to_client_packets.increment();
+    return {BalanceVerdict::forward, DropReason::none, flow.client_port};
+}
+
+} // namespace sluice::lb

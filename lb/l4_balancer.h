@@ -1,0 +1,78 @@
+// The L4 balancer of one worker: a packet for a VIP is matched to its flow (or
+// given a new one by Maglev), rewritten for its forwarding mode and addressed
+// to its next hop; a packet from a backend is matched to its flow and
+// rewritten back to the client. Works on plain bytes with a per-worker flow
+// table and the current snapshot: no EAL, no locks, no allocation.
+#pragma once
+
+#include <cstdint>
+
+#include "dataplane/counter.h"
+#include "dataplane/drop_reason.h"
+#include "dataplane/packet_parse.h"
+#include "lb/flow_table.h"
+#include "lb/snapshot.h"
+
+namespace sluice::lb {
+
+struct BalancerCounters {
+    Counter new_flows;
+    Counter to_backend_packets;
+    Counter to_client_packets;
+    Counter stateless_packets;  // balanced by Maglev alone: the flow table was full
+};
+
+// A frame in its buffer: `headroom` bytes before `data` may be claimed by an
+// encapsulation, which moves `data` back.
+struct FrameBuffer {
+    uint8_t *data;
+    uint32_t length;
+    uint32_t headroom;
+};
+
+enum class BalanceVerdict : uint8_t {
+    not_balanced,  // not for a VIP nor from a backend: someone else's
+    forward,       // rewritten, with its Ethernet header set: send on egress_port
+    drop,          // `reason` says why
+};
+
+struct BalanceResult {
+    BalanceVerdict verdict = BalanceVerdict::not_balanced;
+    DropReason reason = DropReason::none;
+    uint16_t egress_port = 0;
+};
+
+// The SNAT ports (host byte order, inclusive) this worker owns: return
+// traffic to them must come back to it.
+struct SnatPortRange {
+    uint16_t first = 1024;
+    uint16_t last = 65535;
+};
+
+class L4Balancer {
+public:
+    L4Balancer(FlowTable &flows, SnatPortRange snat_ports) : flows_(flows), snat_(snat_ports) {}
+
+    // `frame` holds an untagged Ethernet frame that parsed as `packet` and
+    // arrived on `ingress_port` (the snapshot's port index). `now` is in
+    // milliseconds.
+    BalanceResult balance(FrameBuffer &frame, const ParsedPacket &packet, uint16_t ingress_port,
+                          const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
+
+    FlowTable &flows() { return flows_; }
+
+private:
+    BalanceResult to_backend(FrameBuffer &frame, const ParsedPacket &packet,
+                             uint16_t ingress_port, const Snapshot &snapshot,
+                             const Service &service, const FlowKey &key, uint64_t hash,
+                             uint32_t now, BalancerCounters &counters);
+    BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
+                            Flow &flow, uint32_t now, BalancerCounters &counters);
+    bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
+                        uint64_t hash, uint32_t now, FlowKey &reverse);
+
+    FlowTable &flows_;
+    SnatPortRange snat_;
+};
+
+} // namespace sluice::lb
