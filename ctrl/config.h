@@ -9,6 +9,7 @@
 #include <vector>
 
 #include "dataplane/net_addr.h"
+#include "lb/snapshot.h"
 
 namespace sluice::ctrl {
 
@@ -49,12 +50,56 @@ struct PortConfig {
     bool is_pci() const;
 };
 
+// The data plane's own words for a service's behaviour.
+using lb::DsrEncapsulation;
+using lb::ForwardingMode;
+using lb::RemovedBackendFlows;
+
+struct BackendConfig {
+    IpAddress address;
+    uint16_t port = 0;    // 0: the port the client connected to
+    uint32_t weight = 1;  // 0: takes no new flows (drained)
+};
+
+// An L4 service: a VIP, protocol and port balanced over backends.
+struct ServiceConfig {
+    std::string name;
+    IpAddress vip;
+    uint8_t protocol = 6;  // IPPROTO_TCP or IPPROTO_UDP
+    uint16_t port = 0;     // 0: every port of the VIP
+    ForwardingMode mode = ForwardingMode::fullnat;
+    std::vector<IpAddress> local_addresses;  // fullnat: the SNAT addresses
+    DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
+    uint16_t gue_port = 6080;
+    uint32_t maglev_size = 65537;
+    RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
+    std::vector<BackendConfig> backends;
+};
+
+// Idle timeouts of flows, in seconds.
+struct FlowTimeoutConfig {
+    unsigned tcp_syn = 5;
+    unsigned tcp_established = 300;
+    unsigned tcp_closing = 10;
+    unsigned udp = 30;
+};
+
+struct LbConfig {
+    uint64_t maglev_seed = 0;            // the same on every instance of a cluster
+    unsigned flow_table_size = 262144;   // flows per worker
+    FlowTimeoutConfig timeouts;
+};
+
 struct Config {
     std::string source;  // file the config came from, for messages
     EalConfig eal;
     CoreConfig cores;
     WorkerTuning worker;
     std::vector<PortConfig> ports;
+    LbConfig lb;
+    std::vector<ServiceConfig> services;
+    // Not errors, but worth saying at start-up ("FILE:LINE:COLUMN: KEY: ...").
+    std::vector<std::string> warnings;
 };
 
 // Thrown by the loader; what() is "FILE:LINE:COLUMN: KEY: MESSAGE".

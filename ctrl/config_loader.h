@@ -25,6 +25,13 @@ private:
     void read_addresses(const Field &f, std::map<std::string, int> &seen,
                         std::vector<InterfaceAddress> &addresses) const;
 
+    // config_services.cc
+    void read_lb(const Field &f, LbConfig &lb) const;
+    void read_services(const Field &f, Config &config) const;
+    ServiceConfig read_service(const Field &f, const Config &config) const;
+    void read_backends(const Field &f, const Config &config, ServiceConfig &service) const;
+    IpAddress unicast_address(const Field &f) const;
+
     unsigned cpus_;
 };
 

@@ -268,11 +268,16 @@ TEST_P(BadConfigTest, IsRejectedWithPosition) {
 }
 
 #define PORT "ports: [{name: a, device: net_null0}]\n"
+#define LB_PORTS                                                                           \
+    "ports:\n  - name: back\n    device: net_null0\n    exception_path: {tap: tb}\n"           \
+    "    addresses: [198.18.1.1/24, \"2001:db8:0:2::1/64\"]\n"
+#define SERVICE                                                                            \
+    "services:\n  - name: web\n    vip: 198.18.10.1\n    protocol: tcp\n    port: 80\n"
 
 const BadConfig bad_configs[] = {
     // Structure.
     {"unknown top-level key", PORT "colour: blue\n", 2, 1, "colour",
-     "unknown key, expected one of: eal, cores, worker, ports"},
+     "unknown key, expected one of: eal, cores, worker, ports, lb, services"},
     {"unknown key in a port", "ports:\n  - name: a\n    device: net_null0\n    speed: 10G\n", 4,
      5, "ports[0].speed", "unknown key, expected one of: name, device, addresses, mtu"},
     {"unknown key in exception_path",
@@ -393,6 +398,71 @@ const BadConfig bad_configs[] = {
      "ports:\n  - name: a\n    device: net_null0\n    exception_path: {tap: t0}\n"
      "  - name: b\n    device: net_null1\n    exception_path: {tap: t0}\n",
      7, 27, "ports[1].exception_path.tap", "duplicate TAP name 't0', first defined at line 4"},
+    // Services (the ports' lines come first: services start at line 6).
+    {"fullnat without SNAT addresses", LB_PORTS SERVICE "    backends: [{address: 198.18.1.11}]\n",
+     7, 5, "services[0].local_addresses", "required key is missing: fullnat needs"},
+    {"SNAT address on no port's prefix", LB_PORTS SERVICE "    local_addresses: [198.18.5.5]\n",
+     11, 23, "services[0].local_addresses[0]", "is on no port's prefix"},
+    {"SNAT address of the other family", LB_PORTS SERVICE
+     "    local_addresses: [\"2001:db8:0:2::100\"]\n", 11, 23,
+     "services[0].local_addresses[0]", "expected an IPv4 address like the VIP"},
+    {"VIP is a port address",
+     LB_PORTS "services:\n  - name: web\n    vip: 198.18.1.1\n    protocol: tcp\n", 8, 10,
+     "services[0].vip", "is a port's own address"},
+    {"VIP with a prefix length",
+     LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1/32\n    protocol: tcp\n", 8, 10,
+     "services[0].vip", "expected an IPv4 or IPv6 address"},
+    {"protocol missing", LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n", 7, 5,
+     "services[0].protocol", "required key is missing"},
+    {"unknown protocol", LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n"
+     "    protocol: sctp\n", 9, 15, "services[0].protocol", "expected one of tcp, udp"},
+    {"unknown mode", LB_PORTS SERVICE "    mode: tunnel\n", 11, 11, "services[0].mode",
+     "expected one of fullnat, nat, dsr, got \"tunnel\""},
+    {"backend of the other family", LB_PORTS SERVICE
+     "    local_addresses: [198.18.1.100]\n    backends:\n      - address: \"2001:db8:0:2::11\"\n",
+     13, 18, "services[0].backends[0].address", "expected an IPv4 address like the VIP"},
+    {"weight out of range", LB_PORTS SERVICE
+     "    local_addresses: [198.18.1.100]\n    backends:\n      - {address: 198.18.1.11, weight: 70000}\n",
+     13, 40, "services[0].backends[0].weight", "expected a weight in 0..65535, got 70000"},
+    {"duplicate backend", LB_PORTS SERVICE
+     "    local_addresses: [198.18.1.100]\n    backends:\n      - {address: 198.18.1.11}\n"
+     "      - {address: 198.18.1.11}\n",
+     14, 9, "services[0].backends[1]", "duplicate backend '198.18.1.11 port 0', first defined at line 13"},
+    {"Maglev size not prime", LB_PORTS SERVICE "    local_addresses: [198.18.1.100]\n"
+     "    maglev_size: 65536\n", 12, 18, "services[0].maglev_size",
+     "expected a prime, got 65536; the next prime is 65537"},
+    {"encapsulation on a fullnat service", LB_PORTS SERVICE "    local_addresses: [198.18.1.100]\n"
+     "    encapsulation: gue\n", 12, 20, "services[0].encapsulation", "only dsr services encapsulate"},
+    {"dsr to another port", LB_PORTS SERVICE "    mode: dsr\n    backends:\n"
+     "      - {address: 198.18.1.11, port: 8080}\n", 13, 38, "services[0].backends[0].port",
+     "dsr does not change ports"},
+    {"backend on no port's prefix", LB_PORTS SERVICE "    mode: nat\n    backends:\n"
+     "      - address: 198.18.7.7\n", 13, 18, "services[0].backends[0].address",
+     "is on no port's prefix"},
+    {"backend behind a port without exception path",
+     "ports:\n  - {name: back, device: net_null0, addresses: [198.18.1.1/24]}\n"
+     SERVICE "    mode: nat\n    backends: [{address: 198.18.1.11}]\n", 9, 26,
+     "services[0].backends[0].address", "has no exception_path to resolve its MAC through"},
+    {"SNAT addresses on a nat service", LB_PORTS SERVICE "    mode: nat\n"
+     "    local_addresses: [198.18.1.100]\n", 12, 22, "services[0].local_addresses",
+     "only fullnat services have local (SNAT) addresses"},
+    {"duplicate service", LB_PORTS SERVICE "    mode: nat\n"
+     "  - {name: web2, vip: 198.18.10.1, protocol: tcp, port: 80, mode: nat}\n", 12, 5,
+     "services[1]", "duplicate service 198.18.10.1 tcp port 80, first defined at line 7"},
+    {"service on every port overlapping one port", LB_PORTS SERVICE "    mode: nat\n"
+     "  - {name: all, vip: 198.18.10.1, protocol: tcp, mode: nat}\n", 12, 5, "services[1]",
+     "service on every port of 198.18.10.1 tcp overlaps"},
+    {"duplicate service name", LB_PORTS SERVICE "    mode: nat\n"
+     "  - {name: web, vip: 198.18.10.2, protocol: tcp, mode: nat}\n", 12, 5, "services[1]",
+     "duplicate service name 'web'"},
+    {"services with two workers", "cores: {control: 0, workers: [1, 2]}\n" LB_PORTS SERVICE
+     "    mode: nat\n", 8, 3, "services", "balancing needs exactly one worker for now"},
+    {"maglev seed negative", PORT "lb: {maglev_seed: -1}\n", 2, 19, "lb.maglev_seed",
+     "expected an integer seed"},
+    {"zero timeout", PORT "lb:\n  timeouts: {udp: 0}\n", 3, 19, "lb.timeouts.udp",
+     "expected seconds in 1..86400, got 0"},
+    {"flow table too small", PORT "lb: {flow_table_size: 10}\n", 2, 23, "lb.flow_table_size",
+     "expected a number of flows in 1024..16777216"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, testing::ValuesIn(bad_configs),
@@ -402,6 +472,103 @@ INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, testing::ValuesIn(bad_configs),
                                  name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
                              return name;
                          });
+
+} // namespace
+} // namespace sluice::ctrl
+
+namespace sluice::ctrl {
+namespace {
+
+TEST(Config, ServicesInEveryMode) {
+    const Config c = load_config_text(R"(
+ports:
+  - name: back
+    device: net_null0
+    addresses: [198.18.1.1/24, "2001:db8:0:2::1/64"]
+    exception_path: {tap: tb}
+lb:
+  maglev_seed: 18446744073709551615
+  flow_table_size: 65536
+  timeouts: {tcp_syn: 3, udp: 60}
+services:
+  - name: web
+    vip: 198.18.10.1
+    protocol: tcp
+    port: 80
+    local_addresses: [198.18.1.100, 198.18.1.101]
+    backends:
+      - {address: 198.18.1.11, weight: 2}
+      - {address: 198.18.1.12, port: 8080, weight: 0}
+  - name: dns
+    vip: "2001:db8:10::1"
+    protocol: udp
+    port: 53
+    mode: nat
+    maglev_size: 251
+    removed_backend_flows: reset
+    backends: [{address: "2001:db8:0:2::11"}]
+  - name: everything
+    vip: 198.18.10.2
+    protocol: tcp
+    mode: dsr
+    encapsulation: gue
+    gue_port: 6081
+    backends: [{address: "2001:db8:0:2::12"}]
+)",
+                                      "good.yaml", 4);
+    EXPECT_EQ(c.lb.maglev_seed, UINT64_MAX);
+    EXPECT_EQ(c.lb.flow_table_size, 65536u);
+    EXPECT_EQ(c.lb.timeouts.tcp_syn, 3u);
+    EXPECT_EQ(c.lb.timeouts.tcp_established, 300u);
+    EXPECT_EQ(c.lb.timeouts.udp, 60u);
+    ASSERT_EQ(c.services.size(), 3u);
+
+    const ServiceConfig &web = c.services[0];
+    EXPECT_EQ(web.vip.to_string(), "198.18.10.1");
+    EXPECT_EQ(web.protocol, 6);
+    EXPECT_EQ(web.port, 80);
+    EXPECT_EQ(web.mode, ForwardingMode::fullnat);
+    ASSERT_EQ(web.local_addresses.size(), 2u);
+    EXPECT_EQ(web.maglev_size, 65537u);
+    EXPECT_EQ(web.removed_backend_flows, RemovedBackendFlows::keep);
+    ASSERT_EQ(web.backends.size(), 2u);
+    EXPECT_EQ(web.backends[0].port, 0);
+    EXPECT_EQ(web.backends[0].weight, 2u);
+    EXPECT_EQ(web.backends[1].port, 8080);
+    EXPECT_EQ(web.backends[1].weight, 0u);
+
+    const ServiceConfig &dns = c.services[1];
+    EXPECT_FALSE(dns.vip.is_v4());
+    EXPECT_EQ(dns.protocol, 17);
+    EXPECT_EQ(dns.mode, ForwardingMode::nat);
+    EXPECT_EQ(dns.removed_backend_flows, RemovedBackendFlows::reset);
+
+    const ServiceConfig &everything = c.services[2];
+    EXPECT_EQ(everything.port, 0);
+    EXPECT_EQ(everything.mode, ForwardingMode::dsr);
+    EXPECT_EQ(everything.encapsulation, DsrEncapsulation::gue);
+    EXPECT_EQ(everything.gue_port, 6081);
+
+    // Every table holds at least 100 slots per backend: nothing to warn about.
+    EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(Config, SmallMaglevTableIsAWarning) {
+    const Config c = load_config_text(R"(
+ports: [{name: back, device: net_null0, addresses: [198.18.1.1/24], exception_path: {tap: tb}}]
+services:
+  - name: web
+    vip: 198.18.10.1
+    protocol: tcp
+    mode: nat
+    maglev_size: 7
+    backends: [{address: 198.18.1.11}, {address: 198.18.1.12}]
+)",
+                                      "small.yaml", 4);
+    ASSERT_EQ(c.warnings.size(), 1u);
+    EXPECT_EQ(c.warnings[0].rfind("small.yaml:4:5: services[0].maglev_size: 7 is less than 100 x 2 backends", 0), 0u)
+        << c.warnings[0];
+}
 
 } // namespace
 } // namespace sluice::ctrl

@@ -1,0 +1,240 @@
+// The load-balancing sections of the config: `lb` (cluster-wide settings)
+// and `services` (VIPs and their backends). Everything that can be checked
+// without starting DPDK is checked here, so that a service the data plane
+// could not serve as written never gets past --check.
+#include <algorithm>
+#include <set>
+#include <tuple>
+
+#include "ctrl/config_loader.h"
+#include "lb/maglev.h"
+
+namespace sluice::ctrl {
+
+namespace {
+
+constexpr unsigned max_maglev_size = 16'777'259;  // a prime just above 2^24
+constexpr unsigned min_maglev_size = 7;
+constexpr unsigned max_weight = 65535;
+constexpr unsigned max_timeout_s = 86'400;
+
+bool is_service_name(std::string_view s) {
+    return !s.empty() && s.size() <= 63 &&
+           std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+           });
+}
+
+const char *family_name(const IpAddress &a) { return a.is_v4() ? "IPv4" : "IPv6"; }
+
+// The port whose connected prefix holds `address`, or null.
+const PortConfig *port_on_link(const Config &config, const IpAddress &address) {
+    for (const PortConfig &port : config.ports)
+        for (const InterfaceAddress &own : port.addresses)
+            if (own.on_link(address))
+                return &port;
+    return nullptr;
+}
+
+bool is_port_address(const Config &config, const IpAddress &address) {
+    for (const PortConfig &port : config.ports)
+        for (const InterfaceAddress &own : port.addresses)
+            if (own.address == address)
+                return true;
+    return false;
+}
+
+} // namespace
+
+void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
+    const Section s = map(f, {"maglev_seed", "flow_table_size", "timeouts"});
+    if (const Field *v = s.find("maglev_seed")) {
+        const std::string &text = scalar(*v, "an integer seed");
+        const auto seed = parse_unsigned(text);
+        if (!seed || (*seed == UINT64_MAX && text != "18446744073709551615"))
+            fail(*v, "expected an integer seed in 0..18446744073709551615, got " + quoted(text));
+        lb.maglev_seed = *seed;
+    }
+    if (const Field *v = s.find("flow_table_size"))
+        lb.flow_table_size = integer(*v, 1024, 16'777'216, "a number of flows");
+    if (const Field *v = s.find("timeouts")) {
+        const Section t = map(*v, {"tcp_syn", "tcp_established", "tcp_closing", "udp"});
+        const std::pair<const char *, unsigned *> timeouts[] = {
+            {"tcp_syn", &lb.timeouts.tcp_syn},
+            {"tcp_established", &lb.timeouts.tcp_established},
+            {"tcp_closing", &lb.timeouts.tcp_closing},
+            {"udp", &lb.timeouts.udp},
+        };
+        for (const auto &[key, value] : timeouts)
+            if (const Field *timeout = t.find(key))
+                *value = integer(*timeout, 1, max_timeout_s, "seconds");
+    }
+}
+
+IpAddress ConfigLoader::unicast_address(const Field &f) const {
+    const std::string what = "an IPv4 or IPv6 address like 198.18.10.1 or 2001:db8::10";
+    const std::string &text = scalar(f, what);
+    const auto address = parse_ip_address(text);
+    if (!address)
+        fail(f, "expected " + what + ", got " + quoted(text));
+    const char *bad = address->is_unspecified() ? "the unspecified address"
+                      : address->is_multicast() ? "a multicast address"
+                      : address->is_loopback()  ? "a loopback address"
+                      : address->is_v4() && address->v4_be() == 0xffffffff
+                          ? "the broadcast address"
+                          : nullptr;
+    if (bad)
+        fail(f, "expected a unicast address, got " + address->to_string() + ", " + bad);
+    return *address;
+}
+
+void ConfigLoader::read_services(const Field &f, Config &config) const {
+    // Return traffic must reach the worker that holds its flow; steering it
+    // there (rte_flow or a software ring) is not built yet.
+    if (config.cores.workers.size() > 1 && !sequence(f).empty())
+        fail(f, "balancing needs exactly one worker for now (return traffic is not yet steered "
+                "to the worker that owns its flow), cores.workers lists " +
+                    std::to_string(config.cores.workers.size()));
+    std::map<std::string, int> names;
+    // (VIP, protocol) → the ports in use and where, to refuse overlaps.
+    std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;
+    for (const Field &item : sequence(f)) {
+        ServiceConfig service = read_service(item, config);
+        claim(names, service.name, item, "service name");
+
+        auto &ports = listeners[{service.vip.to_string(), service.protocol}];
+        const char *protocol = service.protocol == 6 ? "tcp" : "udp";
+        const std::string where = service.vip.to_string() + " " + protocol;
+        if (!ports.empty() && (service.port == 0 || ports.count(0)))
+            fail(item, "service on every port of " + where + " overlaps the one at line " +
+                           std::to_string(ports.begin()->second));
+        if (const auto other = ports.find(service.port); other != ports.end())
+            fail(item, "duplicate service " + where + " port " + std::to_string(service.port) +
+                           ", first defined at line " + std::to_string(other->second));
+        ports.emplace(service.port, item.mark.line + 1);
+
+        if (service.maglev_size < 100 * std::max<size_t>(service.backends.size(), 1))
+            config.warnings.push_back(
+                source_ + ":" + std::to_string(item.mark.line + 1) + ":" +
+                std::to_string(item.mark.column + 1) + ": " + item.path +
+                ".maglev_size: " + std::to_string(service.maglev_size) + " is less than 100 x " +
+                plural(service.backends.size(), "backend") + ": shares will be uneven");
+        config.services.push_back(std::move(service));
+    }
+}
+
+ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) const {
+    const Section s = map(f, {"name", "vip", "protocol", "port", "mode", "local_addresses",
+                              "encapsulation", "gue_port", "maglev_size",
+                              "removed_backend_flows", "backends"});
+    ServiceConfig service;
+    service.name = text(require(s, "name"),
+                        "a service name of 1..63 characters of a-z, 0-9, '_', '-'",
+                        is_service_name);
+    const Field &vip = require(s, "vip");
+    service.vip = unicast_address(vip);
+    if (is_port_address(config, service.vip))
+        fail(vip, "VIP " + service.vip.to_string() + " is a port's own address");
+    service.protocol = choice(require(s, "protocol"), {"tcp", "udp"}) == 0 ? 6 : 17;
+    if (const Field *v = s.find("port"))
+        service.port = uint16_t(integer(*v, 0, 65535, "a port (0: every port)"));
+    if (const Field *v = s.find("mode"))  // in ForwardingMode's order
+        service.mode = ForwardingMode(choice(*v, {"fullnat", "nat", "dsr"}));
+    const bool dsr = service.mode == ForwardingMode::dsr;
+
+    const Field *local = s.find("local_addresses");
+    if (service.mode == ForwardingMode::fullnat && !local)
+        fail(s.self.mark, join(s.self.path, "local_addresses"),
+             "required key is missing: fullnat needs at least one SNAT address");
+    if (local && service.mode != ForwardingMode::fullnat)
+        fail(*local, "only fullnat services have local (SNAT) addresses");
+    if (local) {
+        const std::vector<Field> items = sequence(*local);
+        if (items.empty())
+            fail(*local, "expected at least one SNAT address, got an empty sequence");
+        for (const Field &item : items) {
+            const IpAddress address = unicast_address(item);
+            if (address.family != service.vip.family)
+                fail(item, std::string("expected an ") + family_name(service.vip) +
+                               " address like the VIP, got " + address.to_string());
+            if (is_port_address(config, address) || address == service.vip)
+                fail(item, address.to_string() + " is a port address or the VIP");
+            if (!port_on_link(config, address))
+                fail(item, address.to_string() +
+                               " is on no port's prefix: backends could not reach it");
+            if (std::find(service.local_addresses.begin(), service.local_addresses.end(),
+                          address) != service.local_addresses.end())
+                fail(item, "duplicate SNAT address " + address.to_string());
+            service.local_addresses.push_back(address);
+        }
+    }
+
+    const Field *encapsulation = s.find("encapsulation");
+    if (encapsulation && !dsr)
+        fail(*encapsulation, "only dsr services encapsulate");
+    if (encapsulation)
+        service.encapsulation = DsrEncapsulation(choice(*encapsulation, {"ipip", "gue"}));
+    if (const Field *v = s.find("gue_port")) {
+        if (!dsr || service.encapsulation != DsrEncapsulation::gue)
+            fail(*v, "only dsr services with encapsulation: gue have a GUE port");
+        service.gue_port = uint16_t(integer(*v, 1, 65535, "a UDP port"));
+    }
+    if (const Field *v = s.find("maglev_size")) {
+        service.maglev_size = integer(*v, min_maglev_size, max_maglev_size, "a prime");
+        if (!lb::is_prime(service.maglev_size))
+            fail(*v, "expected a prime, got " + std::to_string(service.maglev_size) +
+                         "; the next prime is " +
+                         std::to_string(lb::next_prime(service.maglev_size)));
+    }
+    if (const Field *v = s.find("removed_backend_flows"))
+        service.removed_backend_flows = RemovedBackendFlows(choice(*v, {"keep", "reset"}));
+    if (const Field *v = s.find("backends"))
+        read_backends(*v, config, service);
+    if (service.backends.size() > service.maglev_size)
+        fail(s.self.mark, join(s.self.path, "backends"),
+             plural(service.backends.size(), "backend") + " do not fit a Maglev table of " +
+                 std::to_string(service.maglev_size) + " slots");
+    return service;
+}
+
+void ConfigLoader::read_backends(const Field &f, const Config &config,
+                                 ServiceConfig &service) const {
+    const bool dsr = service.mode == ForwardingMode::dsr;
+    std::map<std::string, int> seen;
+    for (const Field &item : sequence(f)) {
+        const Section s = map(item, {"address", "port", "weight"});
+        BackendConfig backend;
+        const Field &address = require(s, "address");
+        backend.address = unicast_address(address);
+        // Only GUE can carry one family inside the other.
+        const bool mixed_ok = dsr && service.encapsulation == DsrEncapsulation::gue;
+        if (backend.address.family != service.vip.family && !mixed_ok)
+            fail(address, std::string("expected an ") + family_name(service.vip) +
+                              " address like the VIP, got " + backend.address.to_string());
+        if (is_port_address(config, backend.address) || backend.address == service.vip)
+            fail(address, backend.address.to_string() + " is a port address or the VIP");
+        // The kernel behind the port's TAP resolves the backend's MAC.
+        const PortConfig *port = port_on_link(config, backend.address);
+        if (!port)
+            fail(address, backend.address.to_string() +
+                              " is on no port's prefix (routes to backends are not supported yet)");
+        if (port->exception_tap.empty())
+            fail(address, "port " + port->name + ", where " + backend.address.to_string() +
+                              " is, has no exception_path to resolve its MAC through");
+        if (const Field *v = s.find("port")) {
+            backend.port = uint16_t(integer(*v, 1, 65535, "a port"));
+            if (service.port == 0)
+                fail(*v, "a service on every port keeps the client's port: leave port out");
+            if (dsr && backend.port != service.port)
+                fail(*v, "dsr does not change ports: the backend port must be the service's (" +
+                             std::to_string(service.port) + ")");
+        }
+        if (const Field *v = s.find("weight"))
+            backend.weight = integer(*v, 0, max_weight, "a weight");
+        claim(seen, backend.address.to_string() + " port " + std::to_string(backend.port), item,
+              "backend");
+        service.backends.push_back(backend);
+    }
+}
+
+} // namespace sluice::ctrl
