@@ -26,6 +26,19 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
     };
     for (const auto &[name, counter] : counters)
         out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';
+    if (worker.balancing) {
+        const auto &b = worker.balancing->counters;
+        const std::pair<const char *, const Counter *> balancing[] = {
+            {"new_flows", &b.new_flows},
+            {"to_backend_packets", &b.to_backend_packets},
+            {"to_client_packets", &b.to_client_packets},
+            {"stateless_packets", &b.stateless_packets},
+        };
+        for (const auto &[name, counter] : balancing)
+            out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';
+        // Read across threads without a lock: a gauge, possibly a poll old.
+        out << "sluice_worker_flows" << label << ' ' << worker.balancing->flows->size() << '\n';
+    }
     for (size_t reason = 1; reason < drop_reason_count; ++reason) {
         const uint64_t drops = c.drops[reason].read();
         if (drops)

@@ -20,8 +20,11 @@
 
 #include "ctrl/config.h"
 #include "ctrl/counters_report.h"
+#include "ctrl/neighbours.h"
+#include "ctrl/snapshot_builder.h"
 #include "dataplane/eal.h"
 #include "dataplane/exception_path.h"
+#include "dataplane/published_snapshot.h"
 #include "dataplane/port.h"
 #include "dataplane/worker.h"
 
@@ -104,6 +107,8 @@ public:
 
 private:
     bool open_ports(std::string &error);
+    void start_balancing();
+    void refresh_neighbours();
     void launch_workers();
     void print_counters();
 
@@ -114,6 +119,12 @@ private:
     std::map<int, rte_mempool *> pools_;  // by NUMA socket
     std::vector<dataplane::Port> ports_;
     std::vector<std::unique_ptr<dataplane::WorkerContext>> workers_;
+
+    // Balancing, when services are configured.
+    std::unique_ptr<dataplane::PublishedSnapshot> snapshot_;
+    std::unique_ptr<NeighbourWatcher> neighbours_;
+    std::map<NeighbourKey, MacAddress> known_neighbours_;
+    uint64_t generation_ = 0;
 };
 
 bool Gateway::start(std::string &error) {
@@ -128,8 +139,49 @@ bool Gateway::start(std::string &error) {
                 config_.cores.workers.size());
     if (!open_ports(error))
         return false;
+    start_balancing();
     launch_workers();
+    if (neighbours_) {
+        // The kernel resolves the backends through the running workers. Give
+        // it a moment before announcing: until then, their packets would be
+        // dropped as unresolved.
+        const size_t wanted = wanted_neighbours(config_).size();
+        for (int attempt = 0; attempt < 60 && known_neighbours_.size() < wanted; ++attempt) {
+            refresh_neighbours();
+            if (known_neighbours_.size() < wanted)
+                usleep(50'000);
+        }
+    }
+    std::printf("sluiced: running\n");
     return true;
+}
+
+void Gateway::start_balancing() {
+    if (config_.services.empty())
+        return;
+    snapshot_ = std::make_unique<dataplane::PublishedSnapshot>(
+        unsigned(config_.cores.workers.size()));
+    neighbours_ = std::make_unique<NeighbourWatcher>();
+    snapshot_->publish(build_snapshot(config_, ports_, known_neighbours_, ++generation_));
+    std::printf("sluiced: balancing %zu service(s)\n", config_.services.size());
+}
+
+// Asks the kernel to resolve (or re-confirm) the backends' MACs, and publishes
+// a new snapshot when what it knows has changed.
+void Gateway::refresh_neighbours() {
+    std::map<NeighbourKey, MacAddress> found = neighbours_->refresh(wanted_neighbours(config_));
+    if (found == known_neighbours_)
+        return;
+    for (const auto &[key, mac] : found)
+        if (!known_neighbours_.count(key) || known_neighbours_.at(key) != mac)
+            std::printf("sluiced: neighbour %s is at %s on %s\n", key.second.c_str(),
+                        mac.to_string().c_str(), key.first.c_str());
+    for (const auto &[key, mac] : known_neighbours_)
+        if (!found.count(key))
+            std::printf("sluiced: neighbour %s on %s is unreachable\n", key.second.c_str(),
+                        key.first.c_str());
+    known_neighbours_ = std::move(found);
+    snapshot_->publish(build_snapshot(config_, ports_, known_neighbours_, ++generation_));
 }
 
 bool Gateway::open_ports(std::string &error) {
@@ -161,9 +213,7 @@ bool Gateway::open_ports(std::string &error) {
             return false;
         }
         port.mac = dataplane::port_mac(port.port_id);
-        port.local.mac = port.mac;
-        for (const InterfaceAddress &address : port_config.addresses)
-            port.local.add(address.address);
+        port.local = local_addresses(config_, port_config, port.mac);
         port.exception_tap = port_config.exception_tap;
         // From here on shut_down() closes it, whatever fails next.
         ports_.push_back(port);
@@ -197,13 +247,28 @@ void Gateway::launch_workers() {
             view.local = &port.local;
             worker->ports.push_back(view);
         }
+        if (snapshot_) {
+            // Each worker owns an equal slice of the SNAT ports.
+            const unsigned workers = unsigned(config_.cores.workers.size());
+            const unsigned slice = (65535u - 1024u + 1u) / workers;
+            const lb::SnatPortRange ports{uint16_t(1024 + i * slice),
+                                          uint16_t(i + 1 == workers ? 65535 : 1024 + (i + 1) * slice - 1)};
+            const auto &t = config_.lb.timeouts;
+            const lb::FlowTimeouts timeouts{t.tcp_syn * 1000, t.tcp_established * 1000,
+                                            t.tcp_closing * 1000, t.udp * 1000};
+            auto balancing = std::make_unique<dataplane::WorkerBalancing>();
+            balancing->snapshot = snapshot_.get();
+            balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
+                                                               lb::HashKey::random(), timeouts);
+            balancing->balancer = std::make_unique<lb::L4Balancer>(*balancing->flows, ports);
+            worker->balancing = std::move(balancing);
+        }
         workers_.push_back(std::move(worker));
     }
     for (size_t i = 0; i < workers_.size(); ++i)
         rte_eal_remote_launch(dataplane::run_worker, workers_[i].get(),
                               config_.cores.workers[i]);
     workers_launched_ = true;
-    std::printf("sluiced: running\n");
 }
 
 void Gateway::print_counters() {
@@ -217,10 +282,16 @@ void Gateway::wait_for_stop() {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGUSR1);
+    // The control plane's clock: neighbours are refreshed every second,
+    // between signals.
+    const timespec tick{1, 0};
     for (;;) {
-        int signal = 0;
-        if (sigwait(&signals, &signal) != 0)
+        const int signal = sigtimedwait(&signals, nullptr, &tick);
+        if (signal < 0) {
+            if (neighbours_)
+                refresh_neighbours();
             continue;
+        }
         if (signal == SIGUSR1) {
             std::printf("sluiced: counters\n");
             std::fflush(stdout);
@@ -243,6 +314,8 @@ void Gateway::shut_down() {
         std::fflush(stdout);
         print_counters();
     }
+    workers_.clear();
+    snapshot_.reset();
     for (dataplane::Port &port : ports_)
         dataplane::close_port(port);
     ports_.clear();
@@ -284,6 +357,8 @@ int run(int argc, char **argv) {
         std::fprintf(stderr, "%s\n", e.what());
         return exit_bad_config;
     }
+    for (const std::string &warning : config.warnings)
+        std::fprintf(stderr, "warning: %s\n", warning.c_str());
     if (check_only) {
         std::printf("%s: configuration is valid\n", config_path.c_str());
         return 0;

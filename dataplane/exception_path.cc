@@ -12,6 +12,7 @@
 #include <rte_ethdev.h>
 
 #include <cerrno>
+#include <cstdio>
 #include <cstring>
 
 namespace sluice::dataplane {
@@ -100,6 +101,14 @@ bool open_exception_path(Port &port, const QueueSetup &setup,
     uint16_t tap_port;
     if (!find_port(name, tap_port, error))
         return false;
+    // Before the link comes up: no duplicate address detection on the TAP's
+    // link-local address, or the kernel could not send neighbour
+    // solicitations for a second or two (the port's own addresses are the
+    // gateway's to defend, and the worker answers for them).
+    if (FILE *dad = std::fopen(("/proc/sys/net/ipv6/conf/" + port.exception_tap + "/accept_dad").c_str(), "w")) {
+        std::fputs("0", dad);
+        std::fclose(dad);
+    }
 
     QueueSetup tap_setup = setup;
     tap_setup.rx_descriptors = tap_setup.tx_descriptors = tap_descriptors;

@@ -20,6 +20,9 @@ struct LocalAddresses {
     std::vector<std::array<uint8_t, 16>> ipv6;
 
     void add(const IpAddress &address);
+    bool owns(const IpAddress &address) const {
+        return address.is_v4() ? owns_ipv4(address.bytes.data()) : owns_ipv6(address.bytes.data());
+    }
     bool owns_ipv4(const uint8_t *address) const;
     bool owns_ipv6(const uint8_t *address) const;
 };

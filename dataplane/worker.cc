@@ -6,6 +6,7 @@
 #include <rte_prefetch.h>
 
 #include "dataplane/packet_parse.h"
+#include "dataplane/published_snapshot.h"
 
 namespace sluice::dataplane {
 
@@ -14,6 +15,8 @@ namespace {
 constexpr unsigned prefetch_ahead = 3;
 // Empty polls in a row before an idle worker starts to sleep.
 constexpr unsigned idle_polls_before_sleep = 64;
+// Flows examined for expiry per idle poll.
+constexpr uint32_t expiry_budget = 256;
 
 void flush(TxBuffer &buffer, WorkerCounters &counters) {
     if (buffer.count == 0)
@@ -54,8 +57,37 @@ void count_reply(LocalReply reply, WorkerCounters &counters) {
     }
 }
 
-// A frame from the wire: answer it, or hand it to the kernel.
-void handle_from_wire(WorkerPort &port, rte_mbuf *packet, WorkerCounters &counters) {
+// Gives the balancer its go at a frame. True when the frame was consumed
+// (forwarded or dropped).
+bool balance(WorkerContext &worker, uint16_t port_index, const lb::Snapshot &snapshot,
+             uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed) {
+    WorkerBalancing &balancing = *worker.balancing;
+    uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
+    lb::FrameBuffer buffer{frame, rte_pktmbuf_data_len(packet), rte_pktmbuf_headroom(packet)};
+    const lb::BalanceResult result = balancing.balancer->balance(buffer, parsed, port_index,
+                                                                 snapshot, now, balancing.counters);
+    switch (result.verdict) {
+    case lb::BalanceVerdict::not_balanced:
+        return false;
+    case lb::BalanceVerdict::drop:
+        drop(packet, result.reason, worker.counters);
+        return true;
+    case lb::BalanceVerdict::forward:
+        break;
+    }
+    // An encapsulation moved the start of the frame back into the headroom.
+    packet->data_off = uint16_t(packet->data_off - (frame - buffer.data));
+    rte_pktmbuf_data_len(packet) = uint16_t(buffer.length);
+    rte_pktmbuf_pkt_len(packet) = buffer.length;
+    send(worker.ports[result.egress_port].to_wire, packet, worker.counters);
+    return true;
+}
+
+// A frame from the wire: answer it, balance it, or hand it to the kernel.
+void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
+                      uint32_t now, rte_mbuf *packet) {
+    WorkerPort &port = worker.ports[port_index];
+    WorkerCounters &counters = worker.counters;
     uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
     // Scatter is off, so every header sits in the first segment.
     uint32_t length = rte_pktmbuf_data_len(packet);
@@ -83,6 +115,9 @@ void handle_from_wire(WorkerPort &port, rte_mbuf *packet, WorkerCounters &counte
         return;
     }
 
+    if (snapshot && balance(worker, port_index, *snapshot, now, packet, parsed))
+        return;
+
     if (!port.has_exception_path) {
         drop(packet, DropReason::no_exception_path, counters);
         return;
@@ -91,7 +126,9 @@ void handle_from_wire(WorkerPort &port, rte_mbuf *packet, WorkerCounters &counte
     send(port.to_kernel, packet, counters);
 }
 
-unsigned poll_port(WorkerContext &worker, WorkerPort &port) {
+unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
+                   uint32_t now) {
+    WorkerPort &port = worker.ports[port_index];
     rte_mbuf *packets[max_burst];
     const uint16_t burst = uint16_t(worker.settings.burst_size);
     WorkerCounters &counters = worker.counters;
@@ -104,7 +141,7 @@ unsigned poll_port(WorkerContext &worker, WorkerPort &port) {
         if (i + prefetch_ahead < received)
             rte_prefetch0(rte_pktmbuf_mtod(packets[i + prefetch_ahead], void *));
         bytes += rte_pktmbuf_pkt_len(packets[i]);
-        handle_from_wire(port, packets[i], counters);
+        handle_from_wire(worker, port_index, snapshot, now, packets[i]);
     }
     counters.rx_packets.add(received);
     counters.rx_bytes.add(bytes);
@@ -134,6 +171,7 @@ void prepare_worker(WorkerContext &worker) {
     if (worker.settings.burst_size == 0 || worker.settings.burst_size > max_burst)
         worker.settings.burst_size = max_burst;
     worker.tx_drain_tsc = (rte_get_tsc_hz() + 999'999) / 1'000'000 * worker.settings.tx_drain_us;
+    worker.tsc_per_ms = std::max<uint64_t>(rte_get_tsc_hz() / 1000, 1);
     worker.last_drain_tsc = rte_rdtsc();
 }
 
@@ -145,9 +183,12 @@ void flush_worker(WorkerContext &worker) {
 }
 
 unsigned poll_worker(WorkerContext &worker) {
+    // One snapshot for the whole poll: the grace period ends after it.
+    const lb::Snapshot *snapshot = worker.balancing ? worker.balancing->snapshot->current() : nullptr;
+    const uint32_t now_ms = uint32_t(rte_rdtsc() / worker.tsc_per_ms);
     unsigned received = 0;
-    for (WorkerPort &port : worker.ports)
-        received += poll_port(worker, port);
+    for (uint16_t index = 0; index < worker.ports.size(); ++index)
+        received += poll_port(worker, index, snapshot, now_ms);
     const uint64_t now = rte_rdtsc();
     if (now - worker.last_drain_tsc >= worker.tx_drain_tsc) {
         flush_worker(worker);
@@ -159,11 +200,16 @@ unsigned poll_worker(WorkerContext &worker) {
 int run_worker(void *arg) {
     WorkerContext &worker = *static_cast<WorkerContext *>(arg);
     prepare_worker(worker);
+    PublishedSnapshot *snapshot = worker.balancing ? worker.balancing->snapshot : nullptr;
+    if (snapshot)
+        snapshot->online(worker.id);
     unsigned empty_polls = 0;
     unsigned sleep_us = 0;
     uint64_t last = rte_rdtsc();
     while (!worker.stop->load(std::memory_order_relaxed)) {
         const unsigned received = poll_worker(worker);
+        if (snapshot)
+            snapshot->quiescent(worker.id);
         const uint64_t now = rte_rdtsc();
         (received ? worker.counters.busy_cycles : worker.counters.idle_cycles).add(now - last);
         last = now;
@@ -174,14 +220,24 @@ int run_worker(void *arg) {
         }
         if (++empty_polls < idle_polls_before_sleep)
             continue;
+        // Idle time pays for flow expiry, a bounded slice at a time.
+        if (worker.balancing)
+            worker.balancing->flows->expire(uint32_t(now / worker.tsc_per_ms), expiry_budget);
         // Idle: nothing may wait in a buffer while we sleep. The sleep doubles
         // up to the configured ceiling and resets at the first packet.
         flush_worker(worker);
         sleep_us = sleep_us ? std::min(sleep_us * 2, worker.settings.idle_sleep_max_us) : 1;
         worker.counters.idle_sleeps.increment();
+        // A sleeping worker holds no snapshot: publishing need not wait for it.
+        if (snapshot)
+            snapshot->offline(worker.id);
         rte_delay_us_sleep(sleep_us);
+        if (snapshot)
+            snapshot->online(worker.id);
     }
     flush_worker(worker);
+    if (snapshot)
+        snapshot->offline(worker.id);
     return 0;
 }
 

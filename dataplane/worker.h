@@ -11,10 +11,14 @@
 #include "dataplane/counter.h"
 #include "dataplane/drop_reason.h"
 #include "dataplane/local_reply.h"
+#include "lb/flow_table.h"
+#include "lb/l4_balancer.h"
 
 struct rte_mbuf;
 
 namespace sluice::dataplane {
+
+class PublishedSnapshot;
 
 constexpr unsigned max_burst = 64;
 
@@ -39,7 +43,8 @@ struct TxBuffer {
     rte_mbuf *packets[max_burst];
 };
 
-// One port as one worker sees it.
+// One port as one worker sees it. Its place in WorkerContext::ports is the
+// port's index in the snapshot.
 struct WorkerPort {
     uint16_t port_id = 0;
     uint16_t queue_id = 0;
@@ -55,14 +60,25 @@ struct WorkerSettings {
     unsigned idle_sleep_max_us = 500;
 };
 
+// The L4 balancing of one worker: its own flow table and balancer, and the
+// snapshot every worker reads. Absent when no service is configured.
+struct WorkerBalancing {
+    PublishedSnapshot *snapshot = nullptr;
+    std::unique_ptr<lb::FlowTable> flows;
+    std::unique_ptr<lb::L4Balancer> balancer;
+    lb::BalancerCounters counters;
+};
+
 struct alignas(64) WorkerContext {
     unsigned id = 0;
     WorkerSettings settings;
     std::vector<WorkerPort> ports;
     const std::atomic<bool> *stop = nullptr;
+    std::unique_ptr<WorkerBalancing> balancing;
 
     uint64_t tx_drain_tsc = 0;    // settings.tx_drain_us in TSC ticks
     uint64_t last_drain_tsc = 0;
+    uint64_t tsc_per_ms = 1;
     WorkerCounters counters;
 };
 

@@ -276,7 +276,7 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
             if (place(forward_hash, id, false)) {
                 if (place(reverse_hash, id, true)) {
                     --free_count_;
-                    ++size_;
+                    size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
                     flows_[id] = flow;
                     flows_[id].last_seen = now;
                     return id;
@@ -307,7 +307,7 @@ void FlowTable::remove(FlowId id) {
     unplace(hash(flow.reverse), id);
     flow.state = vacant;
     free_ids_[free_count_++] = id;
-    --size_;
+    size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
 }
 
 uint32_t FlowTable::expire(uint32_t now, uint32_t budget) {
@@ -316,7 +316,7 @@ uint32_t FlowTable::expire(uint32_t now, uint32_t budget) {
     if (budget > capacity_)
         budget = capacity_;
     uint32_t removed = 0;
-    for (; budget > 0 && size_ > 0; --budget) {
+    for (; budget > 0 && size() > 0; --budget) {
         const FlowId id = expiry_cursor_;
         expiry_cursor_ = id + 1 == capacity_ ? 0 : id + 1;
         const Flow &flow = flows_[id];

@@ -5,6 +5,7 @@
 // cannot pile up in one bucket. No EAL.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <memory>
 
@@ -83,7 +84,8 @@ public:
     // stopped; returns how many it removed. Workers call it when idle.
     uint32_t expire(uint32_t now, uint32_t budget);
 
-    uint32_t size() const { return size_; }
+    // Live flows, and expired ones not yet reclaimed. Other threads may read it.
+    uint32_t size() const { return size_.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return capacity_; }
     // Bytes of table memory per flow of capacity, for the docs.
     static size_t bytes_per_flow();
@@ -97,7 +99,7 @@ private:
     HashKey key_;
     FlowTimeouts timeouts_;
     uint32_t capacity_ = 0;
-    uint32_t size_ = 0;
+    std::atomic<uint32_t> size_{0};  // one writer: relaxed load + store, no locked add
     uint32_t bucket_mask_ = 0;
     Bucket *buckets_ = nullptr;     // cache-line aligned
     Flow *flows_ = nullptr;

@@ -1,0 +1,121 @@
+#include "ctrl/snapshot_builder.h"
+
+#include <algorithm>
+
+namespace sluice::ctrl {
+
+namespace {
+
+uint16_t to_network(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
+
+// The index of the port whose prefix holds `address`, or -1.
+int port_on_link(const Config &config, const IpAddress &address) {
+    for (size_t i = 0; i < config.ports.size(); ++i)
+        for (const InterfaceAddress &own : config.ports[i].addresses)
+            if (own.on_link(address))
+                return int(i);
+    return -1;
+}
+
+// What Maglev hashes a backend by: its address and port, so that every
+// instance, whatever order it lists backends in, builds the same table.
+std::string maglev_identity(const BackendConfig &backend) {
+    return backend.address.to_string() + "#" + std::to_string(backend.port);
+}
+
+} // namespace
+
+std::vector<WantedNeighbour> wanted_neighbours(const Config &config) {
+    std::vector<WantedNeighbour> wanted;
+    for (const ServiceConfig &service : config.services)
+        for (const BackendConfig &backend : service.backends) {
+            const int port = port_on_link(config, backend.address);
+            if (port < 0 || config.ports[size_t(port)].exception_tap.empty())
+                continue;
+            const WantedNeighbour neighbour{config.ports[size_t(port)].exception_tap,
+                                            backend.address};
+            const bool known = std::any_of(wanted.begin(), wanted.end(), [&](const auto &w) {
+                return w.interface == neighbour.interface && w.address == neighbour.address;
+            });
+            if (!known)
+                wanted.push_back(neighbour);
+        }
+    return wanted;
+}
+
+std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
+                                                   const std::vector<dataplane::Port> &ports,
+                                                   const std::map<NeighbourKey, MacAddress> &neighbours,
+                                                   uint64_t generation) {
+    std::vector<lb::Service> services;
+    std::vector<std::pair<IpAddress, lb::NextHop>> next_hops;
+    for (const ServiceConfig &config_service : config.services) {
+        lb::Service service;
+        service.name = config_service.name;
+        service.vip = config_service.vip;
+        service.protocol = config_service.protocol;
+        service.port_be = to_network(config_service.port);
+        service.mode = config_service.mode;
+        service.local_addresses = config_service.local_addresses;
+        service.encapsulation = config_service.encapsulation;
+        service.gue_port = config_service.gue_port;
+        service.removed_backend_flows = config_service.removed_backend_flows;
+        std::vector<lb::MaglevBackend> identities;
+        for (const BackendConfig &backend : config_service.backends) {
+            service.backends.push_back({backend.address, to_network(backend.port), backend.weight});
+            identities.push_back({maglev_identity(backend), backend.weight});
+
+            const int port = port_on_link(config, backend.address);
+            if (port < 0)
+                continue;
+            lb::NextHop hop;
+            hop.egress_port = uint16_t(port);
+            const auto mac = neighbours.find(
+                {config.ports[size_t(port)].exception_tap, backend.address.to_string()});
+            if (mac != neighbours.end()) {
+                hop.resolved = true;
+                hop.mac = mac->second;
+            }
+            next_hops.emplace_back(backend.address, hop);
+        }
+        service.maglev = lb::MaglevTable(identities, config_service.maglev_size,
+                                         config.lb.maglev_seed);
+        services.push_back(std::move(service));
+    }
+
+    std::vector<lb::EgressPort> egress;
+    for (size_t i = 0; i < config.ports.size(); ++i) {
+        lb::EgressPort port;
+        port.mac = ports[i].mac;
+        for (const InterfaceAddress &own : config.ports[i].addresses) {
+            if (own.address.is_v4() && !port.has_ipv4) {
+                port.ipv4 = own.address;
+                port.has_ipv4 = true;
+            } else if (!own.address.is_v4() && !port.has_ipv6) {
+                port.ipv6 = own.address;
+                port.has_ipv6 = true;
+            }
+        }
+        egress.push_back(port);
+    }
+    return std::make_unique<const lb::Snapshot>(std::move(services), std::move(egress),
+                                                std::move(next_hops), config.lb.maglev_seed,
+                                                generation);
+}
+
+LocalAddresses local_addresses(const Config &config, const PortConfig &port, const MacAddress &mac) {
+    LocalAddresses local;
+    local.mac = mac;
+    for (const InterfaceAddress &own : port.addresses)
+        local.add(own.address);
+    for (const ServiceConfig &service : config.services) {
+        if (!local.owns(service.vip))
+            local.add(service.vip);
+        for (const IpAddress &snat : service.local_addresses)
+            if (!local.owns(snat))
+                local.add(snat);
+    }
+    return local;
+}
+
+} // namespace sluice::ctrl
