@@ -60,12 +60,13 @@ void count_reply(LocalReply reply, WorkerCounters &counters) {
 // Gives the balancer its go at a frame. True when the frame was consumed
 // (forwarded or dropped).
 bool balance(WorkerContext &worker, uint16_t port_index, const lb::Snapshot &snapshot,
-             uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed) {
+             uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed,
+             const lb::FlowProbe &probe) {
     WorkerBalancing &balancing = *worker.balancing;
     uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
     lb::FrameBuffer buffer{frame, rte_pktmbuf_data_len(packet), rte_pktmbuf_headroom(packet)};
-    const lb::BalanceResult result = balancing.balancer->balance(buffer, parsed, port_index,
-                                                                 snapshot, now, balancing.counters);
+    const lb::BalanceResult result = balancing.balancer->balance(
+        buffer, parsed, probe, port_index, snapshot, now, balancing.counters);
     switch (result.verdict) {
     case lb::BalanceVerdict::not_balanced:
         return false;
@@ -83,23 +84,16 @@ bool balance(WorkerContext &worker, uint16_t port_index, const lb::Snapshot &sna
     return true;
 }
 
-// A frame from the wire: answer it, balance it, or hand it to the kernel.
+// A frame from the wire, parsed and probed: answer it, balance it, or hand
+// it to the kernel.
 void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
-                      uint32_t now, rte_mbuf *packet) {
+                      uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed,
+                      const lb::FlowProbe &probe) {
     WorkerPort &port = worker.ports[port_index];
     WorkerCounters &counters = worker.counters;
     uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
-    // Scatter is off, so every header sits in the first segment.
     uint32_t length = rte_pktmbuf_data_len(packet);
-    const bool ipv4_checksum_verified =
-        (packet->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-
-    ParsedPacket parsed;
-    DropReason reason = parse_packet(frame, length, parsed, ipv4_checksum_verified);
-    if (reason != DropReason::none) {
-        drop(packet, reason, counters);
-        return;
-    }
+    DropReason reason = DropReason::none;
 
     const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
     const LocalReply reply = answer_local(frame, length, capacity, parsed, *port.local, reason);
@@ -115,7 +109,7 @@ void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snap
         return;
     }
 
-    if (snapshot && balance(worker, port_index, *snapshot, now, packet, parsed))
+    if (snapshot && balance(worker, port_index, *snapshot, now, packet, parsed, probe))
         return;
 
     if (!port.has_exception_path) {
@@ -126,6 +120,9 @@ void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snap
     send(port.to_kernel, packet, counters);
 }
 
+void handle_burst(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
+                  uint32_t now, rte_mbuf **packets, uint16_t received);
+
 unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
                    uint32_t now) {
     WorkerPort &port = worker.ports[port_index];
@@ -134,17 +131,8 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
     WorkerCounters &counters = worker.counters;
 
     const uint16_t received = rte_eth_rx_burst(port.port_id, port.queue_id, packets, burst);
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < received && i < prefetch_ahead; ++i)
-        rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
-    for (uint16_t i = 0; i < received; ++i) {
-        if (i + prefetch_ahead < received)
-            rte_prefetch0(rte_pktmbuf_mtod(packets[i + prefetch_ahead], void *));
-        bytes += rte_pktmbuf_pkt_len(packets[i]);
-        handle_from_wire(worker, port_index, snapshot, now, packets[i]);
-    }
-    counters.rx_packets.add(received);
-    counters.rx_bytes.add(bytes);
+    if (received)
+        handle_burst(worker, port_index, snapshot, now, packets, received);
 
     if (!port.has_exception_path)
         return received;
@@ -155,6 +143,51 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
         send(port.to_wire, packets[i], counters);
     counters.from_kernel.add(from_kernel);
     return received + from_kernel;
+}
+
+void handle_burst(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
+                  uint32_t now, rte_mbuf **packets, uint16_t received) {
+    WorkerCounters &counters = worker.counters;
+    uint64_t bytes = 0;
+    for (uint16_t i = 0; i < received && i < prefetch_ahead; ++i)
+        rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
+
+    // Stage one, over the whole burst: parse each frame (drop the malformed)
+    // and probe the flow table, so its buckets load while the others parse.
+    ParsedPacket parsed[max_burst];
+    lb::FlowProbe probes[max_burst];
+    rte_mbuf *valid[max_burst];
+    uint16_t count = 0;
+    lb::L4Balancer *balancer = snapshot ? worker.balancing->balancer.get() : nullptr;
+    for (uint16_t i = 0; i < received; ++i) {
+        if (i + prefetch_ahead < received)
+            rte_prefetch0(rte_pktmbuf_mtod(packets[i + prefetch_ahead], void *));
+        rte_mbuf *packet = packets[i];
+        bytes += rte_pktmbuf_pkt_len(packet);
+        const uint8_t *frame = rte_pktmbuf_mtod(packet, const uint8_t *);
+        const bool ipv4_checksum_verified =
+            (packet->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+        // Scatter is off, so every header sits in the first segment.
+        const DropReason reason = parse_packet(frame, rte_pktmbuf_data_len(packet),
+                                               parsed[count], ipv4_checksum_verified);
+        if (reason != DropReason::none) {
+            drop(packet, reason, counters);
+            continue;
+        }
+        if (balancer)
+            balancer->probe(frame, parsed[count], probes[count]);
+        valid[count++] = packet;
+    }
+    // Stage two: the buckets have had the burst's parsing to arrive; now
+    // the flows they point at load while stage three starts.
+    if (balancer)
+        for (uint16_t i = 0; i < count; ++i)
+            balancer->prefetch_flows(probes[i]);
+    // Stage three: run each to completion.
+    for (uint16_t i = 0; i < count; ++i)
+        handle_from_wire(worker, port_index, snapshot, now, valid[i], parsed[i], probes[i]);
+    counters.rx_packets.add(received);
+    counters.rx_bytes.add(bytes);
 }
 
 } // namespace

@@ -23,6 +23,8 @@
 // a lookup or insert meets them expired; until then size() counts them.
 #include "lb/flow_table.h"
 
+#include <sys/mman.h>
+
 #include <bit>
 #include <cstdlib>
 #include <cstring>
@@ -65,9 +67,17 @@ bool same_key(const FlowKey &a, const FlowKey &b) {
 bool live(const Flow &flow) { return flow.state != vacant; }
 
 void *allocate_lines(size_t bytes) {
+    // Large arrays on 2 MiB boundaries, and transparent hugepages asked for:
+    // lookups land at random across them, and with 4 KiB pages nearly every
+    // one would also miss the TLB.
+    constexpr size_t huge_page = 2u << 20;
+    const size_t alignment = bytes >= huge_page ? huge_page : 64;
     // aligned_alloc wants a size that is a multiple of the alignment.
-    const size_t rounded = (bytes + 63) / 64 * 64;
-    return std::aligned_alloc(64, rounded ? rounded : 64);
+    const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
+    void *memory = std::aligned_alloc(alignment, rounded ? rounded : alignment);
+    if (memory && alignment == huge_page)
+        madvise(memory, rounded, MADV_HUGEPAGE);  // a hint: failure costs speed only
+    return memory;
 }
 
 } // namespace
@@ -158,6 +168,20 @@ void FlowTable::prefetch(uint64_t hash) const {
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
     __builtin_prefetch(&buckets_[primary]);
     __builtin_prefetch(&buckets_[alternate_bucket(primary, signature_of(hash), bucket_mask_)]);
+}
+
+void FlowTable::prefetch_flows(uint64_t hash) const {
+    const uint32_t sig = signature_of(hash);
+    uint32_t b = uint32_t(hash) & bucket_mask_;
+    for (int candidate = 0; candidate < 2; ++candidate) {
+        const Bucket &bucket = buckets_[b];
+        for (uint32_t m = bucket.matches(sig); m != 0; m &= m - 1) {
+            const Flow *flow = &flows_[bucket.entry[std::countr_zero(m)] & id_mask];
+            __builtin_prefetch(flow);
+            __builtin_prefetch(reinterpret_cast<const char *>(flow) + 64);
+        }
+        b = alternate_bucket(b, sig, bucket_mask_);
+    }
 }
 
 bool FlowTable::expired(const Flow &flow, uint32_t now) const {

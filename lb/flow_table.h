@@ -62,8 +62,11 @@ public:
     FlowTable &operator=(const FlowTable &) = delete;
 
     uint64_t hash(const FlowKey &key) const { return flow_hash(key, key_); }
-    // Prefetches the bucket `hash` falls in: call a few packets ahead.
+    // Prefetches the buckets `hash` falls in: call a few packets ahead.
     void prefetch(uint64_t hash) const;
+    // Once the buckets are in cache: prefetches the flows whose signatures
+    // match, so that lookup() finds them loaded too.
+    void prefetch_flows(uint64_t hash) const;
 
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);

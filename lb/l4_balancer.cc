@@ -56,31 +56,39 @@ BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason,
 
 } // namespace
 
+void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const {
+    probe.candidate = (packet.network == NetworkLayer::ipv4 || packet.network == NetworkLayer::ipv6) &&
+                      packet.vlan_count == 0 && packet.has_l4 &&
+                      (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp);
+    if (!probe.candidate)
+        return;
+    probe.key = flow_key_of(frame, packet);
+    probe.hash = flows_.hash(probe.key);
+    flows_.prefetch(probe.hash);
+}
+
 BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet,
-                                  uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
+                                  const FlowProbe &probe, uint16_t ingress_port,
+                                  const Snapshot &snapshot, uint32_t now,
                                   BalancerCounters &counters) {
-    if (packet.network != NetworkLayer::ipv4 && packet.network != NetworkLayer::ipv6)
-        return {};
-    // Tagged traffic is left to the kernel: the balancer sends untagged frames.
-    if (packet.vlan_count != 0)
-        return {};
-    const FlowKey key = flow_key_of(frame.data, packet);
-    if (!packet.has_l4) {
-        if (packet.fragment && snapshot.is_vip(key.destination, key.family))
-            return dropped(DropReason::vip_fragment);
+    if (!probe.candidate) {
+        // Tagged traffic is left to the kernel: the balancer sends untagged
+        // frames. Fragments without an L4 header cannot be balanced (yet).
+        if (packet.vlan_count == 0 && packet.fragment && !packet.has_l4 &&
+            (packet.network == NetworkLayer::ipv4 || packet.network == NetworkLayer::ipv6)) {
+            const FlowKey key = flow_key_of(frame.data, packet);
+            if (snapshot.is_vip(key.destination, key.family))
+                return dropped(DropReason::vip_fragment);
+        }
         return {};
     }
-    if (packet.l4_protocol != ip_proto::tcp && packet.l4_protocol != ip_proto::udp)
-        return {};
-
-    const uint64_t hash = flows_.hash(key);
-    const uint32_t service = snapshot.find_service(key);
+    const uint32_t service = snapshot.find_service(probe.key);
     if (service != Snapshot::no_service)
-        return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service], key,
-                          hash, now, counters);
+        return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
+                          probe.key, probe.hash, now, counters);
 
     // Not for a VIP: perhaps a backend's answer.
-    const FlowLookup found = flows_.lookup(key, hash, now);
+    const FlowLookup found = flows_.lookup(probe.key, probe.hash, now);
     if (found.id == no_flow || !found.reverse)
         return {};
     return to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);

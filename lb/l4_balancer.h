@@ -49,15 +49,40 @@ struct SnatPortRange {
     uint16_t last = 65535;
 };
 
+// A packet's flow key and hash, computed a few packets ahead of balance()
+// so that the flow table's buckets are already on their way to the cache.
+struct FlowProbe {
+    FlowKey key;
+    uint64_t hash = 0;
+    bool candidate = false;  // IP, untagged, TCP or UDP with its header: worth balancing
+};
+
 class L4Balancer {
 public:
     L4Balancer(FlowTable &flows, SnatPortRange snat_ports) : flows_(flows), snat_(snat_ports) {}
 
-    // `frame` holds an untagged Ethernet frame that parsed as `packet` and
-    // arrived on `ingress_port` (the snapshot's port index). `now` is in
-    // milliseconds.
+    // The first stage of a burst: fills `probe` and prefetches its buckets.
+    void probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const;
+    // The second, once the buckets have had time to arrive: prefetches the
+    // flows they point at.
+    void prefetch_flows(const FlowProbe &probe) const {
+        if (probe.candidate)
+            flows_.prefetch_flows(probe.hash);
+    }
+
+    // `frame` holds an Ethernet frame that parsed as `packet`, probed as
+    // `probe`, and arrived on `ingress_port` (the snapshot's port index).
+    // `now` is in milliseconds.
+    BalanceResult balance(FrameBuffer &frame, const ParsedPacket &packet, const FlowProbe &probe,
+                          uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
+                          BalancerCounters &counters);
+    // Both stages at once, for callers that handle one packet at a time.
     BalanceResult balance(FrameBuffer &frame, const ParsedPacket &packet, uint16_t ingress_port,
-                          const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
+                          const Snapshot &snapshot, uint32_t now, BalancerCounters &counters) {
+        FlowProbe one;
+        probe(frame.data, packet, one);
+        return balance(frame, packet, one, ingress_port, snapshot, now, counters);
+    }
 
     FlowTable &flows() { return flows_; }
 
