@@ -33,6 +33,7 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
             {"to_backend_packets", &b.to_backend_packets},
             {"to_client_packets", &b.to_client_packets},
             {"stateless_packets", &b.stateless_packets},
+            {"icmp_errors_translated", &b.icmp_errors},
         };
         for (const auto &[name, counter] : balancing)
             out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';

@@ -73,13 +73,20 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
                                   BalancerCounters &counters) {
     if (!probe.candidate) {
         // Tagged traffic is left to the kernel: the balancer sends untagged
-        // frames. Fragments without an L4 header cannot be balanced (yet).
-        if (packet.vlan_count == 0 && packet.fragment && !packet.has_l4 &&
-            (packet.network == NetworkLayer::ipv4 || packet.network == NetworkLayer::ipv6)) {
+        // frames.
+        if (packet.vlan_count != 0 ||
+            (packet.network != NetworkLayer::ipv4 && packet.network != NetworkLayer::ipv6))
+            return {};
+        // Fragments without an L4 header cannot be balanced (yet).
+        if (packet.fragment && !packet.has_l4) {
             const FlowKey key = flow_key_of(frame.data, packet);
             if (snapshot.is_vip(key.destination, key.family))
                 return dropped(DropReason::vip_fragment);
+            return {};
         }
+        if (packet.has_l4 && (packet.l4_protocol == ip_proto::icmp ||
+                              packet.l4_protocol == ip_proto::icmpv6))
+            return icmp_error(frame, packet, snapshot, now, counters);
         return {};
     }
     const uint32_t service = snapshot.find_service(probe.key);
@@ -225,6 +232,51 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();
     return {BalanceVerdict::forward, DropReason::none, flow.client_port};
+}
+
+BalanceResult L4Balancer::icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
+                                     const Snapshot &snapshot, uint32_t now,
+                                     BalancerCounters &counters) {
+    // The packet an ICMP error quotes is one the gateway sent: turned round,
+    // it is the key of the flow the error is about.
+    FlowKey quoted;
+    if (!quoted_flow_key(frame.data, packet, quoted))
+        return {};
+    const FlowKey key = quoted.reversed();
+    const FlowLookup found = flows_.lookup(key, flows_.hash(key), now);
+    if (found.id == no_flow)
+        return {};
+    const Flow &flow = flows_.flow(found.id);
+    if (found.reverse) {
+        // From the backend's side, about a packet toward the backend: the
+        // client gets it from the VIP, quoting what it sent itself.
+        if (flow.client_port >= snapshot.ports().size())
+            return dropped(DropReason::next_hop_unresolved);
+        if (!decrement_hop_limit(frame.data, packet))
+            return dropped(DropReason::ttl_exceeded);
+        if (!rewrite_icmp_error(frame.data, packet, flow.forward.reversed(), flow.forward))
+            return {};
+        set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
+        counters.icmp_errors.increment();
+        return {BalanceVerdict::forward, DropReason::none, flow.client_port};
+    }
+    // From the client's side, about a packet toward the client: the backend
+    // gets it from the address it answers to, quoting what it sent itself.
+    // dsr backends answer clients directly and see such errors themselves.
+    const uint32_t service = snapshot.find_service(flow.forward);
+    if (service == Snapshot::no_service ||
+        snapshot.services()[service].mode == ForwardingMode::dsr)
+        return {};
+    const NextHop *next_hop = snapshot.find_next_hop(flow.reverse.source, flow.reverse.family);
+    if (!next_hop || !next_hop->resolved)
+        return dropped(DropReason::next_hop_unresolved);
+    if (!decrement_hop_limit(frame.data, packet))
+        return dropped(DropReason::ttl_exceeded);
+    if (!rewrite_icmp_error(frame.data, packet, flow.reverse.reversed(), flow.reverse))
+        return {};
+    set_ethernet(frame.data, next_hop->mac, snapshot.ports()[next_hop->egress_port].mac);
+    counters.icmp_errors.increment();
+    return {BalanceVerdict::forward, DropReason::none, next_hop->egress_port};
 }
 
 } // namespace sluice::lb

@@ -20,6 +20,7 @@ struct BalancerCounters {
     Counter to_backend_packets;
     Counter to_client_packets;
     Counter stateless_packets;  // balanced by Maglev alone: the flow table was full
+    Counter icmp_errors;        // ICMP errors about a flow, translated and passed on
 };
 
 // A frame in its buffer: `headroom` bytes before `data` may be claimed by an
@@ -93,6 +94,8 @@ private:
                              uint32_t now, BalancerCounters &counters);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             Flow &flow, uint32_t now, BalancerCounters &counters);
+    BalanceResult icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
+                             const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
                         uint64_t hash, uint32_t now, FlowKey &reverse);
 

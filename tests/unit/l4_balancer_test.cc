@@ -278,3 +278,82 @@ TEST_F(Balancer, SpreadsNewConnectionsEvenly) {
 
 } // namespace
 } // namespace sluice::lb
+
+namespace sluice::lb {
+namespace {
+
+// The tuple an ICMP error in `frame` quotes, and its outer addresses.
+struct ErrorView {
+    FlowKey outer, quoted;
+};
+
+// What an ICMP error quotes of an IPv4 packet: its header and 8 bytes of L4.
+Bytes quote_of(const Bytes &packet) {
+    Bytes quote(28);
+    std::memcpy(quote.data(), packet.data(), quote.size());
+    return quote;
+}
+
+ErrorView view_error(const Bytes &frame) {
+    ParsedPacket p;
+    EXPECT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), p), DropReason::none);
+    ErrorView v;
+    v.outer = flow_key_of(frame.data(), p);
+    EXPECT_TRUE(quoted_flow_key(frame.data(), p, v.quoted));
+    // The ICMP checksum covers the whole message.
+    EXPECT_EQ(internet_checksum(frame.data() + p.l4_offset, p.l4_length), 0);
+    return v;
+}
+
+TEST_F(Balancer, IcmpErrorsAboutAFlowReachTheOtherSide) {
+    Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
+    ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
+    const Bytes sent = syn.bytes();
+    ParsedPacket p;
+    ASSERT_EQ(parse_packet(sent.data(), uint32_t(sent.size()), p), DropReason::none);
+    const FlowKey to_backend = flow_key_of(sent.data(), p);
+    uint32_t backend_be;
+    std::memcpy(&backend_be, to_backend.destination.data(), 4);
+    const IpAddress backend = IpAddress::from_v4_be(backend_be);
+
+    // "Fragmentation needed" from the backend about what the gateway sent it:
+    // the client gets it from the VIP, quoting its own segment.
+    Bytes quote(28);  // the IPv4 header and the first 8 bytes of TCP
+    std::memcpy(quote.data(), sent.data() + 14, quote.size());
+    Packet too_big(ipv4_frame(gw_backend_mac, backend_mac(backend), backend, local, 1,
+                              icmp_error(3, 4, 1400, quote)));
+    const BalanceResult up = run(too_big, backend_port_index);
+    ASSERT_EQ(up.verdict, BalanceVerdict::forward);
+    EXPECT_EQ(up.egress_port, client_port_index);
+    const ErrorView to_client = view_error(too_big.bytes());
+    EXPECT_EQ(0, std::memcmp(to_client.outer.source.data(), vip_fullnat.bytes.data(), 4));
+    EXPECT_EQ(0, std::memcmp(to_client.outer.destination.data(), client4.bytes.data(), 4));
+    EXPECT_EQ(0, std::memcmp(to_client.quoted.source.data(), client4.bytes.data(), 4));
+    EXPECT_EQ(0, std::memcmp(to_client.quoted.destination.data(), vip_fullnat.bytes.data(), 4));
+    EXPECT_EQ(to_client.quoted.source_port, uint16_t(40100 >> 8 | (40100 & 0xff) << 8));
+    EXPECT_EQ(to_client.quoted.destination_port, 0x5000);
+    EXPECT_EQ(counters.icmp_errors.read(), 1u);
+
+    // "Port unreachable" from the client about what the VIP sent it: the
+    // backend gets it at its SNAT peer, quoting its own segment.
+    const Bytes from_vip = with_transport_checksum(vip_fullnat, client4, 6, tcp(80, 40100, 0x12));
+    Packet unreachable(ipv4_frame(gw_client_mac, client_mac, client4, vip_fullnat, 1,
+                                  icmp_error(3, 3, 0, quote_of(ip_packet(vip_fullnat, client4, 6, from_vip)))));
+    const BalanceResult down = run(unreachable, client_port_index);
+    ASSERT_EQ(down.verdict, BalanceVerdict::forward);
+    EXPECT_EQ(down.egress_port, backend_port_index);
+    const ErrorView to_server = view_error(unreachable.bytes());
+    EXPECT_EQ(0, std::memcmp(to_server.outer.source.data(), local.bytes.data(), 4));
+    EXPECT_EQ(to_server.outer.destination, to_backend.destination);
+    EXPECT_EQ(to_server.quoted, to_backend.reversed());
+}
+
+TEST_F(Balancer, IcmpErrorsAboutNoFlowAreLeftAlone) {
+    const Bytes segment = with_transport_checksum(client4, ip("198.18.1.11"), 6, tcp(1, 2, 0x02));
+    Packet stray(ipv4_frame(gw_backend_mac, client_mac, ip("198.18.1.11"), local, 1,
+                            icmp_error(3, 3, 0, quote_of(ip_packet(local, ip("198.18.1.11"), 6, segment)))));
+    EXPECT_EQ(run(stray, backend_port_index).verdict, BalanceVerdict::not_balanced);
+}
+
+} // namespace
+} // namespace sluice::lb
