@@ -13,6 +13,31 @@ import pytest
 from conftest import run
 
 FULLNAT4, NAT4, FULLNAT6, WEIGHTED = "198.18.10.1", "198.18.10.2", "2001:db8:10::1", "198.18.10.3"
+UDP4 = "198.18.10.5"
+
+# Sends `count` datagrams, each from a socket of its own (a flow of its own),
+# and counts which backend answered each; the answer must carry the payload.
+UDP_SPREAD = textwrap.dedent("""
+    import collections, json, socket, sys
+    host, count = sys.argv[1], int(sys.argv[2])
+    answers, failures = collections.Counter(), 0
+    for i in range(count):
+        payload = b"query-%d" % i
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+            s.settimeout(2)
+            try:
+                s.sendto(payload, (host, 53))
+                data, _ = s.recvfrom(2048)
+            except OSError:
+                failures += 1
+                continue
+        name, _, echoed = data.partition(b" ")
+        if echoed != payload:
+            failures += 1
+        else:
+            answers[name.decode()] += 1
+    print(json.dumps({"answers": answers, "failures": failures}))
+""")
 
 # Opens `count` connections one after the other and counts which backend
 # answered each (the backends serve their own name).
@@ -84,6 +109,17 @@ def test_nat_and_ipv6_connections_all_succeed(gateway):
         outcome = spread(gateway.lab, vip, 300)
         assert outcome["failures"] == 0, vip
         assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], (vip, outcome)
+
+
+def test_udp_datagrams_spread_and_return(gateway):
+    result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, UDP4, "600",
+                              timeout=300)
+    outcome = json.loads(result.stdout)
+    assert outcome["failures"] == 0
+    answers = outcome["answers"]
+    assert sorted(answers) == ["be1", "be2", "be3"], answers
+    for backend, count in answers.items():
+        assert 150 <= count <= 250, answers
 
 
 def test_large_download_arrives_intact(gateway):
