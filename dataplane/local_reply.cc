@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "dataplane/byte_order.h"
 #include "dataplane/checksum.h"
 
 namespace sluice {
@@ -22,11 +23,6 @@ constexpr uint32_t neighbor_solicitation_length = 24;
 constexpr uint32_t neighbor_advertisement_length = 32;  // with a target link-layer option
 constexpr uint8_t reply_ttl = 64;
 
-inline uint16_t read_be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
-inline void write_be16(uint8_t *p, uint16_t v) {
-    p[0] = uint8_t(v >> 8);
-    p[1] = uint8_t(v);
-}
 inline void store_checksum(uint8_t *field, uint16_t checksum) {
     std::memcpy(field, &checksum, 2);  // already in network byte order
 }

@@ -1,5 +1,6 @@
 #include "dataplane/packet_parse.h"
 
+#include "dataplane/byte_order.h"
 #include "dataplane/checksum.h"
 
 namespace sluice {
@@ -18,7 +19,6 @@ constexpr uint32_t udp_header_length = 8;
 constexpr uint32_t icmp_min_header = 8;
 constexpr uint32_t icmpv6_min_header = 4;
 
-inline uint16_t read_be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
 
 DropReason parse_arp(const uint8_t *frame, uint32_t length, ParsedPacket &out) {
     const uint8_t *arp = frame + out.l3_offset;

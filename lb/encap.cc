@@ -1,5 +1,7 @@
 #include "lb/encap.h"
 
+#include "dataplane/byte_order.h"
+
 #include <cstring>
 
 #include "dataplane/checksum.h"
@@ -14,10 +16,6 @@ constexpr uint8_t protocol_udp = 17;
 constexpr size_t udp_header_length = 8;
 constexpr uint32_t max_ip_length = 0xffff;  // no jumbograms (RFC 2675)
 
-inline void store_be16(uint8_t *p, uint16_t value) {
-    p[0] = uint8_t(value >> 8);
-    p[1] = uint8_t(value);
-}
 
 // What the outer header takes from the inner one.
 struct InnerHeader {
@@ -59,12 +57,12 @@ void write_ipv4_header(uint8_t *header, uint8_t tos, uint16_t total_length,
                        const IpAddress &source, const IpAddress &destination) {
     header[0] = 0x45;
     header[1] = tos;
-    store_be16(header + 2, total_length);
-    store_be16(header + 4, 0);
-    store_be16(header + 6, dont_fragment ? 0x4000 : 0);
+    write_be16(header + 2, total_length);
+    write_be16(header + 4, 0);
+    write_be16(header + 6, dont_fragment ? 0x4000 : 0);
     header[8] = ttl;
     header[9] = protocol;
-    store_be16(header + 10, 0);
+    write_be16(header + 10, 0);
     std::memcpy(header + 12, source.bytes.data(), 4);
     std::memcpy(header + 16, destination.bytes.data(), 4);
     const uint16_t sum = internet_checksum(header, 20);
@@ -79,7 +77,7 @@ void write_ipv6_header(uint8_t *header, uint8_t traffic_class, uint32_t flow_lab
     header[1] = uint8_t(traffic_class << 4 | (flow_label >> 16 & 0x0f));
     header[2] = uint8_t(flow_label >> 8);
     header[3] = uint8_t(flow_label);
-    store_be16(header + 4, payload_length);
+    write_be16(header + 4, payload_length);
     header[6] = next_header;
     header[7] = hop_limit;
     std::memcpy(header + 8, source.bytes.data(), 16);
@@ -136,14 +134,14 @@ size_t encapsulate_gue(uint8_t *outer, const uint8_t *inner, uint16_t inner_leng
         return 0;
 
     uint8_t *udp = outer + ip_length;
-    store_be16(udp, source_port);
-    store_be16(udp + 2, destination_port);
-    store_be16(udp + 4, uint16_t(udp_length));
-    store_be16(udp + 6, 0);
+    write_be16(udp, source_port);
+    write_be16(udp + 2, destination_port);
+    write_be16(udp + 4, uint16_t(udp_length));
+    write_be16(udp + 6, 0);
     uint8_t *gue = udp + udp_header_length;
     gue[0] = 0;  // version 0, C = 0, Hlen = 0
     gue[1] = header.version == 4 ? protocol_ipv4_in_ip : protocol_ipv6;
-    store_be16(gue + 2, 0);  // flags
+    write_be16(gue + 2, 0);  // flags
 
     if (source.is_v4()) {
         // A zero UDP checksum over IPv4: none computed (RFC 768); the inner

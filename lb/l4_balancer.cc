@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "dataplane/byte_order.h"
 #include "lb/encap.h"
 #include "lb/nat.h"
 
@@ -203,8 +204,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         if (written != overhead)
             return dropped(DropReason::no_room_for_encapsulation);
         const uint16_t ether_type = backend.is_v4() ? ether_type::ipv4 : ether_type::ipv6;
-        start[12] = uint8_t(ether_type >> 8);
-        start[13] = uint8_t(ether_type);
+        write_be16(start + 12, ether_type);
         frame.data = start;
         frame.headroom -= uint32_t(overhead);
         frame.length = uint32_t(ethernet_header_length + overhead + inner_length);

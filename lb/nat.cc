@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include "dataplane/byte_order.h"
 #include "dataplane/checksum.h"
 
 namespace sluice::lb {
@@ -35,7 +36,6 @@ inline uint16_t load16(const uint8_t *p) {
     return value;
 }
 
-inline uint16_t read_be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
 
 // How a rewrite changed the one's-complement sum of the bytes a checksum
 // covers: ~m + m' for every 16-bit word m that became m' (RFC 1624 3, eqn 3).
