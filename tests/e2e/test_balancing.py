@@ -14,6 +14,7 @@ from conftest import run
 
 FULLNAT4, NAT4, FULLNAT6, WEIGHTED = "198.18.10.1", "198.18.10.2", "2001:db8:10::1", "198.18.10.3"
 UDP4 = "198.18.10.5"
+DSR_IPIP4, DSR_IPIP6, DSR_GUE4 = "198.18.10.4", "2001:db8:10::4", "198.18.10.6"
 
 # Sends `count` datagrams, each from a socket of its own (a flow of its own),
 # and counts which backend answered each; the answer must carry the payload.
@@ -71,7 +72,8 @@ def spread(lab, vip, count):
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, WEIGHTED])
+@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, WEIGHTED, DSR_IPIP4, DSR_IPIP6,
+                                 DSR_GUE4])
 def test_every_vip_answers(gateway, vip):
     result = gateway.lab.exec("client", "curl", "-sS", "--noproxy", "*", "-m", "10", url(vip),
                                check=False)
@@ -109,6 +111,18 @@ def test_nat_and_ipv6_connections_all_succeed(gateway):
         outcome = spread(gateway.lab, vip, 300)
         assert outcome["failures"] == 0, vip
         assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], (vip, outcome)
+
+
+@pytest.mark.parametrize("vip", [DSR_IPIP4, DSR_IPIP6, DSR_GUE4])
+def test_dsr_connections_reach_every_backend(gateway, vip):
+    """The backends decapsulate (tools/dsr-decap) and answer the client
+    directly from the VIP: the balancer sees only the client's side."""
+    before = gateway.counters()
+    outcome = spread(gateway.lab, vip, 300)
+    assert outcome["failures"] == 0, outcome
+    assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], outcome
+    after = gateway.counters()
+    assert after["sluice_worker_to_client_packets"] == before["sluice_worker_to_client_packets"]
 
 
 def test_udp_datagrams_spread_and_return(gateway):
