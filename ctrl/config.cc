@@ -354,6 +354,10 @@ Config load_config_text(std::string_view yaml, const std::string &source_name) {
 }
 
 Config load_config_file(const std::string &path) {
+    return load_config_file(path, online_cpu_count());
+}
+
+Config load_config_file(const std::string &path, unsigned cpu_count) {
     auto cannot_read = [&](int error) {
         return ConfigError(path, 0, 0, "(file)", std::string("cannot read: ") + std::strerror(error));
     };
@@ -376,7 +380,7 @@ Config load_config_file(const std::string &path) {
         text.append(buffer, size_t(n));
     }
     ::close(fd);
-    return load_config_text(text, path);
+    return load_config_text(text, path, cpu_count);
 }
 
 } // namespace sluice::ctrl

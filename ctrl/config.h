@@ -23,17 +23,23 @@ struct EalConfig {
     std::string file_prefix;
     std::string log_level = "notice";
     std::vector<std::string> extra_args;
+
+    bool operator==(const EalConfig &) const = default;
 };
 
 struct CoreConfig {
     unsigned control = 0;                 // EAL main lcore: control plane
     std::vector<unsigned> workers = {1};  // one worker per lcore
+
+    bool operator==(const CoreConfig &) const = default;
 };
 
 struct WorkerTuning {
     unsigned burst_size = 32;         // packets per rx_burst
     unsigned tx_drain_us = 100;       // a partial TX burst waits at most this long
     unsigned idle_sleep_max_us = 500; // backoff ceiling for an idle worker; 0 = busy poll
+
+    bool operator==(const WorkerTuning &) const = default;
 };
 
 struct PortConfig {
@@ -48,6 +54,8 @@ struct PortConfig {
     // "net_af_packet0" of "net_af_packet0,iface=x": the DPDK device name.
     std::string device_name() const;
     bool is_pci() const;
+
+    bool operator==(const PortConfig &) const = default;
 };
 
 // The data plane's own words for a service's behaviour.
@@ -82,6 +90,8 @@ struct FlowTimeoutConfig {
     unsigned tcp_established = 300;
     unsigned tcp_closing = 10;
     unsigned udp = 30;
+
+    bool operator==(const FlowTimeoutConfig &) const = default;
 };
 
 struct LbConfig {
@@ -118,6 +128,9 @@ private:
 };
 
 Config load_config_file(const std::string &path);
+// With the CPU count of the machine as the process first saw it: once the
+// EAL has pinned the main thread to its lcore, the affinity mask says 1.
+Config load_config_file(const std::string &path, unsigned cpu_count);
 Config load_config_text(std::string_view yaml, const std::string &source_name);
 
 // CPUs this process may run on; the loader checks lcores against it. Tests

@@ -11,6 +11,7 @@
 #include <rte_lcore.h>
 #include <rte_mempool.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -40,7 +41,7 @@ void usage(FILE *out) {
                  "usage: sluiced --config FILE [--check]\n"
                  "  --config FILE  YAML configuration (docs/configuration.md)\n"
                  "  --check        validate the configuration and exit\n"
-                 "signals: SIGTERM/SIGINT stop, SIGUSR1 prints counters\n");
+                 "signals: SIGTERM/SIGINT stop, SIGUSR1 prints counters, SIGHUP reloads services\n");
 }
 
 dataplane::EalOptions eal_options(const Config &config, std::string &error) {
@@ -98,7 +99,8 @@ unsigned mempool_size(const Config &config) {
 
 class Gateway {
 public:
-    explicit Gateway(const Config &config) : config_(config) {}
+    Gateway(Config config, std::string path)
+        : config_(std::move(config)), path_(std::move(path)), cpus_(online_cpu_count()) {}
     ~Gateway() { shut_down(); }
 
     bool start(std::string &error);
@@ -109,10 +111,13 @@ private:
     bool open_ports(std::string &error);
     void start_balancing();
     void refresh_neighbours();
+    void reload();
     void launch_workers();
     void print_counters();
 
-    const Config &config_;
+    Config config_;
+    const std::string path_;
+    const unsigned cpus_;  // before the EAL pins this thread to its lcore
     bool eal_started_ = false;
     bool workers_launched_ = false;
     std::atomic<bool> stop_{false};
@@ -124,6 +129,9 @@ private:
     std::unique_ptr<dataplane::PublishedSnapshot> snapshot_;
     std::unique_ptr<NeighbourWatcher> neighbours_;
     std::map<NeighbourKey, MacAddress> known_neighbours_;
+    // Backends an earlier config had: their flows may still run, so their
+    // next hops stay known.
+    std::vector<IpAddress> retired_backends_;
     uint64_t generation_ = 0;
 };
 
@@ -145,7 +153,7 @@ bool Gateway::start(std::string &error) {
         // The kernel resolves the backends through the running workers. Give
         // it a moment before announcing: until then, their packets would be
         // dropped as unresolved.
-        const size_t wanted = wanted_neighbours(config_).size();
+        const size_t wanted = wanted_neighbours(config_, retired_backends_).size();
         for (int attempt = 0; attempt < 60 && known_neighbours_.size() < wanted; ++attempt) {
             refresh_neighbours();
             if (known_neighbours_.size() < wanted)
@@ -156,20 +164,22 @@ bool Gateway::start(std::string &error) {
     return true;
 }
 
+// Always, even with no services yet: a reload may add some, and the
+// snapshot also says what each port answers ARP, ND and echo for.
 void Gateway::start_balancing() {
-    if (config_.services.empty())
-        return;
     snapshot_ = std::make_unique<dataplane::PublishedSnapshot>(
         unsigned(config_.cores.workers.size()));
     neighbours_ = std::make_unique<NeighbourWatcher>();
-    snapshot_->publish(build_snapshot(config_, ports_, known_neighbours_, ++generation_));
+    snapshot_->publish(
+        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
     std::printf("sluiced: balancing %zu service(s)\n", config_.services.size());
 }
 
 // Asks the kernel to resolve (or re-confirm) the backends' MACs, and publishes
 // a new snapshot when what it knows has changed.
 void Gateway::refresh_neighbours() {
-    std::map<NeighbourKey, MacAddress> found = neighbours_->refresh(wanted_neighbours(config_));
+    std::map<NeighbourKey, MacAddress> found =
+        neighbours_->refresh(wanted_neighbours(config_, retired_backends_));
     if (found == known_neighbours_)
         return;
     for (const auto &[key, mac] : found)
@@ -181,7 +191,48 @@ void Gateway::refresh_neighbours() {
             std::printf("sluiced: neighbour %s on %s is unreachable\n", key.second.c_str(),
                         key.first.c_str());
     known_neighbours_ = std::move(found);
-    snapshot_->publish(build_snapshot(config_, ports_, known_neighbours_, ++generation_));
+    snapshot_->publish(
+        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
+}
+
+// SIGHUP: the services and balancing settings of the file take effect at
+// once, in a new snapshot; established flows keep their backends. A file
+// that fails validation, or that changes what only a restart can (EAL,
+// cores, worker tuning, ports), changes nothing.
+void Gateway::reload() {
+    Config next;
+    try {
+        next = load_config_file(path_, cpus_);
+    } catch (const ConfigError &e) {
+        std::printf("sluiced: reload refused, nothing changed: %s\n", e.what());
+        return;
+    }
+    const char *fixed = !(next.eal == config_.eal)       ? "eal"
+                        : !(next.cores == config_.cores)   ? "cores"
+                        : !(next.worker == config_.worker) ? "worker"
+                        : !(next.ports == config_.ports)   ? "ports"
+                        : !(next.lb.flow_table_size == config_.lb.flow_table_size &&
+                            next.lb.timeouts == config_.lb.timeouts)
+                            ? "lb.flow_table_size and lb.timeouts"
+                            : nullptr;
+    if (fixed) {
+        std::printf("sluiced: reload refused, nothing changed: %s changed, which needs a restart\n",
+                    fixed);
+        return;
+    }
+    for (const std::string &warning : next.warnings)
+        std::printf("sluiced: warning: %s\n", warning.c_str());
+    for (const ServiceConfig &service : config_.services)
+        for (const BackendConfig &backend : service.backends)
+            if (std::find(retired_backends_.begin(), retired_backends_.end(), backend.address) ==
+                retired_backends_.end())
+                retired_backends_.push_back(backend.address);
+    config_ = std::move(next);
+    snapshot_->publish(
+        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
+    std::printf("sluiced: reloaded %s: %zu service(s), generation %lu\n", path_.c_str(),
+                config_.services.size(), (unsigned long)generation_);
+    refresh_neighbours();
 }
 
 bool Gateway::open_ports(std::string &error) {
@@ -247,7 +298,7 @@ void Gateway::launch_workers() {
             view.local = &port.local;
             worker->ports.push_back(view);
         }
-        if (snapshot_) {
+        {
             // Each worker owns an equal slice of the SNAT ports.
             const unsigned workers = unsigned(config_.cores.workers.size());
             const unsigned slice = (65535u - 1024u + 1u) / workers;
@@ -282,6 +333,7 @@ void Gateway::wait_for_stop() {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGHUP);
     // The control plane's clock: neighbours are refreshed every second,
     // between signals.
     const timespec tick{1, 0};
@@ -290,6 +342,10 @@ void Gateway::wait_for_stop() {
         if (signal < 0) {
             if (neighbours_)
                 refresh_neighbours();
+            continue;
+        }
+        if (signal == SIGHUP) {
+            reload();
             continue;
         }
         if (signal == SIGUSR1) {
@@ -371,9 +427,10 @@ int run(int argc, char **argv) {
     sigaddset(&signals, SIGTERM);
     sigaddset(&signals, SIGINT);
     sigaddset(&signals, SIGUSR1);
+    sigaddset(&signals, SIGHUP);
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
-    Gateway gateway(config);
+    Gateway gateway(std::move(config), config_path);
     std::string error;
     if (!gateway.start(error)) {
         std::fprintf(stderr, "sluiced: %s\n", error.c_str());

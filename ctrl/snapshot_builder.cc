@@ -23,28 +23,33 @@ std::string maglev_identity(const BackendConfig &backend) {
     return backend.address.to_string() + "#" + std::to_string(backend.port);
 }
 
+// Every backend address of the config and the retired ones, once each.
+std::vector<IpAddress> backend_addresses(const Config &config,
+                                         const std::vector<IpAddress> &retired) {
+    std::vector<IpAddress> addresses = retired;
+    for (const ServiceConfig &service : config.services)
+        for (const BackendConfig &backend : service.backends)
+            if (std::find(addresses.begin(), addresses.end(), backend.address) == addresses.end())
+                addresses.push_back(backend.address);
+    return addresses;
+}
+
 } // namespace
 
-std::vector<WantedNeighbour> wanted_neighbours(const Config &config) {
+std::vector<WantedNeighbour> wanted_neighbours(const Config &config,
+                                               const std::vector<IpAddress> &retired) {
     std::vector<WantedNeighbour> wanted;
-    for (const ServiceConfig &service : config.services)
-        for (const BackendConfig &backend : service.backends) {
-            const int port = port_on_link(config, backend.address);
-            if (port < 0 || config.ports[size_t(port)].exception_tap.empty())
-                continue;
-            const WantedNeighbour neighbour{config.ports[size_t(port)].exception_tap,
-                                            backend.address};
-            const bool known = std::any_of(wanted.begin(), wanted.end(), [&](const auto &w) {
-                return w.interface == neighbour.interface && w.address == neighbour.address;
-            });
-            if (!known)
-                wanted.push_back(neighbour);
-        }
+    for (const IpAddress &address : backend_addresses(config, retired)) {
+        const int port = port_on_link(config, address);
+        if (port >= 0 && !config.ports[size_t(port)].exception_tap.empty())
+            wanted.push_back({config.ports[size_t(port)].exception_tap, address});
+    }
     return wanted;
 }
 
 std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<dataplane::Port> &ports,
+                                                   const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
                                                    uint64_t generation) {
     std::vector<lb::Service> services;
@@ -64,29 +69,33 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
         for (const BackendConfig &backend : config_service.backends) {
             service.backends.push_back({backend.address, to_network(backend.port), backend.weight});
             identities.push_back({maglev_identity(backend), backend.weight});
-
-            const int port = port_on_link(config, backend.address);
-            if (port < 0)
-                continue;
-            lb::NextHop hop;
-            hop.egress_port = uint16_t(port);
-            const auto mac = neighbours.find(
-                {config.ports[size_t(port)].exception_tap, backend.address.to_string()});
-            if (mac != neighbours.end()) {
-                hop.resolved = true;
-                hop.mac = mac->second;
-            }
-            next_hops.emplace_back(backend.address, hop);
         }
         service.maglev = lb::MaglevTable(identities, config_service.maglev_size,
                                          config.lb.maglev_seed);
         services.push_back(std::move(service));
     }
 
+    // Retired backends keep their next hops: flows may still run to them.
+    for (const IpAddress &address : backend_addresses(config, retired)) {
+        const int port = port_on_link(config, address);
+        if (port < 0)
+            continue;
+        lb::NextHop hop;
+        hop.egress_port = uint16_t(port);
+        const auto mac =
+            neighbours.find({config.ports[size_t(port)].exception_tap, address.to_string()});
+        if (mac != neighbours.end()) {
+            hop.resolved = true;
+            hop.mac = mac->second;
+        }
+        next_hops.emplace_back(address, hop);
+    }
+
     std::vector<lb::EgressPort> egress;
     for (size_t i = 0; i < config.ports.size(); ++i) {
         lb::EgressPort port;
         port.mac = ports[i].mac;
+        port.local = local_addresses(config, config.ports[i], ports[i].mac);
         for (const InterfaceAddress &own : config.ports[i].addresses) {
             if (own.address.is_v4() && !port.has_ipv4) {
                 port.ipv4 = own.address;

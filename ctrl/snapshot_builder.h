@@ -13,12 +13,15 @@
 
 namespace sluice::ctrl {
 
-// The neighbours the balancer needs MACs for: every backend, on the TAP of
-// the port whose prefix holds it (the config guarantees there is one).
-std::vector<WantedNeighbour> wanted_neighbours(const Config &config);
+// The neighbours the balancer needs MACs for: every backend, and every
+// backend an earlier config had (`retired`: flows may still run to it), on
+// the TAP of the port whose prefix holds it.
+std::vector<WantedNeighbour> wanted_neighbours(const Config &config,
+                                               const std::vector<IpAddress> &retired);
 
 std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<dataplane::Port> &ports,
+                                                   const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
                                                    uint64_t generation);
 

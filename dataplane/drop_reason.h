@@ -49,6 +49,7 @@ namespace sluice {
     X(vip_fragment, "a non-first IP fragment for a VIP: fragments are not balanced yet")  \
     X(no_flow_for_segment, "a TCP segment other than SYN for a fullnat VIP, no flow")     \
     X(no_backend, "the service has no backend with a non-zero weight")                   \
+    X(backend_removed, "the flow's backend left a service whose policy is reset")        \
     X(next_hop_unresolved, "the MAC of the backend or client is not known yet")          \
     X(snat_ports_exhausted, "no free SNAT port toward the backend")                      \
     X(flow_table_full, "the flow table has no room and the mode needs state")            \

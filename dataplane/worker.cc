@@ -96,7 +96,8 @@ void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snap
     DropReason reason = DropReason::none;
 
     const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
-    const LocalReply reply = answer_local(frame, length, capacity, parsed, *port.local, reason);
+    const LocalAddresses &local = snapshot ? snapshot->ports()[port_index].local : *port.local;
+    const LocalReply reply = answer_local(frame, length, capacity, parsed, local, reason);
     if (reply == LocalReply::drop) {
         drop(packet, reason, counters);
         return;

@@ -50,6 +50,8 @@ struct WorkerPort {
     uint16_t queue_id = 0;
     bool has_exception_path = false;
     uint16_t exception_port_id = 0;   // the TAP; same queue id
+    // What the port answers for when no snapshot is published (a worker
+    // without balancing); with one, the snapshot's EgressPort::local.
     const LocalAddresses *local = nullptr;
     TxBuffer to_wire, to_kernel;
 };

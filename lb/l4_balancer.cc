@@ -55,6 +55,18 @@ void copy_address(std::array<uint8_t, 16> &to, const IpAddress &from) {
 
 BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason, 0}; }
 
+// True while the backend a flow's reverse tuple comes from is still one of
+// the service's (a linear scan: only services that reset flows ask).
+bool has_backend(const Service &service, const FlowKey &reverse) {
+    for (const Backend &backend : service.backends) {
+        if (std::memcmp(backend.address.bytes.data(), reverse.source.data(),
+                        backend.address.is_v4() ? 4 : 16) == 0 &&
+            (backend.port_be == 0 || backend.port_be == reverse.source_port))
+            return true;
+    }
+    return false;
+}
+
 } // namespace
 
 void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const {
@@ -133,6 +145,13 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     Flow *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
     FlowKey reverse;
 
+    if (flow && service.removed_backend_flows == RemovedBackendFlows::reset &&
+        !has_backend(service, flow->reverse)) {
+        // The service says flows end with their backend: forget this one, so
+        // the client's retry finds a backend that is still there.
+        flows_.remove(found.id);
+        return dropped(DropReason::backend_removed);
+    }
     if (flow) {
         flow->state = next_state(flow->state, key.protocol, flags, false);
         flow->last_seen = now;

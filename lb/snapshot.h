@@ -9,6 +9,7 @@
 #include <string>
 #include <vector>
 
+#include "dataplane/local_reply.h"
 #include "dataplane/net_addr.h"
 #include "lb/flow_key.h"
 #include "lb/maglev.h"
@@ -55,6 +56,9 @@ struct EgressPort {
     MacAddress mac;
     IpAddress ipv4, ipv6;
     bool has_ipv4 = false, has_ipv6 = false;
+    // What the port answers ARP, ND and echo for: its own addresses, the
+    // VIPs and the SNAT addresses.
+    LocalAddresses local;
 };
 
 class Snapshot {

@@ -92,7 +92,10 @@ std::unique_ptr<lb::Snapshot> bench_snapshot() {
     services.push_back(make_service("dsr", vip_dsr, lb::ForwardingMode::dsr, 0));
     std::vector<lb::EgressPort> ports(2);
     ports[0].mac = gw_mac;
-    ports[1] = {mac("02:00:00:00:01:01"), ip("198.18.1.1"), ip("2001:db8:0:2::1"), true, true};
+    ports[1].mac = mac("02:00:00:00:01:01");
+    ports[1].ipv4 = ip("198.18.1.1");
+    ports[1].ipv6 = ip("2001:db8:0:2::1");
+    ports[1].has_ipv4 = ports[1].has_ipv6 = true;
     std::vector<std::pair<IpAddress, lb::NextHop>> hops;
     for (const char *address : {"198.18.1.11", "198.18.1.12", "198.18.1.13"}) {
         lb::NextHop hop;

@@ -58,7 +58,10 @@ std::unique_ptr<Snapshot> lab_snapshot(bool resolved = true) {
     services.push_back(service("drained", vip_empty, ForwardingMode::nat, {backends4[2]}, 0));
     std::vector<EgressPort> ports(2);
     ports[client_port_index].mac = gw_client_mac;
-    ports[backend_port_index] = {gw_backend_mac, ip("198.18.1.1"), ip("2001:db8:0:2::1"), true, true};
+    ports[backend_port_index].mac = gw_backend_mac;
+    ports[backend_port_index].ipv4 = ip("198.18.1.1");
+    ports[backend_port_index].ipv6 = ip("2001:db8:0:2::1");
+    ports[backend_port_index].has_ipv4 = ports[backend_port_index].has_ipv6 = true;
     std::vector<std::pair<IpAddress, NextHop>> next_hops;
     for (const char *address : {backends4[0], backends4[1], backends4[2], backends6[0],
                                 backends6[1], backends6[2]}) {
@@ -353,6 +356,53 @@ TEST_F(Balancer, IcmpErrorsAboutNoFlowAreLeftAlone) {
     Packet stray(ipv4_frame(gw_backend_mac, client_mac, ip("198.18.1.11"), local, 1,
                             icmp_error(3, 3, 0, quote_of(ip_packet(local, ip("198.18.1.11"), 6, segment)))));
     EXPECT_EQ(run(stray, backend_port_index).verdict, BalanceVerdict::not_balanced);
+}
+
+} // namespace
+} // namespace sluice::lb
+
+namespace sluice::lb {
+namespace {
+
+TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
+    Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
+    ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
+    const uint8_t backend_octet = syn.frame.data[14 + 19];
+
+    // A new snapshot without that backend (as a reload would publish).
+    auto without = [&](RemovedBackendFlows policy) {
+        std::vector<Service> services;
+        std::vector<const char *> kept;
+        for (const char *address : backends4)
+            if (ip(address).bytes[3] != backend_octet)
+                kept.push_back(address);
+        services.push_back(service("fullnat", vip_fullnat, ForwardingMode::fullnat, kept));
+        services.back().local_addresses = {local};
+        services.back().removed_backend_flows = policy;
+        std::vector<EgressPort> ports = snapshot->ports();
+        std::vector<std::pair<IpAddress, NextHop>> hops;
+        for (const char *address : backends4) {  // retired backends keep their next hops
+            NextHop hop;
+            hop.egress_port = backend_port_index;
+            hop.resolved = true;
+            hop.mac = backend_mac(ip(address));
+            hops.emplace_back(ip(address), hop);
+        }
+        return std::make_unique<Snapshot>(std::move(services), std::move(ports), std::move(hops), 7, 2);
+    };
+
+    snapshot = without(RemovedBackendFlows::keep);
+    Packet kept(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x10));
+    ASSERT_EQ(run(kept, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(kept.frame.data[14 + 19], backend_octet);  // same backend as before
+
+    snapshot = without(RemovedBackendFlows::reset);
+    Packet reset(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x10));
+    EXPECT_EQ(run(reset, client_port_index).reason, DropReason::backend_removed);
+    // The flow is gone: the client's new SYN goes to a backend still there.
+    Packet again(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
+    ASSERT_EQ(run(again, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_NE(again.frame.data[14 + 19], backend_octet);
 }
 
 } // namespace

@@ -1,0 +1,86 @@
+"""Reloading sluiced's services with SIGHUP while traffic runs, on
+net_af_packet and net_af_xdp: changes apply at once, established flows keep
+their backends, and a bad file changes nothing."""
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+from test_balancing import SPREAD
+
+VIP = "198.18.10.7"
+OLD_BACKENDS = "      - address: 198.18.1.11\n      - address: 198.18.1.12\n"
+NEW_BACKENDS = "      - address: 198.18.1.12\n      - address: 198.18.1.13\n"
+
+
+def reload(gateway, text):
+    """Writes the config, sends SIGHUP, and returns what sluiced said of it."""
+    Path(gateway.config).write_text(text)
+    before = gateway.output().count("sluiced: reload")
+    gateway.process.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while gateway.output().count("sluiced: reload") == before:
+        assert time.monotonic() < deadline, "no answer to SIGHUP"
+        time.sleep(0.05)
+    return gateway.output().split("sluiced: reload")[-1].splitlines()[0]
+
+
+def with_reload_backends(text, backends):
+    """The config with web-reload's backends (the last lines) replaced."""
+    head, marker, tail = text.partition("  - name: web-reload\n")
+    assert marker and OLD_BACKENDS in tail
+    return head + marker + tail.replace(OLD_BACKENDS, backends)
+
+
+def spread(lab, count):
+    result = lab.exec("client", "/usr/bin/python3", "-c", SPREAD, VIP, str(count), timeout=300)
+    return json.loads(result.stdout)
+
+
+def test_backend_change_applies_and_established_flows_finish(gateway):
+    lab = gateway.lab
+    original = Path(gateway.config).read_text()
+    payload = os.urandom(16 * 1024 * 1024)
+    digest = hashlib.sha256(payload).hexdigest()
+    for backend in ("be1", "be2", "be3"):
+        Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").write_bytes(payload)
+
+    # A download slow enough to span the reload, on whichever backend it got.
+    download = subprocess.Popen(
+        ["ip", "netns", "exec", lab.ns("client"), "sh", "-c",
+         f"curl -sS --noproxy '*' --limit-rate 4M -m 60 http://{VIP}/slow.bin | sha256sum"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    time.sleep(1)
+    answer = reload(gateway, with_reload_backends(original, NEW_BACKENDS))
+    assert answer.startswith("ed "), answer  # "sluiced: reloaded ..."
+
+    # New connections: be1 is gone, be3 has come.
+    outcome = spread(lab, 300)
+    assert outcome["failures"] == 0
+    assert "be1" not in outcome["answers"], outcome
+    assert sorted(outcome["answers"]) == ["be2", "be3"], outcome
+
+    # The download that started before finishes intact, whatever its backend.
+    out, err = download.communicate(timeout=90)
+    assert download.returncode == 0, err
+    assert out.split()[0] == digest
+
+    assert reload(gateway, original).startswith("ed "), "back to the original backends"
+
+
+def test_bad_reload_changes_nothing(gateway):
+    original = Path(gateway.config).read_text()
+    answer = reload(gateway, original.replace("protocol: tcp\n    port: 80\n    mode: nat",
+                                              "protocol: tcp\n    port: 80\n    mode: natt", 1))
+    assert answer.startswith(" refused, nothing changed: "), answer
+    assert "services[1].mode" in answer
+    answer = reload(gateway, original.replace("memory_mb: 256", "memory_mb: 512"))
+    assert answer == " refused, nothing changed: eal changed, which needs a restart", answer
+    # Still balancing as before.
+    outcome = spread(gateway.lab, 60)
+    assert outcome["failures"] == 0
+    assert sorted(outcome["answers"]) == ["be1", "be2"], outcome
