@@ -1,5 +1,5 @@
-"""Runs after the gateway tests (files run in name order): the lab goes
-down and leaves nothing behind."""
+"""Runs after every other e2e test (pytest runs files in name order, hence
+the zz): the lab goes down and leaves nothing behind."""
 
 from pathlib import Path
 
