@@ -49,7 +49,7 @@ struct HashKey {
 
 // Keyed multiply-mix hash of the 40 key bytes (in the style of wyhash/UMASH:
 // each word is xored with its key word and folded through a 64x64->128
-// multiply). Not a MAC, but without the key an attacker cannot choose tuples
+// multiply), with a final avalanche. Not a MAC, but without the key an attacker cannot choose tuples
 // that collide, which is what hash flooding needs.
 inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
     uint64_t words[5];
@@ -61,7 +61,12 @@ inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
     uint64_t h = mix(words[0] ^ secret.words[0], words[1] ^ secret.words[1]);
     h = mix(h ^ words[2] ^ secret.words[2], words[3] ^ secret.words[3]);
     h = mix(h ^ words[4] ^ secret.words[4], secret.words[5]);
-    return h;
+    // The last multiply varies only with the ports' word: finish with an
+    // avalanche (splitmix64's) so that tuples differing in a port spread
+    // over the low bits, which pick the bucket.
+    h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
+    h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
+    return h ^ (h >> 31);
 }
 
 } // namespace sluice::lb
