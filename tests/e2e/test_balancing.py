@@ -125,6 +125,19 @@ def test_dsr_connections_reach_every_backend(gateway, vip):
     assert after["sluice_worker_to_client_packets"] == before["sluice_worker_to_client_packets"]
 
 
+@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, DSR_IPIP4, DSR_GUE4])
+def test_wrk_runs_without_errors(gateway, vip):
+    """wrk keeps 16 connections busy for 3 s on each mode's VIP: every request
+    answered, no socket error, no non-2xx answer."""
+    result = gateway.lab.exec("client", "wrk", "-t", "1", "-c", "16", "-d", "3s", "--timeout", "5s",
+                              url(vip), timeout=60)
+    out = result.stdout
+    assert "Socket errors" not in out, out
+    assert "Non-2xx" not in out, out
+    requests = int(out.split(" requests in ")[0].split()[-1])
+    assert requests > 100, out
+
+
 def test_udp_datagrams_spread_and_return(gateway):
     result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, UDP4, "600",
                               timeout=300)
