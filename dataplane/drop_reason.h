@@ -53,6 +53,7 @@ namespace sluice {
     X(next_hop_unresolved, "the MAC of the backend or client is not known yet")          \
     X(snat_ports_exhausted, "no free SNAT port toward the backend")                      \
     X(flow_table_full, "the flow table has no room and the mode needs state")            \
+    X(reverse_tuple_in_use, "a nat flow whose answers would look like another flow's")   \
     X(ttl_exceeded, "TTL or hop limit would reach zero")                                 \
     X(no_room_for_encapsulation, "no headroom or address for the DSR outer header")      \
     /* Forwarding */                                                                     \

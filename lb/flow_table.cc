@@ -260,12 +260,13 @@ void FlowTable::unplace(uint64_t hash, FlowId id) {
 FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t reverse_hash,
                          uint32_t now) {
     // A flow whose two keys are equal could not tell its directions apart.
-    if (same_key(flow.forward, flow.reverse))
+    const bool both = flow.reverse_indexed;
+    if (both && same_key(flow.forward, flow.reverse))
         return no_flow;
     // lookup() also reclaims an expired flow holding either key, so that no
     // key is ever stored twice.
     if (lookup(flow.forward, forward_hash, now).id != no_flow ||
-        lookup(flow.reverse, reverse_hash, now).id != no_flow)
+        (both && lookup(flow.reverse, reverse_hash, now).id != no_flow))
         return no_flow;
 
     // Expired flows in the four candidate buckets, removed when the table has
@@ -298,7 +299,7 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
         if (free_count_ > 0) {
             const FlowId id = free_ids_[free_count_ - 1];
             if (place(forward_hash, id, false)) {
-                if (place(reverse_hash, id, true)) {
+                if (!both || place(reverse_hash, id, true)) {
                     --free_count_;
                     size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
                     flows_[id] = flow;
@@ -308,7 +309,8 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
                 unplace(forward_hash, id);  // nothing half-inserted
             }
         }
-        if (attempt > 0 || reclaim_candidates(forward_hash) + reclaim_candidates(reverse_hash) == 0)
+        if (attempt > 0 ||
+            reclaim_candidates(forward_hash) + (both ? reclaim_candidates(reverse_hash) : 0) == 0)
             return no_flow;
     }
 }
@@ -328,7 +330,8 @@ void FlowTable::remove(FlowId id) {
         return;
     Flow &flow = flows_[id];
     unplace(hash(flow.forward), id);
-    unplace(hash(flow.reverse), id);
+    if (flow.reverse_indexed)
+        unplace(hash(flow.reverse), id);
     flow.state = vacant;
     free_ids_[free_count_++] = id;
     size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);

@@ -45,6 +45,10 @@ struct Flow {
     // the MAC they came from (the client's, or the router's before it).
     uint8_t client_port = 0;
     MacAddress client_mac;
+    // False for flows whose answers never come back through the gateway
+    // (dsr): `reverse` then only records where the flow goes and is not
+    // indexed, so it need not be unique.
+    bool reverse_indexed = true;
 };
 
 struct FlowLookup {
@@ -71,10 +75,18 @@ public:
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);
 
-    // Adds a flow under both of its keys. Returns no_flow when the table is
-    // full (expired flows in the way are reclaimed first) or when either key
-    // is already present.
+    // Adds a flow under both of its keys (only `forward` when
+    // !flow.reverse_indexed). Returns no_flow when the table is full (expired
+    // flows in the way are reclaimed first) or when a key is already present
+    // (reverse_in_use() tells the reverse key apart).
     FlowId insert(const Flow &flow, uint64_t forward_hash, uint64_t reverse_hash, uint32_t now);
+
+    // True when a live flow already answers to `reverse`: two flows whose
+    // answers would be indistinguishable (nat: one client port, two VIPs,
+    // one backend).
+    bool reverse_in_use(const FlowKey &reverse, uint64_t reverse_hash, uint32_t now) {
+        return lookup(reverse, reverse_hash, now).id != no_flow;
+    }
 
     Flow &flow(FlowId id) { return flows_[id]; }
     const Flow &flow(FlowId id) const { return flows_[id]; }

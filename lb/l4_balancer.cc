@@ -185,10 +185,16 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         fresh.state = next_state(FlowState::syn_seen, key.protocol, flags, false);
         fresh.client_port = uint8_t(ingress_port);
         std::memcpy(fresh.client_mac.bytes.data(), frame.data + 6, 6);
-        const FlowId id = flows_.insert(fresh, hash, flows_.hash(reverse), now);
+        // dsr answers bypass the gateway: the reverse tuple only says where
+        // the flow goes.
+        fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
+        const uint64_t reverse_hash = flows_.hash(reverse);
+        const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
         if (id == no_flow) {
             if (service.mode != ForwardingMode::dsr)
-                return dropped(DropReason::flow_table_full);
+                return dropped(flows_.reverse_in_use(reverse, reverse_hash, now)
+                                   ? DropReason::reverse_tuple_in_use
+                                   : DropReason::flow_table_full);
             counters.stateless_packets.increment();
         } else {
             counters.new_flows.increment();

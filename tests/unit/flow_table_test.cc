@@ -807,3 +807,34 @@ TEST(FlowTable, LookupRate) {
 
 } // namespace
 } // namespace sluice::lb
+
+namespace sluice::lb {
+namespace {
+
+TEST(FlowTableOneWay, ReverseNotIndexedNeedNotBeUnique) {
+    FlowTable table(16, HashKey::from_seed(3));
+    FlowKey a, b, shared;
+    a.source = {198, 18, 0, 2};
+    a.source_port = 1;
+    b = a;
+    b.source_port = 2;
+    shared.source = {198, 18, 1, 11};
+    Flow first, second;
+    first.forward = a;
+    second.forward = b;
+    first.reverse = second.reverse = shared;
+    first.reverse_indexed = second.reverse_indexed = false;
+    const FlowId one = table.insert(first, table.hash(a), table.hash(shared), 10);
+    const FlowId two = table.insert(second, table.hash(b), table.hash(shared), 10);
+    ASSERT_NE(one, no_flow);
+    ASSERT_NE(two, no_flow);
+    EXPECT_EQ(table.lookup(shared, table.hash(shared), 11).id, no_flow);
+    EXPECT_EQ(table.lookup(a, table.hash(a), 11).id, one);
+    table.remove(one);
+    EXPECT_EQ(table.lookup(a, table.hash(a), 11).id, no_flow);
+    EXPECT_EQ(table.lookup(b, table.hash(b), 11).id, two);
+    EXPECT_EQ(table.size(), 1u);
+}
+
+} // namespace
+} // namespace sluice::lb

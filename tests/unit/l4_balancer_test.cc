@@ -407,3 +407,47 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
 
 } // namespace
 } // namespace sluice::lb
+
+namespace sluice::lb {
+namespace {
+
+// Two services of one mode on one backend: what a client reusing its source
+// port toward both of them looks like.
+std::unique_ptr<Snapshot> two_vips_one_backend(ForwardingMode mode) {
+    std::vector<Service> services;
+    services.push_back(service("a", ip("198.18.10.20"), mode, {backends4[0]}));
+    services.push_back(service("b", ip("198.18.10.21"), mode, {backends4[0]}));
+    std::vector<EgressPort> ports(2);
+    ports[client_port_index].mac = gw_client_mac;
+    ports[backend_port_index].mac = gw_backend_mac;
+    ports[backend_port_index].ipv4 = ip("198.18.1.1");
+    ports[backend_port_index].has_ipv4 = true;
+    NextHop hop;
+    hop.egress_port = backend_port_index;
+    hop.resolved = true;
+    hop.mac = backend_mac(ip(backends4[0]));
+    return std::make_unique<Snapshot>(std::move(services), std::move(ports),
+                                      std::vector<std::pair<IpAddress, NextHop>>{{ip(backends4[0]), hop}},
+                                      7, 1);
+}
+
+TEST_F(Balancer, DsrFlowsNeedNoUniqueAnswerTuple) {
+    snapshot = two_vips_one_backend(ForwardingMode::dsr);
+    Packet first(tcp_frame(gw_client_mac, client4, ip("198.18.10.20"), 40300, 80, 0x02));
+    Packet second(tcp_frame(gw_client_mac, client4, ip("198.18.10.21"), 40300, 80, 0x02));
+    EXPECT_EQ(run(first, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(run(second, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(counters.new_flows.read(), 2u);
+    EXPECT_EQ(counters.stateless_packets.read(), 0u);
+}
+
+TEST_F(Balancer, NatFlowsWhoseAnswersWouldCollideAreRefused) {
+    snapshot = two_vips_one_backend(ForwardingMode::nat);
+    Packet first(tcp_frame(gw_client_mac, client4, ip("198.18.10.20"), 40301, 80, 0x02));
+    Packet second(tcp_frame(gw_client_mac, client4, ip("198.18.10.21"), 40301, 80, 0x02));
+    EXPECT_EQ(run(first, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(run(second, client_port_index).reason, DropReason::reverse_tuple_in_use);
+}
+
+} // namespace
+} // namespace sluice::lb
