@@ -27,15 +27,6 @@ bool is_service_name(std::string_view s) {
 
 const char *family_name(const IpAddress &a) { return a.is_v4() ? "IPv4" : "IPv6"; }
 
-// The port whose connected prefix holds `address`, or null.
-const PortConfig *port_on_link(const Config &config, const IpAddress &address) {
-    for (const PortConfig &port : config.ports)
-        for (const InterfaceAddress &own : port.addresses)
-            if (own.on_link(address))
-                return &port;
-    return nullptr;
-}
-
 bool is_port_address(const Config &config, const IpAddress &address) {
     for (const PortConfig &port : config.ports)
         for (const InterfaceAddress &own : port.addresses)
@@ -45,6 +36,14 @@ bool is_port_address(const Config &config, const IpAddress &address) {
 }
 
 } // namespace
+
+int port_on_link(const Config &config, const IpAddress &address) {
+    for (size_t i = 0; i < config.ports.size(); ++i)
+        for (const InterfaceAddress &own : config.ports[i].addresses)
+            if (own.on_link(address))
+                return int(i);
+    return -1;
+}
 
 void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
     const Section s = map(f, {"maglev_seed", "flow_table_size", "timeouts"});
@@ -159,7 +158,7 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) c
                                " address like the VIP, got " + address.to_string());
             if (is_port_address(config, address) || address == service.vip)
                 fail(item, address.to_string() + " is a port address or the VIP");
-            if (!port_on_link(config, address))
+            if (port_on_link(config, address) < 0)
                 fail(item, address.to_string() +
                                " is on no port's prefix: backends could not reach it");
             if (std::find(service.local_addresses.begin(), service.local_addresses.end(),
@@ -214,12 +213,13 @@ void ConfigLoader::read_backends(const Field &f, const Config &config,
         if (is_port_address(config, backend.address) || backend.address == service.vip)
             fail(address, backend.address.to_string() + " is a port address or the VIP");
         // The kernel behind the port's TAP resolves the backend's MAC.
-        const PortConfig *port = port_on_link(config, backend.address);
-        if (!port)
+        const int index = port_on_link(config, backend.address);
+        if (index < 0)
             fail(address, backend.address.to_string() +
                               " is on no port's prefix (routes to backends are not supported yet)");
-        if (port->exception_tap.empty())
-            fail(address, "port " + port->name + ", where " + backend.address.to_string() +
+        const PortConfig &port = config.ports[size_t(index)];
+        if (port.exception_tap.empty())
+            fail(address, "port " + port.name + ", where " + backend.address.to_string() +
                               " is, has no exception_path to resolve its MAC through");
         if (const Field *v = s.find("port")) {
             backend.port = uint16_t(integer(*v, 1, 65535, "a port"));

@@ -97,6 +97,15 @@ unsigned mempool_size(const Config &config) {
     return mbufs + 2048;
 }
 
+// The signals the control plane takes: stop, counters, reload.
+sigset_t control_signals() {
+    sigset_t signals;
+    sigemptyset(&signals);
+    for (const int signal : {SIGTERM, SIGINT, SIGUSR1, SIGHUP})
+        sigaddset(&signals, signal);
+    return signals;
+}
+
 class Gateway {
 public:
     Gateway(Config config, std::string path)
@@ -328,12 +337,7 @@ void Gateway::print_counters() {
 }
 
 void Gateway::wait_for_stop() {
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGUSR1);
-    sigaddset(&signals, SIGHUP);
+    const sigset_t signals = control_signals();
     // The control plane's clock: neighbours are refreshed every second,
     // between signals.
     const timespec tick{1, 0};
@@ -420,14 +424,9 @@ int run(int argc, char **argv) {
         return 0;
     }
 
-    // Signals are taken by the main lcore with sigwait; every thread the EAL
-    // starts inherits this mask and never sees them.
-    sigset_t signals;
-    sigemptyset(&signals);
-    sigaddset(&signals, SIGTERM);
-    sigaddset(&signals, SIGINT);
-    sigaddset(&signals, SIGUSR1);
-    sigaddset(&signals, SIGHUP);
+    // Signals are taken by the main lcore with sigtimedwait; every thread
+    // the EAL starts inherits this mask and never sees them.
+    const sigset_t signals = control_signals();
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);
 
     Gateway gateway(std::move(config), config_path);

@@ -8,15 +8,6 @@ namespace {
 
 uint16_t to_network(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
 
-// The index of the port whose prefix holds `address`, or -1.
-int port_on_link(const Config &config, const IpAddress &address) {
-    for (size_t i = 0; i < config.ports.size(); ++i)
-        for (const InterfaceAddress &own : config.ports[i].addresses)
-            if (own.on_link(address))
-                return int(i);
-    return -1;
-}
-
 // What Maglev hashes a backend by: its address and port, so that every
 // instance, whatever order it lists backends in, builds the same table.
 std::string maglev_identity(const BackendConfig &backend) {
