@@ -57,7 +57,8 @@ def lab_config(pmd, tmp_path, name="lab.yaml"):
     if pmd == "af_xdp":
         text = text.replace("net_af_packet0,iface=gw-client", "net_af_xdp0,iface=gw-client")
         text = text.replace("net_af_packet1,iface=gw-backend", "net_af_xdp1,iface=gw-backend")
-    text = text.replace("file_prefix: sluice-lab", f"file_prefix: sluice-e2e-{pmd}")
+    # The lab prefix is part of it: labs of different prefixes may run at once.
+    text = text.replace("file_prefix: sluice-lab", f"file_prefix: sluice-{LAB_PREFIX}-{pmd}")
     path = tmp_path / name
     path.write_text(text)
     return path

@@ -127,8 +127,7 @@ def test_device_that_cannot_start_is_refused(gateway, tmp_path):
     disturbed."""
     config = lab_config(gateway.pmd, tmp_path, "missing.yaml")
     text = config.read_text().replace("iface=gw-client", "iface=gw-nowhere")
-    text = text.replace(f"file_prefix: sluice-e2e-{gateway.pmd}",
-                        f"file_prefix: sluice-e2e-missing-{gateway.pmd}")
+    text = text.replace("file_prefix: sluice-", "file_prefix: sluice-missing-")
     text = text.replace("tap: tap-client", "tap: tap-missing")
     config.write_text(text)
     result = gateway.lab.exec("gw", str(SLUICED), "--config", str(config), check=False,
