@@ -88,12 +88,6 @@ IpAddress ConfigLoader::unicast_address(const Field &f) const {
 }
 
 void ConfigLoader::read_services(const Field &f, Config &config) const {
-    // Return traffic must reach the worker that holds its flow; steering it
-    // there (rte_flow or a software ring) is not built yet.
-    if (config.cores.workers.size() > 1 && !sequence(f).empty())
-        fail(f, "balancing needs exactly one worker for now (return traffic is not yet steered "
-                "to the worker that owns its flow), cores.workers lists " +
-                    std::to_string(config.cores.workers.size()));
     std::map<std::string, int> names;
     // (VIP, protocol) → the ports in use and where, to refuse overlaps.
     std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;

@@ -20,6 +20,8 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
         {"neighbor_advertisements", &c.neighbor_advertisements},
         {"to_kernel_packets", &c.to_kernel},
         {"from_kernel_packets", &c.from_kernel},
+        {"steered_out_packets", &c.steered_out},
+        {"steered_in_packets", &c.steered_in},
         {"busy_cycles", &c.busy_cycles},
         {"idle_cycles", &c.idle_cycles},
         {"idle_sleeps", &c.idle_sleeps},

@@ -6,10 +6,13 @@
 #include <unistd.h>
 
 #include <rte_eal.h>
+#include <rte_errno.h>
 #include <rte_ethdev.h>
 #include <rte_launch.h>
 #include <rte_lcore.h>
+#include <rte_mbuf.h>
 #include <rte_mempool.h>
+#include <rte_ring.h>
 
 #include <algorithm>
 #include <atomic>
@@ -27,6 +30,7 @@
 #include "dataplane/exception_path.h"
 #include "dataplane/published_snapshot.h"
 #include "dataplane/port.h"
+#include "dataplane/steering_rules.h"
 #include "dataplane/worker.h"
 
 namespace sluice::ctrl {
@@ -121,7 +125,8 @@ private:
     void start_balancing();
     void refresh_neighbours();
     void reload();
-    void launch_workers();
+    void steer_return_traffic();
+    bool launch_workers(std::string &error);
     void print_counters();
 
     Config config_;
@@ -133,6 +138,8 @@ private:
     std::map<int, rte_mempool *> pools_;  // by NUMA socket
     std::vector<dataplane::Port> ports_;
     std::vector<std::unique_ptr<dataplane::WorkerContext>> workers_;
+    // With more than one worker: their inboxes and how flows are owned.
+    std::unique_ptr<dataplane::WorkerSteering> steering_;
 
     // Balancing, when services are configured.
     std::unique_ptr<dataplane::PublishedSnapshot> snapshot_;
@@ -157,7 +164,8 @@ bool Gateway::start(std::string &error) {
     if (!open_ports(error))
         return false;
     start_balancing();
-    launch_workers();
+    if (!launch_workers(error))
+        return false;
     if (neighbours_) {
         // The kernel resolves the backends through the running workers. Give
         // it a moment before announcing: until then, their packets would be
@@ -182,6 +190,33 @@ void Gateway::start_balancing() {
     snapshot_->publish(
         build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
     std::printf("sluiced: balancing %zu service(s)\n", config_.services.size());
+    steer_return_traffic();
+}
+
+// With several workers, fullnat answers must reach the worker owning their
+// SNAT port: by rte_flow rules where the port takes them, else by the
+// workers passing packets to each other (always on, whatever the rules do).
+void Gateway::steer_return_traffic() {
+    const unsigned workers = unsigned(config_.cores.workers.size());
+    if (workers < 2)
+        return;
+    std::vector<IpAddress> snat;
+    for (const ServiceConfig &service : config_.services)
+        for (const IpAddress &address : service.local_addresses)
+            if (std::find(snat.begin(), snat.end(), address) == snat.end())
+                snat.push_back(address);
+    const lb::SnatSlices slices(workers);
+    for (const dataplane::Port &port : ports_) {
+        std::string refused;
+        const int rules = dataplane::install_steering_rules(port.port_id, snat, slices, refused);
+        if (rules >= 0)
+            std::printf("sluiced: port %s: %d rte_flow rule(s) steer fullnat answers\n",
+                        port.name.c_str(), rules);
+        else
+            std::printf("sluiced: port %s: rte_flow refused (%s): answers are steered in "
+                        "software\n",
+                        port.name.c_str(), refused.c_str());
+    }
 }
 
 // Asks the kernel to resolve (or re-confirm) the backends' MACs, and publishes
@@ -241,6 +276,7 @@ void Gateway::reload() {
         build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
     std::printf("sluiced: reloaded %s: %zu service(s), generation %lu\n", path_.c_str(),
                 config_.services.size(), (unsigned long)generation_);
+    steer_return_traffic();
     refresh_neighbours();
 }
 
@@ -291,13 +327,32 @@ bool Gateway::open_ports(std::string &error) {
     return true;
 }
 
-void Gateway::launch_workers() {
-    for (size_t i = 0; i < config_.cores.workers.size(); ++i) {
+bool Gateway::launch_workers(std::string &error) {
+    const unsigned workers = unsigned(config_.cores.workers.size());
+    if (workers > 1) {
+        steering_ = std::make_unique<dataplane::WorkerSteering>(workers);
+        for (unsigned i = 0; i < workers; ++i) {
+            // Room for a few bursts from every other worker.
+            const std::string name = "steer-inbox-" + std::to_string(i);
+            rte_ring *inbox = rte_ring_create_elem(
+                name.c_str(), sizeof(dataplane::SteeredPacket),
+                rte_align32pow2(workers * 8 * dataplane::max_burst),
+                rte_lcore_to_socket_id(config_.cores.workers[i]), RING_F_SC_DEQ);
+            if (!inbox) {
+                error = "cannot create " + name + ": " + rte_strerror(rte_errno);
+                return false;
+            }
+            steering_->inboxes.push_back(inbox);
+        }
+    }
+    const lb::SnatSlices slices(workers);
+    for (size_t i = 0; i < workers; ++i) {
         auto worker = std::make_unique<dataplane::WorkerContext>();
         worker->id = unsigned(i);
         worker->settings = {config_.worker.burst_size, config_.worker.tx_drain_us,
                             config_.worker.idle_sleep_max_us};
         worker->stop = &stop_;
+        worker->steering = steering_.get();
         for (const dataplane::Port &port : ports_) {
             dataplane::WorkerPort view;
             view.port_id = port.port_id;
@@ -307,28 +362,24 @@ void Gateway::launch_workers() {
             view.local = &port.local;
             worker->ports.push_back(view);
         }
-        {
-            // Each worker owns an equal slice of the SNAT ports.
-            const unsigned workers = unsigned(config_.cores.workers.size());
-            const unsigned slice = (65535u - 1024u + 1u) / workers;
-            const lb::SnatPortRange ports{uint16_t(1024 + i * slice),
-                                          uint16_t(i + 1 == workers ? 65535 : 1024 + (i + 1) * slice - 1)};
-            const auto &t = config_.lb.timeouts;
-            const lb::FlowTimeouts timeouts{t.tcp_syn * 1000, t.tcp_established * 1000,
-                                            t.tcp_closing * 1000, t.udp * 1000};
-            auto balancing = std::make_unique<dataplane::WorkerBalancing>();
-            balancing->snapshot = snapshot_.get();
-            balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
-                                                               lb::HashKey::random(), timeouts);
-            balancing->balancer = std::make_unique<lb::L4Balancer>(*balancing->flows, ports);
-            worker->balancing = std::move(balancing);
-        }
+        const auto &t = config_.lb.timeouts;
+        const lb::FlowTimeouts timeouts{t.tcp_syn * 1000, t.tcp_established * 1000,
+                                        t.tcp_closing * 1000, t.udp * 1000};
+        auto balancing = std::make_unique<dataplane::WorkerBalancing>();
+        balancing->snapshot = snapshot_.get();
+        balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
+                                                           lb::HashKey::random(), timeouts);
+        // Each worker owns a slice of the SNAT ports.
+        balancing->balancer =
+            std::make_unique<lb::L4Balancer>(*balancing->flows, slices.slice(unsigned(i)));
+        worker->balancing = std::move(balancing);
         workers_.push_back(std::move(worker));
     }
     for (size_t i = 0; i < workers_.size(); ++i)
         rte_eal_remote_launch(dataplane::run_worker, workers_[i].get(),
                               config_.cores.workers[i]);
     workers_launched_ = true;
+    return true;
 }
 
 void Gateway::print_counters() {
@@ -375,6 +426,15 @@ void Gateway::shut_down() {
         print_counters();
     }
     workers_.clear();
+    if (steering_) {
+        for (rte_ring *inbox : steering_->inboxes) {
+            dataplane::SteeredPacket left;
+            while (rte_ring_dequeue_elem(inbox, &left, sizeof left) == 0)
+                rte_pktmbuf_free(left.packet);
+            rte_ring_free(inbox);
+        }
+        steering_.reset();
+    }
     snapshot_.reset();
     for (dataplane::Port &port : ports_)
         dataplane::close_port(port);

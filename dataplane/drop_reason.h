@@ -59,6 +59,7 @@ namespace sluice {
     /* Forwarding */                                                                     \
     X(no_exception_path, "not for the gateway and the port has no exception path")      \
     X(exception_path_full, "the exception path TAP did not take the packet")            \
+    X(steering_full, "the owning worker's inbox did not take the packet")                 \
     X(tx_full, "the port's TX queue did not take the packet")
 
 enum class DropReason : uint8_t {

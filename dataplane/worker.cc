@@ -4,6 +4,7 @@
 #include <rte_ethdev.h>
 #include <rte_mbuf.h>
 #include <rte_prefetch.h>
+#include <rte_ring.h>
 
 #include "dataplane/packet_parse.h"
 #include "dataplane/published_snapshot.h"
@@ -57,19 +58,48 @@ void count_reply(LocalReply reply, WorkerCounters &counters) {
     }
 }
 
+// Holds a packet for another worker; the burst's end sends it.
+inline void steer(WorkerContext &worker, uint16_t owner, const SteeredPacket &item) {
+    SteerBuffer &outbox = worker.outboxes[owner];
+    outbox.packets[outbox.count++] = item;
+}
+
+void flush_outboxes(WorkerContext &worker) {
+    for (uint16_t owner = 0; owner < worker.outboxes.size(); ++owner) {
+        SteerBuffer &outbox = worker.outboxes[owner];
+        if (outbox.count == 0)
+            continue;
+        const unsigned sent = rte_ring_mp_enqueue_burst_elem(
+            worker.steering->inboxes[owner], outbox.packets, sizeof(SteeredPacket), outbox.count,
+            nullptr);
+        worker.counters.steered_out.add(sent);
+        for (unsigned i = sent; i < outbox.count; ++i)
+            drop(outbox.packets[i].packet, DropReason::steering_full, worker.counters);
+        outbox.count = 0;
+    }
+}
+
 // Gives the balancer its go at a frame. True when the frame was consumed
-// (forwarded or dropped).
-bool balance(WorkerContext &worker, uint16_t port_index, const lb::Snapshot &snapshot,
-             uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed,
-             const lb::FlowProbe &probe) {
+// (forwarded, dropped or passed to another worker).
+bool balance(WorkerContext &worker, const SteeredPacket &item, const lb::Snapshot &snapshot,
+             uint32_t now, const ParsedPacket &parsed, const lb::FlowProbe &probe) {
     WorkerBalancing &balancing = *worker.balancing;
+    rte_mbuf *packet = item.packet;
     uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
     lb::FrameBuffer buffer{frame, rte_pktmbuf_data_len(packet), rte_pktmbuf_headroom(packet)};
     const lb::BalanceResult result = balancing.balancer->balance(
-        buffer, parsed, probe, port_index, snapshot, now, balancing.counters);
+        buffer, parsed, probe, item.port_index, snapshot, now, balancing.counters);
     switch (result.verdict) {
     case lb::BalanceVerdict::not_balanced:
         return false;
+    case lb::BalanceVerdict::unknown_flow:
+        // An ICMP error's flow may live with any worker: each looks once,
+        // in turn, before the kernel gets it.
+        if (!worker.steering || item.hops + 1u >= worker.steering->steering.workers())
+            return false;
+        steer(worker, uint16_t((worker.id + 1) % worker.steering->steering.workers()),
+              {packet, item.port_index, uint8_t(item.hops + 1)});
+        return true;
     case lb::BalanceVerdict::drop:
         drop(packet, result.reason, worker.counters);
         return true;
@@ -86,17 +116,19 @@ bool balance(WorkerContext &worker, uint16_t port_index, const lb::Snapshot &sna
 
 // A frame from the wire, parsed and probed: answer it, balance it, or hand
 // it to the kernel.
-void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
-                      uint32_t now, rte_mbuf *packet, const ParsedPacket &parsed,
+void handle_from_wire(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t now,
+                      const SteeredPacket &item, const ParsedPacket &parsed,
                       const lb::FlowProbe &probe) {
-    WorkerPort &port = worker.ports[port_index];
+    rte_mbuf *packet = item.packet;
+    WorkerPort &port = worker.ports[item.port_index];
     WorkerCounters &counters = worker.counters;
     uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
     uint32_t length = rte_pktmbuf_data_len(packet);
     DropReason reason = DropReason::none;
 
     const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
-    const LocalAddresses &local = snapshot ? snapshot->ports()[port_index].local : *port.local;
+    const LocalAddresses &local =
+        snapshot ? snapshot->ports()[item.port_index].local : *port.local;
     const LocalReply reply = answer_local(frame, length, capacity, parsed, local, reason);
     if (reply == LocalReply::drop) {
         drop(packet, reason, counters);
@@ -110,7 +142,7 @@ void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snap
         return;
     }
 
-    if (snapshot && balance(worker, port_index, *snapshot, now, packet, parsed, probe))
+    if (snapshot && balance(worker, item, *snapshot, now, parsed, probe))
         return;
 
     if (!port.has_exception_path) {
@@ -121,8 +153,61 @@ void handle_from_wire(WorkerContext &worker, uint16_t port_index, const lb::Snap
     send(port.to_kernel, packet, counters);
 }
 
-void handle_burst(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
-                  uint32_t now, rte_mbuf **packets, uint16_t received);
+// Runs a burst through the worker's stages. `steered` packets came from
+// another worker, which already chose this one: they are not steered again.
+void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t now,
+                  const SteeredPacket *items, uint16_t received, bool steered) {
+    WorkerCounters &counters = worker.counters;
+    for (uint16_t i = 0; i < received && i < prefetch_ahead; ++i)
+        rte_prefetch0(rte_pktmbuf_mtod(items[i].packet, void *));
+
+    // Stage one, over the whole burst: parse each frame (drop the malformed),
+    // probe the flow table, so its buckets load while the others parse, and
+    // pass on what another worker owns.
+    ParsedPacket parsed[max_burst];
+    lb::FlowProbe probes[max_burst];
+    SteeredPacket valid[max_burst];
+    uint16_t count = 0;
+    lb::L4Balancer *balancer = snapshot ? worker.balancing->balancer.get() : nullptr;
+    const lb::Steering *steering =
+        snapshot && worker.steering && !steered ? &worker.steering->steering : nullptr;
+    for (uint16_t i = 0; i < received; ++i) {
+        if (i + prefetch_ahead < received)
+            rte_prefetch0(rte_pktmbuf_mtod(items[i + prefetch_ahead].packet, void *));
+        rte_mbuf *packet = items[i].packet;
+        const uint8_t *frame = rte_pktmbuf_mtod(packet, const uint8_t *);
+        const bool ipv4_checksum_verified =
+            (packet->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
+        // Scatter is off, so every header sits in the first segment.
+        const DropReason reason = parse_packet(frame, rte_pktmbuf_data_len(packet),
+                                               parsed[count], ipv4_checksum_verified);
+        if (reason != DropReason::none) {
+            drop(packet, reason, counters);
+            continue;
+        }
+        if (balancer) {
+            balancer->probe(frame, parsed[count], probes[count]);
+            if (steering && probes[count].candidate) {
+                const uint16_t owner = steering->owner(probes[count].key, *snapshot);
+                if (owner != lb::any_worker && owner != worker.id) {
+                    steer(worker, owner, items[i]);
+                    continue;
+                }
+            }
+        }
+        valid[count++] = items[i];
+    }
+    // Stage two: the buckets have had the burst's parsing to arrive; now
+    // the flows they point at load while stage three starts.
+    if (balancer)
+        for (uint16_t i = 0; i < count; ++i)
+            balancer->prefetch_flows(probes[i]);
+    // Stage three: run each to completion.
+    for (uint16_t i = 0; i < count; ++i)
+        handle_from_wire(worker, snapshot, now, valid[i], parsed[i], probes[i]);
+    if (worker.steering)
+        flush_outboxes(worker);
+}
 
 unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
                    uint32_t now) {
@@ -132,8 +217,17 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
     WorkerCounters &counters = worker.counters;
 
     const uint16_t received = rte_eth_rx_burst(port.port_id, port.queue_id, packets, burst);
-    if (received)
-        handle_burst(worker, port_index, snapshot, now, packets, received);
+    if (received) {
+        SteeredPacket items[max_burst];
+        uint64_t bytes = 0;
+        for (uint16_t i = 0; i < received; ++i) {
+            items[i] = {packets[i], port_index, 0};
+            bytes += rte_pktmbuf_pkt_len(packets[i]);
+        }
+        counters.rx_packets.add(received);
+        counters.rx_bytes.add(bytes);
+        handle_burst(worker, snapshot, now, items, received, false);
+    }
 
     if (!port.has_exception_path)
         return received;
@@ -146,49 +240,17 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
     return received + from_kernel;
 }
 
-void handle_burst(WorkerContext &worker, uint16_t port_index, const lb::Snapshot *snapshot,
-                  uint32_t now, rte_mbuf **packets, uint16_t received) {
-    WorkerCounters &counters = worker.counters;
-    uint64_t bytes = 0;
-    for (uint16_t i = 0; i < received && i < prefetch_ahead; ++i)
-        rte_prefetch0(rte_pktmbuf_mtod(packets[i], void *));
-
-    // Stage one, over the whole burst: parse each frame (drop the malformed)
-    // and probe the flow table, so its buckets load while the others parse.
-    ParsedPacket parsed[max_burst];
-    lb::FlowProbe probes[max_burst];
-    rte_mbuf *valid[max_burst];
-    uint16_t count = 0;
-    lb::L4Balancer *balancer = snapshot ? worker.balancing->balancer.get() : nullptr;
-    for (uint16_t i = 0; i < received; ++i) {
-        if (i + prefetch_ahead < received)
-            rte_prefetch0(rte_pktmbuf_mtod(packets[i + prefetch_ahead], void *));
-        rte_mbuf *packet = packets[i];
-        bytes += rte_pktmbuf_pkt_len(packet);
-        const uint8_t *frame = rte_pktmbuf_mtod(packet, const uint8_t *);
-        const bool ipv4_checksum_verified =
-            (packet->ol_flags & RTE_MBUF_F_RX_IP_CKSUM_MASK) == RTE_MBUF_F_RX_IP_CKSUM_GOOD;
-        // Scatter is off, so every header sits in the first segment.
-        const DropReason reason = parse_packet(frame, rte_pktmbuf_data_len(packet),
-                                               parsed[count], ipv4_checksum_verified);
-        if (reason != DropReason::none) {
-            drop(packet, reason, counters);
-            continue;
-        }
-        if (balancer)
-            balancer->probe(frame, parsed[count], probes[count]);
-        valid[count++] = packet;
+// What other workers passed to this one.
+unsigned poll_inbox(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t now) {
+    SteeredPacket items[max_burst];
+    const unsigned taken = rte_ring_sc_dequeue_burst_elem(
+        worker.steering->inboxes[worker.id], items, sizeof(SteeredPacket),
+        worker.settings.burst_size, nullptr);
+    if (taken) {
+        worker.counters.steered_in.add(taken);
+        handle_burst(worker, snapshot, now, items, uint16_t(taken), true);
     }
-    // Stage two: the buckets have had the burst's parsing to arrive; now
-    // the flows they point at load while stage three starts.
-    if (balancer)
-        for (uint16_t i = 0; i < count; ++i)
-            balancer->prefetch_flows(probes[i]);
-    // Stage three: run each to completion.
-    for (uint16_t i = 0; i < count; ++i)
-        handle_from_wire(worker, port_index, snapshot, now, valid[i], parsed[i], probes[i]);
-    counters.rx_packets.add(received);
-    counters.rx_bytes.add(bytes);
+    return taken;
 }
 
 } // namespace
@@ -204,6 +266,8 @@ void prepare_worker(WorkerContext &worker) {
     }
     if (worker.settings.burst_size == 0 || worker.settings.burst_size > max_burst)
         worker.settings.burst_size = max_burst;
+    if (worker.steering)
+        worker.outboxes.assign(worker.steering->inboxes.size(), SteerBuffer{});
     worker.tx_drain_tsc = (rte_get_tsc_hz() + 999'999) / 1'000'000 * worker.settings.tx_drain_us;
     worker.tsc_per_ms = std::max<uint64_t>(rte_get_tsc_hz() / 1000, 1);
     worker.last_drain_tsc = rte_rdtsc();
@@ -223,6 +287,8 @@ unsigned poll_worker(WorkerContext &worker) {
     unsigned received = 0;
     for (uint16_t index = 0; index < worker.ports.size(); ++index)
         received += poll_port(worker, index, snapshot, now_ms);
+    if (worker.steering)
+        received += poll_inbox(worker, snapshot, now_ms);
     const uint64_t now = rte_rdtsc();
     if (now - worker.last_drain_tsc >= worker.tx_drain_tsc) {
         flush_worker(worker);

@@ -13,8 +13,10 @@
 #include "dataplane/local_reply.h"
 #include "lb/flow_table.h"
 #include "lb/l4_balancer.h"
+#include "lb/steering.h"
 
 struct rte_mbuf;
+struct rte_ring;
 
 namespace sluice::dataplane {
 
@@ -27,6 +29,7 @@ struct WorkerCounters {
     Counter tx_packets, tx_bytes;
     Counter arp_replies, icmp_echo_replies, icmpv6_echo_replies, neighbor_advertisements;
     Counter to_kernel, from_kernel;
+    Counter steered_out, steered_in;  // passed to, taken from, other workers
     Counter busy_cycles, idle_cycles, idle_sleeps;
     std::array<Counter, drop_reason_count> drops;
 
@@ -62,6 +65,29 @@ struct WorkerSettings {
     unsigned idle_sleep_max_us = 500;
 };
 
+// A packet passed from one worker to another through the receiver's inbox
+// (an rte_ring of these, many producers, one consumer).
+struct SteeredPacket {
+    rte_mbuf *packet;
+    uint16_t port_index;  // where it arrived: the snapshot's port index
+    uint8_t hops;         // workers that looked for its flow before (ICMP errors)
+};
+static_assert(sizeof(SteeredPacket) == 16, "ring elements are 16 bytes");
+
+// Packets bound for one other worker, enqueued once per burst.
+struct SteerBuffer {
+    uint16_t count = 0;
+    SteeredPacket packets[max_burst];
+};
+
+// Steering between workers: shared by all of them. Absent with one worker.
+struct WorkerSteering {
+    lb::Steering steering;
+    std::vector<rte_ring *> inboxes;  // by worker id
+
+    explicit WorkerSteering(unsigned workers) : steering(workers) {}
+};
+
 // The L4 balancing of one worker: its own flow table and balancer, and the
 // snapshot every worker reads. Absent when no service is configured.
 struct WorkerBalancing {
@@ -77,6 +103,8 @@ struct alignas(64) WorkerContext {
     std::vector<WorkerPort> ports;
     const std::atomic<bool> *stop = nullptr;
     std::unique_ptr<WorkerBalancing> balancing;
+    const WorkerSteering *steering = nullptr;
+    std::vector<SteerBuffer> outboxes;  // by worker id, when steering
 
     uint64_t tx_drain_tsc = 0;    // settings.tx_drain_us in TSC ticks
     uint64_t last_drain_tsc = 0;

@@ -270,7 +270,7 @@ BalanceResult L4Balancer::icmp_error(FrameBuffer &frame, const ParsedPacket &pac
     const FlowKey key = quoted.reversed();
     const FlowLookup found = flows_.lookup(key, flows_.hash(key), now);
     if (found.id == no_flow)
-        return {};
+        return {BalanceVerdict::unknown_flow, DropReason::none, 0};
     const Flow &flow = flows_.flow(found.id);
     if (found.reverse) {
         // From the backend's side, about a packet toward the backend: the

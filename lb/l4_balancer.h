@@ -35,6 +35,8 @@ enum class BalanceVerdict : uint8_t {
     not_balanced,  // not for a VIP nor from a backend: someone else's
     forward,       // rewritten, with its Ethernet header set: send on egress_port
     drop,          // `reason` says why
+    unknown_flow,  // an ICMP error about a flow this table lacks: another
+                   // worker's perhaps, else someone else's
 };
 
 struct BalanceResult {

@@ -455,8 +455,6 @@ const BadConfig bad_configs[] = {
     {"duplicate service name", LB_PORTS SERVICE "    mode: nat\n"
      "  - {name: web, vip: 198.18.10.2, protocol: tcp, mode: nat}\n", 12, 5, "services[1]",
      "duplicate service name 'web'"},
-    {"services with two workers", "cores: {control: 0, workers: [1, 2]}\n" LB_PORTS SERVICE
-     "    mode: nat\n", 8, 3, "services", "balancing needs exactly one worker for now"},
     {"maglev seed negative", PORT "lb: {maglev_seed: -1}\n", 2, 19, "lb.maglev_seed",
      "expected an integer seed"},
     {"zero timeout", PORT "lb:\n  timeouts: {udp: 0}\n", 3, 19, "lb.timeouts.udp",

@@ -290,13 +290,6 @@ struct ErrorView {
     FlowKey outer, quoted;
 };
 
-// What an ICMP error quotes of an IPv4 packet: its header and 8 bytes of L4.
-Bytes quote_of(const Bytes &packet) {
-    Bytes quote(28);
-    std::memcpy(quote.data(), packet.data(), quote.size());
-    return quote;
-}
-
 ErrorView view_error(const Bytes &frame) {
     ParsedPacket p;
     EXPECT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), p), DropReason::none);
@@ -355,7 +348,8 @@ TEST_F(Balancer, IcmpErrorsAboutNoFlowAreLeftAlone) {
     const Bytes segment = with_transport_checksum(client4, ip("198.18.1.11"), 6, tcp(1, 2, 0x02));
     Packet stray(ipv4_frame(gw_backend_mac, client_mac, ip("198.18.1.11"), local, 1,
                             icmp_error(3, 3, 0, quote_of(ip_packet(local, ip("198.18.1.11"), 6, segment)))));
-    EXPECT_EQ(run(stray, backend_port_index).verdict, BalanceVerdict::not_balanced);
+    // Another worker's table may hold it (the worker asks them in turn).
+    EXPECT_EQ(run(stray, backend_port_index).verdict, BalanceVerdict::unknown_flow);
 }
 
 } // namespace

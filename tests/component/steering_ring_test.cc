@@ -1,0 +1,333 @@
+// Two workers on real DPDK ports with two queues each, backed by rings
+// (net_ring, which takes no rte_flow rules: the software steering path). A
+// packet is put on the queue of the worker that does NOT own its flow, as RSS
+// may do; the tests check that it comes out of the owner's TX queue, rewritten.
+#include <gtest/gtest.h>
+
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+
+#include <atomic>
+#include <string>
+#include <unistd.h>
+
+#include "dataplane/port.h"
+#include "dataplane/published_snapshot.h"
+#include "dataplane/steering_rules.h"
+#include "dataplane/worker.h"
+#include "lb/nat.h"
+#include "tests/fixtures/packet_builder.h"
+
+namespace sluice::dataplane {
+namespace {
+
+using namespace sluice::testing;
+
+constexpr unsigned workers = 2;
+const MacAddress client_mac = mac("02:00:00:00:00:02");
+const IpAddress client = ip("198.18.0.2");
+const IpAddress vip_fullnat = ip("198.18.10.1"), vip_nat = ip("198.18.10.2");
+const IpAddress snat = ip("198.18.1.100");
+const char *backends[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
+constexpr uint16_t client_port = 0, backend_port = 1;
+
+uint16_t be(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
+
+MacAddress backend_mac(const IpAddress &address) {
+    return MacAddress{{0x02, 0, 0, 0, 0x02, address.bytes[3]}};
+}
+
+// An ethdev with one RX and one TX ring per worker.
+struct RingPort {
+    rte_ring *rx[workers], *tx[workers];
+    uint16_t port_id = 0;
+
+    RingPort(const std::string &name, rte_mempool *pool) {
+        for (unsigned q = 0; q < workers; ++q) {
+            const std::string n = name + std::to_string(q);
+            rx[q] = rte_ring_create((n + "_rx").c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+            tx[q] = rte_ring_create((n + "_tx").c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        }
+        const int id = rte_eth_from_rings(name.c_str(), rx, workers, tx, workers, 0);
+        EXPECT_GE(id, 0);
+        port_id = uint16_t(id);
+        std::string error;
+        EXPECT_TRUE(start_port(port_id, QueueSetup{workers, 256, 256, 1500, false}, pool, error))
+            << error;
+    }
+};
+
+lb::Service service(const char *name, const IpAddress &vip, lb::ForwardingMode mode) {
+    lb::Service s;
+    s.name = name;
+    s.vip = vip;
+    s.port_be = be(80);
+    s.mode = mode;
+    std::vector<lb::MaglevBackend> identities;
+    for (const char *address : backends) {
+        s.backends.push_back({ip(address), 0, 1});
+        identities.push_back({address, 1});
+    }
+    s.maglev = lb::MaglevTable(identities, 65537, 7);
+    if (mode == lb::ForwardingMode::fullnat)
+        s.local_addresses = {snat};
+    return s;
+}
+
+Bytes tcp_frame(const MacAddress &to, const MacAddress &from, const IpAddress &source,
+                uint16_t source_port, const IpAddress &destination, uint16_t destination_port,
+                uint8_t flags) {
+    return ipv4_frame(to, from, source, destination, 6,
+                      with_transport_checksum(source, destination, 6,
+                                              tcp(source_port, destination_port, flags)));
+}
+
+lb::FlowKey key_of(const Bytes &frame) {
+    ParsedPacket parsed;
+    EXPECT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), parsed), DropReason::none);
+    return lb::flow_key_of(frame.data(), parsed);
+}
+
+IpAddress source_of(const lb::FlowKey &key) {
+    uint32_t v4;
+    std::memcpy(&v4, key.source.data(), 4);
+    return IpAddress::from_v4_be(v4);
+}
+
+class TwoWorkers : public ::testing::Test {
+protected:
+    static void SetUpTestSuite() {
+        static std::string prefix = "sluice-stest-" + std::to_string(getpid());
+        const char *argv[] = {"component_steering_tests", "--no-huge", "-m", "128", "--no-pci",
+                              "--no-shconf", "-l", "0", "--log-level", "*:error",
+                              "--file-prefix", prefix.c_str()};
+        ASSERT_GE(rte_eal_init(int(std::size(argv)), const_cast<char **>(argv)), 0);
+        std::string error;
+        pool = create_mempool(0, 2047, mbuf_data_room(1500), error);
+        ASSERT_NE(pool, nullptr) << error;
+        ports[client_port] = new RingPort("steer_client", pool);
+        ports[backend_port] = new RingPort("steer_backend", pool);
+        steering = new WorkerSteering(workers);
+        for (unsigned w = 0; w < workers; ++w)
+            steering->inboxes.push_back(rte_ring_create_elem(
+                ("steer_inbox" + std::to_string(w)).c_str(), sizeof(SteeredPacket), 1024, 0,
+                RING_F_SC_DEQ));
+    }
+
+    void SetUp() override {
+        snapshot = std::make_unique<PublishedSnapshot>(workers);
+        std::vector<lb::Service> services;
+        services.push_back(service("fullnat", vip_fullnat, lb::ForwardingMode::fullnat));
+        services.push_back(service("nat", vip_nat, lb::ForwardingMode::nat));
+        std::vector<lb::EgressPort> egress(2);
+        for (uint16_t p : {client_port, backend_port})
+            egress[p].mac = port_mac(ports[p]->port_id);
+        std::vector<std::pair<IpAddress, lb::NextHop>> next_hops;
+        for (const char *address : backends)
+            next_hops.emplace_back(ip(address), lb::NextHop{backend_port, true, backend_mac(ip(address))});
+        snapshot->publish(std::make_unique<const lb::Snapshot>(
+            std::move(services), std::move(egress), std::move(next_hops), 7, 1));
+
+        const lb::SnatSlices slices(workers);
+        for (unsigned w = 0; w < workers; ++w) {
+            auto worker = std::make_unique<WorkerContext>();
+            worker->id = w;
+            worker->stop = &stop;
+            worker->steering = steering;
+            for (uint16_t p : {client_port, backend_port}) {
+                WorkerPort view;
+                view.port_id = ports[p]->port_id;
+                view.queue_id = uint16_t(w);
+                worker->ports.push_back(view);
+            }
+            auto balancing = std::make_unique<WorkerBalancing>();
+            balancing->snapshot = snapshot.get();
+            balancing->flows = std::make_unique<lb::FlowTable>(1024, lb::HashKey::from_seed(w));
+            balancing->balancer =
+                std::make_unique<lb::L4Balancer>(*balancing->flows, slices.slice(w));
+            worker->balancing = std::move(balancing);
+            prepare_worker(*worker);
+            worker_[w] = std::move(worker);
+        }
+    }
+
+    void TearDown() override {
+        for (unsigned w = 0; w < workers; ++w) {
+            poll(w);
+            for (uint16_t p : {client_port, backend_port})
+                drain(ports[p]->tx[w]);
+        }
+    }
+
+    void inject(uint16_t port, unsigned queue, const Bytes &frame) {
+        rte_mbuf *m = rte_pktmbuf_alloc(pool);
+        ASSERT_NE(m, nullptr);
+        std::memcpy(rte_pktmbuf_append(m, uint16_t(frame.size())), frame.data(), frame.size());
+        ASSERT_EQ(rte_ring_enqueue(ports[port]->rx[queue], m), 0);
+    }
+
+    static std::vector<Bytes> drain(rte_ring *ring) {
+        std::vector<Bytes> frames;
+        void *object;
+        while (rte_ring_dequeue(ring, &object) == 0) {
+            auto *m = static_cast<rte_mbuf *>(object);
+            const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
+            frames.emplace_back(data, data + rte_pktmbuf_data_len(m));
+            rte_pktmbuf_free(m);
+        }
+        return frames;
+    }
+
+    // What worker `w` sent out of `port`.
+    std::vector<Bytes> sent(unsigned w, uint16_t port) { return drain(ports[port]->tx[w]); }
+
+    void poll(unsigned w) {
+        snapshot->online(w);
+        poll_worker(*worker_[w]);
+        flush_worker(*worker_[w]);
+        snapshot->offline(w);
+    }
+
+    WorkerCounters &counters(unsigned w) { return worker_[w]->counters; }
+
+    static inline rte_mempool *pool = nullptr;
+    static inline RingPort *ports[2] = {};
+    static inline WorkerSteering *steering = nullptr;
+    std::atomic<bool> stop{false};
+    std::unique_ptr<PublishedSnapshot> snapshot;
+    std::unique_ptr<WorkerContext> worker_[workers];
+};
+
+TEST_F(TwoWorkers, FullnatAnswersReachTheWorkerOwningTheirSnatPort) {
+    const MacAddress gw_client = port_mac(ports[client_port]->port_id);
+    const MacAddress gw_backend = port_mac(ports[backend_port]->port_id);
+    for (unsigned first = 0; first < workers; ++first) {
+        const unsigned other = 1 - first;
+        const uint16_t client_source_port = uint16_t(41000 + first);
+        inject(client_port, first, tcp_frame(gw_client, client_mac, client, client_source_port,
+                                             vip_fullnat, 80, 0x02));
+        poll(first);
+        auto out = sent(first, backend_port);
+        ASSERT_EQ(out.size(), 1u);
+        const lb::FlowKey request = key_of(out[0]);
+        const uint16_t snat_port = be(request.source_port);
+        const lb::SnatPortRange slice = lb::SnatSlices(workers).slice(first);
+        EXPECT_GE(snat_port, slice.first);
+        EXPECT_LE(snat_port, slice.last);
+
+        // The SYN-ACK arrives on the other worker's queue.
+        const IpAddress backend = IpAddress::from_v4_be([&] {
+            uint32_t v;
+            std::memcpy(&v, request.destination.data(), 4);
+            return v;
+        }());
+        inject(backend_port, other, tcp_frame(gw_backend, backend_mac(backend), backend, 80,
+                                               snat, snat_port, 0x12));
+        poll(other);
+        EXPECT_TRUE(sent(other, client_port).empty());
+        EXPECT_EQ(counters(other).steered_out.read(), 1u);
+        poll(first);
+        out = sent(first, client_port);
+        ASSERT_EQ(out.size(), 1u);
+        const lb::FlowKey answer = key_of(out[0]);
+        EXPECT_EQ(source_of(answer), vip_fullnat);
+        EXPECT_EQ(be(answer.destination_port), client_source_port);
+        EXPECT_EQ(std::memcmp(out[0].data(), client_mac.bytes.data(), 6), 0);
+        EXPECT_EQ(counters(first).steered_in.read(), 1u);
+    }
+}
+
+TEST_F(TwoWorkers, NatRequestsAndAnswersAreHandledByOneWorker) {
+    const MacAddress gw_client = port_mac(ports[client_port]->port_id);
+    const MacAddress gw_backend = port_mac(ports[backend_port]->port_id);
+    const lb::Steering &owner_of = steering->steering;
+    unsigned tested[workers] = {};
+    for (uint16_t source_port = 42000; source_port < 42016; ++source_port) {
+        const Bytes syn = tcp_frame(gw_client, client_mac, client, source_port, vip_nat, 80, 0x02);
+        const uint16_t owner = owner_of.owner(key_of(syn), *snapshot->current());
+        ASSERT_LT(owner, workers);
+        const unsigned other = 1 - owner;
+        ++tested[owner];
+        inject(client_port, other, syn);
+        poll(other);
+        EXPECT_TRUE(sent(other, backend_port).empty());
+        poll(owner);
+        auto out = sent(owner, backend_port);
+        ASSERT_EQ(out.size(), 1u);
+        const lb::FlowKey request = key_of(out[0]);
+        const IpAddress backend = IpAddress::from_v4_be([&] {
+            uint32_t v;
+            std::memcpy(&v, request.destination.data(), 4);
+            return v;
+        }());
+        // nat: the client's address and port are kept.
+        EXPECT_EQ(source_of(request), client);
+
+        inject(backend_port, other, tcp_frame(gw_backend, backend_mac(backend), backend, 80,
+                                               client, source_port, 0x12));
+        poll(other);
+        EXPECT_TRUE(sent(other, client_port).empty());
+        poll(owner);
+        out = sent(owner, client_port);
+        ASSERT_EQ(out.size(), 1u);
+        EXPECT_EQ(source_of(key_of(out[0])), vip_nat);
+    }
+    EXPECT_GT(tested[0], 0u);
+    EXPECT_GT(tested[1], 0u);
+}
+
+TEST_F(TwoWorkers, AnIcmpErrorIsTranslatedByTheWorkerThatHasItsFlow) {
+    const MacAddress gw_client = port_mac(ports[client_port]->port_id);
+    inject(client_port, 0, tcp_frame(gw_client, client_mac, client, 43000, vip_fullnat, 80, 0x02));
+    poll(0);
+    auto out = sent(0, backend_port);
+    ASSERT_EQ(out.size(), 1u);
+    const lb::FlowKey toward_backend = key_of(out[0]);
+
+    // The client says the VIP's packets are too big, on worker 1's queue.
+    const Bytes quoted = ip_packet(vip_fullnat, client, 6,
+                                   with_transport_checksum(vip_fullnat, client, 6,
+                                                           tcp(80, 43000, 0x12)));
+    inject(client_port, 1, ipv4_frame(gw_client, client_mac, client, vip_fullnat, 1,
+                                      icmp_error(3, 4, 1400, quote_of(quoted))));
+    poll(1);
+    EXPECT_EQ(counters(1).steered_out.read(), 1u);
+    poll(0);
+    out = sent(0, backend_port);
+    ASSERT_EQ(out.size(), 1u);
+    // Now from the SNAT address to the backend, about what the backend sent.
+    ParsedPacket parsed;
+    ASSERT_EQ(parse_packet(out[0].data(), uint32_t(out[0].size()), parsed), DropReason::none);
+    lb::FlowKey quoted_key;
+    ASSERT_TRUE(lb::quoted_flow_key(out[0].data(), parsed, quoted_key));
+    EXPECT_EQ(quoted_key, toward_backend.reversed());
+    EXPECT_EQ(worker_[0]->balancing->counters.icmp_errors.read(), 1u);
+
+    // An error about no flow at all is asked of each worker once, then left
+    // to the kernel (here: no exception path, so dropped).
+    const Bytes stray = ip_packet(vip_fullnat, client, 6,
+                                  with_transport_checksum(vip_fullnat, client, 6,
+                                                          tcp(80, 49999, 0x12)));
+    inject(client_port, 1, ipv4_frame(gw_client, client_mac, client, vip_fullnat, 1,
+                                      icmp_error(3, 4, 1400, quote_of(stray))));
+    poll(1);
+    poll(0);
+    poll(1);
+    EXPECT_EQ(counters(0).drop(DropReason::no_exception_path).read(), 1u);
+    EXPECT_EQ(counters(1).steered_out.read(), 2u);
+    EXPECT_EQ(counters(0).steered_out.read(), 0u);
+}
+
+TEST_F(TwoWorkers, RingPortsRefuseSteeringRules) {
+    std::string error;
+    EXPECT_EQ(install_steering_rules(ports[backend_port]->port_id, {snat}, lb::SnatSlices(workers),
+                                     error),
+              -1);
+    EXPECT_FALSE(error.empty());
+}
+
+} // namespace
+} // namespace sluice::dataplane
