@@ -36,6 +36,7 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
             {"to_client_packets", &b.to_client_packets},
             {"stateless_packets", &b.stateless_packets},
             {"icmp_errors_translated", &b.icmp_errors},
+            {"later_fragments", &b.later_fragments},
         };
         for (const auto &[name, counter] : balancing)
             out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';

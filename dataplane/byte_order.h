@@ -1,4 +1,4 @@
-// Big-endian (network order) 16-bit fields at any alignment, as headers hold
+// Big-endian (network order) 16- and 32-bit fields at any alignment, as headers hold
 // them.
 #pragma once
 
@@ -7,6 +7,8 @@
 namespace sluice {
 
 inline uint16_t read_be16(const uint8_t *p) { return uint16_t(p[0] << 8 | p[1]); }
+
+inline uint32_t read_be32(const uint8_t *p) { return uint32_t(read_be16(p)) << 16 | read_be16(p + 2); }
 
 inline void write_be16(uint8_t *p, uint16_t value) {
     p[0] = uint8_t(value >> 8);

@@ -46,7 +46,7 @@ namespace sluice {
     X(bad_neighbor_discovery, "neighbor discovery message that fails RFC 4861 7.1.1")    \
     X(no_room_for_reply, "reply does not fit in the packet buffer")                      \
     /* Balancing */                                                                      \
-    X(vip_fragment, "a non-first IP fragment for a VIP: fragments are not balanced yet")  \
+    X(fragment_without_first, "a later fragment for a VIP or SNAT address, its first unseen") \
     X(no_flow_for_segment, "a TCP segment other than SYN for a fullnat VIP, no flow")     \
     X(no_backend, "the service has no backend with a non-zero weight")                   \
     X(backend_removed, "the flow's backend left a service whose policy is reset")        \

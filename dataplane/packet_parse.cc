@@ -69,6 +69,7 @@ DropReason parse_ipv4(const uint8_t *frame, uint32_t length, ParsedPacket &out,
     out.l4_offset = uint16_t(out.l3_offset + header_length);
     out.l4_length = uint16_t(total_length - header_length);
     out.fragment = more_fragments || fragment_offset != 0;
+    out.fragment_id = read_be16(ip + 4);
     // Only the first fragment carries the L4 header.
     out.has_l4 = fragment_offset == 0;
     return DropReason::none;
@@ -114,6 +115,7 @@ DropReason parse_ipv6(const uint8_t *frame, uint32_t length, ParsedPacket &out) 
             extension_length = 8;
             const uint16_t fragment_offset = read_be16(extension + 2) >> 3;
             out.fragment = true;
+            out.fragment_id = read_be32(extension + 4);
             fragment_with_l4 = fragment_offset == 0;
         } else if (next_header == ip_proto::ah) {
             extension_length = (uint32_t(extension[1]) + 2) * 4;  // RFC 4302 2.2

@@ -45,6 +45,7 @@ struct ParsedPacket {
     uint16_t l3_end = 0;        // end of the IP packet (frames may carry padding)
     uint8_t l4_protocol = 0;    // IPv4 protocol or the last IPv6 next header
     bool fragment = false;      // part of a fragmented datagram
+    uint32_t fragment_id = 0;   // its IPv4 or IPv6 identification, when `fragment`
     bool has_l4 = false;        // an L4 header was found and checked
     uint16_t l4_offset = 0;
     uint16_t l4_length = 0;     // bytes from l4_offset to l3_end

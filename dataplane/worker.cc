@@ -93,10 +93,14 @@ bool balance(WorkerContext &worker, const SteeredPacket &item, const lb::Snapsho
     case lb::BalanceVerdict::not_balanced:
         return false;
     case lb::BalanceVerdict::unknown_flow:
-        // An ICMP error's flow may live with any worker: each looks once,
-        // in turn, before the kernel gets it.
-        if (!worker.steering || item.hops + 1u >= worker.steering->steering.workers())
-            return false;
+        // The flow of an ICMP error or a later fragment may live with any
+        // worker: each looks once, in turn, before the last one gives up.
+        if (!worker.steering || item.hops + 1u >= worker.steering->steering.workers()) {
+            if (result.reason == DropReason::none)
+                return false;
+            drop(packet, result.reason, worker.counters);
+            return true;
+        }
         steer(worker, uint16_t((worker.id + 1) % worker.steering->steering.workers()),
               {packet, item.port_index, uint8_t(item.hops + 1)});
         return true;

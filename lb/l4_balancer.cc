@@ -90,27 +90,59 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
         if (packet.vlan_count != 0 ||
             (packet.network != NetworkLayer::ipv4 && packet.network != NetworkLayer::ipv6))
             return {};
-        // Fragments without an L4 header cannot be balanced (yet).
-        if (packet.fragment && !packet.has_l4) {
-            const FlowKey key = flow_key_of(frame.data, packet);
-            if (snapshot.is_vip(key.destination, key.family))
-                return dropped(DropReason::vip_fragment);
-            return {};
-        }
+        if (packet.fragment && !packet.has_l4)
+            return later_fragment(frame, packet, ingress_port, snapshot, now, counters);
         if (packet.has_l4 && (packet.l4_protocol == ip_proto::icmp ||
                               packet.l4_protocol == ip_proto::icmpv6))
             return icmp_error(frame, packet, snapshot, now, counters);
         return {};
     }
+    BalanceResult result;
     const uint32_t service = snapshot.find_service(probe.key);
+    if (service != Snapshot::no_service) {
+        result = to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
+                            probe.key, probe.hash, now, counters);
+    } else {
+        // Not for a VIP: perhaps a backend's answer.
+        const FlowLookup found = flows_.lookup(probe.key, probe.hash, now);
+        if (found.id == no_flow || !found.reverse)
+            return {};
+        result = to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);
+    }
+    // A first fragment: the rest of its datagram follows the same way.
+    if (packet.fragment && result.verdict == BalanceVerdict::forward)
+        fragments_.remember(probe.key, packet.fragment_id, now);
+    return result;
+}
+
+BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket &packet,
+                                         uint16_t ingress_port, const Snapshot &snapshot,
+                                         uint32_t now, BalancerCounters &counters) {
+    const FlowKey addresses = flow_key_of(frame.data, packet);  // no ports
+    const FlowKey *datagram =
+        fragments_.find(FragmentTable::identity(addresses, packet.fragment_id), now);
+    if (!datagram) {
+        // Its first fragment went to another worker, or never came by. Ours
+        // (to a VIP or SNAT address) are never handed to the kernel.
+        const bool balanced_protocol =
+            addresses.protocol == ip_proto::tcp || addresses.protocol == ip_proto::udp;
+        const bool ours = balanced_protocol &&
+                          (snapshot.is_vip(addresses.destination, addresses.family) ||
+                           snapshot.is_local_address(addresses.destination.data(),
+                                                     addresses.family));
+        return {BalanceVerdict::unknown_flow,
+                ours ? DropReason::fragment_without_first : DropReason::none, 0};
+    }
+    counters.later_fragments.increment();
+    const FlowKey key = *datagram;
+    const uint64_t hash = flows_.hash(key);
+    const uint32_t service = snapshot.find_service(key);
     if (service != Snapshot::no_service)
         return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
-                          probe.key, probe.hash, now, counters);
-
-    // Not for a VIP: perhaps a backend's answer.
-    const FlowLookup found = flows_.lookup(probe.key, probe.hash, now);
+                          key, hash, now, counters);
+    const FlowLookup found = flows_.lookup(key, hash, now);
     if (found.id == no_flow || !found.reverse)
-        return {};
+        return dropped(DropReason::fragment_without_first);
     return to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);
 }
 
@@ -163,6 +195,10 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         if (service.mode == ForwardingMode::fullnat && key.protocol == ip_proto::tcp &&
             !is_new_connection(flags))
             return dropped(DropReason::no_flow_for_segment);
+        // A later fragment whose flow is gone: only dsr may pick again, by
+        // the same Maglev lookup its first fragment had.
+        if (!packet.has_l4 && service.mode != ForwardingMode::dsr)
+            return dropped(DropReason::fragment_without_first);
         const uint32_t index = service.maglev.lookup(flow_hash(key, snapshot.maglev_key()));
         if (index == MaglevTable::no_backend)
             return dropped(DropReason::no_backend);

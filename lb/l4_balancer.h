@@ -11,6 +11,7 @@
 #include "dataplane/drop_reason.h"
 #include "dataplane/packet_parse.h"
 #include "lb/flow_table.h"
+#include "lb/fragment_table.h"
 #include "lb/snapshot.h"
 
 namespace sluice::lb {
@@ -21,6 +22,7 @@ struct BalancerCounters {
     Counter to_client_packets;
     Counter stateless_packets;  // balanced by Maglev alone: the flow table was full
     Counter icmp_errors;        // ICMP errors about a flow, translated and passed on
+    Counter later_fragments;    // fragments after the first, balanced as their datagram
 };
 
 // A frame in its buffer: `headroom` bytes before `data` may be claimed by an
@@ -35,8 +37,9 @@ enum class BalanceVerdict : uint8_t {
     not_balanced,  // not for a VIP nor from a backend: someone else's
     forward,       // rewritten, with its Ethernet header set: send on egress_port
     drop,          // `reason` says why
-    unknown_flow,  // an ICMP error about a flow this table lacks: another
-                   // worker's perhaps, else someone else's
+    unknown_flow,  // an ICMP error or a later fragment whose flow this
+                   // worker lacks: another worker's perhaps; if none has it,
+                   // dropped for `reason`, or someone else's when that is none
 };
 
 struct BalanceResult {
@@ -62,7 +65,13 @@ struct FlowProbe {
 
 class L4Balancer {
 public:
-    L4Balancer(FlowTable &flows, SnatPortRange snat_ports) : flows_(flows), snat_(snat_ports) {}
+    // How many datagrams' first fragments are remembered, and for how long.
+    static constexpr uint32_t fragment_capacity = 4096;
+    static constexpr uint32_t fragment_lifetime_ms = 2000;
+
+    L4Balancer(FlowTable &flows, SnatPortRange snat_ports)
+        : flows_(flows), snat_(snat_ports),
+          fragments_(fragment_capacity, HashKey::random(), fragment_lifetime_ms) {}
 
     // The first stage of a burst: fills `probe` and prefetches its buckets.
     void probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const;
@@ -88,6 +97,7 @@ public:
     }
 
     FlowTable &flows() { return flows_; }
+    const FragmentTable &fragments() const { return fragments_; }
 
 private:
     BalanceResult to_backend(FrameBuffer &frame, const ParsedPacket &packet,
@@ -96,6 +106,9 @@ private:
                              uint32_t now, BalancerCounters &counters);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             Flow &flow, uint32_t now, BalancerCounters &counters);
+    BalanceResult later_fragment(FrameBuffer &frame, const ParsedPacket &packet,
+                                 uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
+                                 BalancerCounters &counters);
     BalanceResult icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
                              const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
@@ -103,6 +116,7 @@ private:
 
     FlowTable &flows_;
     SnatPortRange snat_;
+    FragmentTable fragments_;
 };
 
 } // namespace sluice::lb

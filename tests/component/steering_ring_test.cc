@@ -29,7 +29,8 @@ using namespace sluice::testing;
 constexpr unsigned workers = 2;
 const MacAddress client_mac = mac("02:00:00:00:00:02");
 const IpAddress client = ip("198.18.0.2");
-const IpAddress vip_fullnat = ip("198.18.10.1"), vip_nat = ip("198.18.10.2");
+const IpAddress vip_fullnat = ip("198.18.10.1"), vip_nat = ip("198.18.10.2"),
+                vip_udp = ip("198.18.10.5");
 const IpAddress snat = ip("198.18.1.100");
 const char *backends[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
 constexpr uint16_t client_port = 0, backend_port = 1;
@@ -60,11 +61,13 @@ struct RingPort {
     }
 };
 
-lb::Service service(const char *name, const IpAddress &vip, lb::ForwardingMode mode) {
+lb::Service service(const char *name, const IpAddress &vip, lb::ForwardingMode mode,
+                    uint8_t protocol = 6, uint16_t port = 80) {
     lb::Service s;
     s.name = name;
     s.vip = vip;
-    s.port_be = be(80);
+    s.protocol = protocol;
+    s.port_be = be(port);
     s.mode = mode;
     std::vector<lb::MaglevBackend> identities;
     for (const char *address : backends) {
@@ -122,6 +125,7 @@ protected:
         std::vector<lb::Service> services;
         services.push_back(service("fullnat", vip_fullnat, lb::ForwardingMode::fullnat));
         services.push_back(service("nat", vip_nat, lb::ForwardingMode::nat));
+        services.push_back(service("udp", vip_udp, lb::ForwardingMode::fullnat, 17, 53));
         std::vector<lb::EgressPort> egress(2);
         for (uint16_t p : {client_port, backend_port})
             egress[p].mac = port_mac(ports[p]->port_id);
@@ -319,6 +323,59 @@ TEST_F(TwoWorkers, AnIcmpErrorIsTranslatedByTheWorkerThatHasItsFlow) {
     EXPECT_EQ(counters(0).drop(DropReason::no_exception_path).read(), 1u);
     EXPECT_EQ(counters(1).steered_out.read(), 2u);
     EXPECT_EQ(counters(0).steered_out.read(), 0u);
+}
+
+TEST_F(TwoWorkers, LaterFragmentsFindTheWorkerThatSawTheirFirst) {
+    const MacAddress gw_client = port_mac(ports[client_port]->port_id);
+    const MacAddress gw_backend = port_mac(ports[backend_port]->port_id);
+    // The first fragment reaches worker 0, the others worker 1.
+    const auto request = udp_fragments(gw_client, client_mac, client, vip_udp, 44000, 53, 2992,
+                                       {1480, 1480, 40}, 0x2222);
+    inject(client_port, 0, request[0]);
+    poll(0);
+    inject(client_port, 1, request[1]);
+    inject(client_port, 1, request[2]);
+    poll(1);
+    EXPECT_EQ(counters(1).steered_out.read(), 2u);
+    poll(0);
+    const auto forwarded = sent(0, backend_port);
+    ASSERT_EQ(forwarded.size(), 3u);
+    for (const Bytes &frame : forwarded)  // one backend, from the SNAT address
+        EXPECT_EQ(Bytes(frame.begin(), frame.begin() + 6), Bytes(forwarded[0].begin(), forwarded[0].begin() + 6));
+    EXPECT_EQ(worker_[0]->balancing->counters.later_fragments.read(), 2u);
+
+    // The backend's fragmented answer lands on worker 1: the first fragment
+    // is steered by its SNAT port, the others look for it.
+    ParsedPacket parsed;
+    ASSERT_EQ(parse_packet(forwarded[0].data(), uint32_t(forwarded[0].size()), parsed), DropReason::none);
+    const lb::FlowKey request_key = lb::flow_key_of(forwarded[0].data(), parsed);
+    const IpAddress backend = IpAddress::from_v4_be([&] {
+        uint32_t v;
+        std::memcpy(&v, request_key.destination.data(), 4);
+        return v;
+    }());
+    const auto answer = udp_fragments(gw_backend, backend_mac(backend), backend, snat, 53,
+                                      be(request_key.source_port), 3000, {1480, 1480, 48}, 9);
+    for (const Bytes &frame : answer)
+        inject(backend_port, 1, frame);
+    poll(1);
+    poll(0);
+    const auto back = sent(0, client_port);
+    ASSERT_EQ(back.size(), 3u);
+    for (const Bytes &frame : back) {
+        ParsedPacket p;
+        ASSERT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), p), DropReason::none);
+        EXPECT_EQ(source_of(lb::flow_key_of(frame.data(), p)), vip_udp);
+    }
+
+    // A later fragment whose first nobody saw tours both workers and is
+    // dropped by the last, by reason.
+    const auto orphan = udp_fragments(gw_client, client_mac, client, vip_udp, 44001, 53, 2992,
+                                      {1480, 1480, 40}, 0x3333);
+    inject(client_port, 0, orphan[2]);
+    poll(0);
+    poll(1);
+    EXPECT_EQ(counters(1).drop(DropReason::fragment_without_first).read(), 1u);
 }
 
 TEST_F(TwoWorkers, RingPortsRefuseSteeringRules) {

@@ -234,7 +234,9 @@ TEST_F(Balancer, RefusesWhatItCannotForward) {
 
     Packet fragment(concat({ethernet(gw_client_mac, client_mac, 0x0800),
                             ipv4(client4, vip_fullnat, 6, 8, {}, 100), Bytes(8)}));
-    EXPECT_EQ(run(fragment, client_port_index).reason, DropReason::vip_fragment);
+    const BalanceResult orphan = run(fragment, client_port_index);
+    EXPECT_EQ(orphan.verdict, BalanceVerdict::unknown_flow);
+    EXPECT_EQ(orphan.reason, DropReason::fragment_without_first);
 
     snapshot = lab_snapshot(true);
     Packet ttl(tcp_frame(gw_client_mac, client6, vip_nat6, 40003, 80, 0x02));

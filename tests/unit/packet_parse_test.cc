@@ -203,6 +203,25 @@ TEST(PacketParse, OffsetsOfTcpOverVlanAndOptions) {
     EXPECT_EQ(p.l3_end, frame.size());
 }
 
+TEST(PacketParse, FragmentIdentification) {
+    // IPv4: the 16-bit identification of the header (the builder writes 0x1234).
+    const Bytes later4 = concat({ethernet(gw, client, 0x0800), ipv4(c4, g4, 17, 8, {}, 100), Bytes(8)});
+    ParsedPacket p;
+    ASSERT_EQ(parse_packet(later4.data(), uint32_t(later4.size()), p), DropReason::none);
+    EXPECT_TRUE(p.fragment);
+    EXPECT_EQ(p.fragment_id, 0x1234u);
+    // IPv6: the 32-bit identification of the fragment header.
+    Bytes header = ipv6_fragment(17, 100, false);
+    header[4] = 0x89;
+    header[5] = 0xab;
+    header[6] = 0xcd;
+    header[7] = 0xef;
+    const Bytes later6 = concat({ethernet(gw, client, 0x86dd), ipv6(c6, g6, 44, 8 + 8), header, Bytes(8)});
+    ASSERT_EQ(parse_packet(later6.data(), uint32_t(later6.size()), p), DropReason::none);
+    EXPECT_TRUE(p.fragment);
+    EXPECT_EQ(p.fragment_id, 0x89abcdefu);
+}
+
 TEST(PacketParse, TrustsNicVerifiedChecksum) {
     const Bytes frame = with_byte(udp4(), 14 + 10, 0x00);
     ParsedPacket p;
