@@ -22,6 +22,7 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
         {"from_kernel_packets", &c.from_kernel},
         {"steered_out_packets", &c.steered_out},
         {"steered_in_packets", &c.steered_in},
+        {"neighbour_waits", &c.neighbour_waits},
         {"busy_cycles", &c.busy_cycles},
         {"idle_cycles", &c.idle_cycles},
         {"idle_sleeps", &c.idle_sleeps},

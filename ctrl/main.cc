@@ -98,6 +98,7 @@ unsigned mempool_size(const Config &config) {
             mbufs += workers * 2 * 512;
     }
     mbufs += (workers + 1) * (4 * dataplane::max_burst * unsigned(config.ports.size()) + 512);
+    mbufs += workers * dataplane::NeighbourWait::capacity;
     return mbufs + 2048;
 }
 
@@ -390,10 +391,14 @@ void Gateway::print_counters() {
 void Gateway::wait_for_stop() {
     const sigset_t signals = control_signals();
     // The control plane's clock: neighbours are refreshed every second,
-    // between signals.
-    const timespec tick{1, 0};
+    // between signals, and every 100 ms while some are unknown (packets
+    // may be waiting for them).
+    const timespec tick{1, 0}, short_tick{0, 100'000'000};
     for (;;) {
-        const int signal = sigtimedwait(&signals, nullptr, &tick);
+        const bool unresolved =
+            neighbours_ &&
+            known_neighbours_.size() < wanted_neighbours(config_, retired_backends_).size();
+        const int signal = sigtimedwait(&signals, nullptr, unresolved ? &short_tick : &tick);
         if (signal < 0) {
             if (neighbours_)
                 refresh_neighbours();

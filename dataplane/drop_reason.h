@@ -50,7 +50,8 @@ namespace sluice {
     X(no_flow_for_segment, "a TCP segment other than SYN for a fullnat VIP, no flow")     \
     X(no_backend, "the service has no backend with a non-zero weight")                   \
     X(backend_removed, "the flow's backend left a service whose policy is reset")        \
-    X(next_hop_unresolved, "the MAC of the backend or client is not known yet")          \
+    X(next_hop_unresolved, "the backend's MAC stayed unknown (or no way there)")         \
+    X(neighbour_queue_full, "too many packets already wait for their next hops")         \
     X(snat_ports_exhausted, "no free SNAT port toward the backend")                      \
     X(flow_table_full, "the flow table has no room and the mode needs state")            \
     X(reverse_tuple_in_use, "a nat flow whose answers would look like another flow's")   \

@@ -79,6 +79,23 @@ void flush_outboxes(WorkerContext &worker) {
     }
 }
 
+// Holds a packet until the control plane learns its next hop's MAC (a
+// new snapshot) or the wait times out.
+void wait_for_neighbour(WorkerContext &worker, const SteeredPacket &item, uint32_t now) {
+    NeighbourWait &waiting = worker.waiting;
+    if (waiting.count == NeighbourWait::capacity) {
+        drop(item.packet, DropReason::neighbour_queue_full, worker.counters);
+        return;
+    }
+    SteeredPacket &held =
+        waiting.packets[(waiting.head + waiting.count++) % NeighbourWait::capacity];
+    held = item;
+    if (held.waiting_since == 0) {
+        held.waiting_since = now ? now : 1;
+        worker.counters.neighbour_waits.increment();
+    }
+}
+
 // Gives the balancer its go at a frame. True when the frame was consumed
 // (forwarded, dropped or passed to another worker).
 bool balance(WorkerContext &worker, const SteeredPacket &item, const lb::Snapshot &snapshot,
@@ -103,6 +120,9 @@ bool balance(WorkerContext &worker, const SteeredPacket &item, const lb::Snapsho
         }
         steer(worker, uint16_t((worker.id + 1) % worker.steering->steering.workers()),
               {packet, item.port_index, uint8_t(item.hops + 1)});
+        return true;
+    case lb::BalanceVerdict::await_next_hop:
+        wait_for_neighbour(worker, item, now);
         return true;
     case lb::BalanceVerdict::drop:
         drop(packet, result.reason, worker.counters);
@@ -244,6 +264,35 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
     return received + from_kernel;
 }
 
+// The packets waiting for neighbours: the ones past their time are dropped;
+// the others are balanced again when the snapshot has changed (those still
+// unresolved come back to the end of the queue, keeping their age).
+void retry_waiting(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t now) {
+    NeighbourWait &waiting = worker.waiting;
+    while (waiting.count &&
+           now - waiting.packets[waiting.head].waiting_since > waiting.timeout_ms) {
+        drop(waiting.packets[waiting.head].packet, DropReason::next_hop_unresolved,
+             worker.counters);
+        waiting.head = (waiting.head + 1) % NeighbourWait::capacity;
+        --waiting.count;
+    }
+    if (!waiting.count || !snapshot || snapshot->generation() == waiting.generation)
+        return;
+    waiting.generation = snapshot->generation();
+    unsigned left = waiting.count;
+    while (left) {
+        SteeredPacket burst[max_burst];
+        const uint16_t n = uint16_t(std::min(left, max_burst));
+        for (uint16_t i = 0; i < n; ++i) {
+            burst[i] = waiting.packets[waiting.head];
+            waiting.head = (waiting.head + 1) % NeighbourWait::capacity;
+        }
+        waiting.count -= n;
+        left -= n;
+        handle_burst(worker, snapshot, now, burst, n, true);
+    }
+}
+
 // What other workers passed to this one.
 unsigned poll_inbox(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t now) {
     SteeredPacket items[max_burst];
@@ -293,6 +342,8 @@ unsigned poll_worker(WorkerContext &worker) {
         received += poll_port(worker, index, snapshot, now_ms);
     if (worker.steering)
         received += poll_inbox(worker, snapshot, now_ms);
+    if (worker.waiting.count)
+        retry_waiting(worker, snapshot, now_ms);
     const uint64_t now = rte_rdtsc();
     if (now - worker.last_drain_tsc >= worker.tx_drain_tsc) {
         flush_worker(worker);
@@ -340,6 +391,10 @@ int run_worker(void *arg) {
             snapshot->online(worker.id);
     }
     flush_worker(worker);
+    for (; worker.waiting.count; --worker.waiting.count) {
+        rte_pktmbuf_free(worker.waiting.packets[worker.waiting.head].packet);
+        worker.waiting.head = (worker.waiting.head + 1) % NeighbourWait::capacity;
+    }
     if (snapshot)
         snapshot->offline(worker.id);
     return 0;

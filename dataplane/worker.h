@@ -30,6 +30,7 @@ struct WorkerCounters {
     Counter arp_replies, icmp_echo_replies, icmpv6_echo_replies, neighbor_advertisements;
     Counter to_kernel, from_kernel;
     Counter steered_out, steered_in;  // passed to, taken from, other workers
+    Counter neighbour_waits;          // packets held until their next hop resolved
     Counter busy_cycles, idle_cycles, idle_sleeps;
     std::array<Counter, drop_reason_count> drops;
 
@@ -71,6 +72,7 @@ struct SteeredPacket {
     rte_mbuf *packet;
     uint16_t port_index;  // where it arrived: the snapshot's port index
     uint8_t hops;         // workers that looked for its flow before (ICMP errors)
+    uint32_t waiting_since = 0;  // ms; set while it waits for a neighbour
 };
 static_assert(sizeof(SteeredPacket) == 16, "ring elements are 16 bytes");
 
@@ -86,6 +88,16 @@ struct WorkerSteering {
     std::vector<rte_ring *> inboxes;  // by worker id
 
     explicit WorkerSteering(unsigned workers) : steering(workers) {}
+};
+
+// Packets whose backend's MAC is not known yet, oldest first: balanced
+// again whenever a new snapshot appears, dropped after a while.
+struct NeighbourWait {
+    static constexpr unsigned capacity = 256;
+    uint32_t timeout_ms = 3000;  // as long as the kernel's ARP retries
+    SteeredPacket packets[capacity];
+    unsigned head = 0, count = 0;
+    uint64_t generation = 0;  // of the snapshot they last tried
 };
 
 // The L4 balancing of one worker: its own flow table and balancer, and the
@@ -105,6 +117,7 @@ struct alignas(64) WorkerContext {
     std::unique_ptr<WorkerBalancing> balancing;
     const WorkerSteering *steering = nullptr;
     std::vector<SteerBuffer> outboxes;  // by worker id, when steering
+    NeighbourWait waiting;
 
     uint64_t tx_drain_tsc = 0;    // settings.tx_drain_us in TSC ticks
     uint64_t last_drain_tsc = 0;

@@ -110,7 +110,8 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
         result = to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);
     }
     // A first fragment: the rest of its datagram follows the same way.
-    if (packet.fragment && result.verdict == BalanceVerdict::forward)
+    if (packet.fragment && (result.verdict == BalanceVerdict::forward ||
+                            result.verdict == BalanceVerdict::await_next_hop))
         fragments_.remember(probe.key, packet.fragment_id, now);
     return result;
 }
@@ -238,8 +239,10 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     }
 
     const NextHop *next_hop = snapshot.find_next_hop(reverse.source, reverse.family);
-    if (!next_hop || !next_hop->resolved)
+    if (!next_hop)
         return dropped(DropReason::next_hop_unresolved);
+    if (!next_hop->resolved)  // the flow is kept: the retry finds it
+        return {BalanceVerdict::await_next_hop, DropReason::next_hop_unresolved, 0};
     if (!decrement_hop_limit(frame.data, packet))
         return dropped(DropReason::ttl_exceeded);
     const EgressPort &egress = snapshot.ports()[next_hop->egress_port];

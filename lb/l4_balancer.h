@@ -37,6 +37,8 @@ enum class BalanceVerdict : uint8_t {
     not_balanced,  // not for a VIP nor from a backend: someone else's
     forward,       // rewritten, with its Ethernet header set: send on egress_port
     drop,          // `reason` says why
+    await_next_hop,  // untouched, its backend's MAC unknown yet: hold it and
+                     // balance it again when the snapshot changes
     unknown_flow,  // an ICMP error or a later fragment whose flow this
                    // worker lacks: another worker's perhaps; if none has it,
                    // dropped for `reason`, or someone else's when that is none

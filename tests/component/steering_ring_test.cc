@@ -120,8 +120,8 @@ protected:
                 RING_F_SC_DEQ));
     }
 
-    void SetUp() override {
-        snapshot = std::make_unique<PublishedSnapshot>(workers);
+    // Publishes the test's services, with the backends' MACs known or not.
+    void publish(bool resolved, uint64_t generation) {
         std::vector<lb::Service> services;
         services.push_back(service("fullnat", vip_fullnat, lb::ForwardingMode::fullnat));
         services.push_back(service("nat", vip_nat, lb::ForwardingMode::nat));
@@ -131,9 +131,15 @@ protected:
             egress[p].mac = port_mac(ports[p]->port_id);
         std::vector<std::pair<IpAddress, lb::NextHop>> next_hops;
         for (const char *address : backends)
-            next_hops.emplace_back(ip(address), lb::NextHop{backend_port, true, backend_mac(ip(address))});
+            next_hops.emplace_back(ip(address),
+                                   lb::NextHop{backend_port, resolved, backend_mac(ip(address))});
         snapshot->publish(std::make_unique<const lb::Snapshot>(
-            std::move(services), std::move(egress), std::move(next_hops), 7, 1));
+            std::move(services), std::move(egress), std::move(next_hops), 7, generation));
+    }
+
+    void SetUp() override {
+        snapshot = std::make_unique<PublishedSnapshot>(workers);
+        publish(true, 1);
 
         const lb::SnatSlices slices(workers);
         for (unsigned w = 0; w < workers; ++w) {
@@ -376,6 +382,36 @@ TEST_F(TwoWorkers, LaterFragmentsFindTheWorkerThatSawTheirFirst) {
     poll(0);
     poll(1);
     EXPECT_EQ(counters(1).drop(DropReason::fragment_without_first).read(), 1u);
+}
+
+TEST_F(TwoWorkers, PacketsWaitForTheirBackendsMac) {
+    const MacAddress gw_client = port_mac(ports[client_port]->port_id);
+    publish(false, 2);
+    inject(client_port, 0, tcp_frame(gw_client, client_mac, client, 45000, vip_fullnat, 80, 0x02));
+    inject(client_port, 0, tcp_frame(gw_client, client_mac, client, 45001, vip_fullnat, 80, 0x02));
+    poll(0);
+    poll(0);
+    EXPECT_TRUE(sent(0, backend_port).empty());
+    EXPECT_EQ(counters(0).neighbour_waits.read(), 2u);
+    // The control plane learns the MACs: the held SYNs leave, in order.
+    publish(true, 3);
+    poll(0);
+    const auto out = sent(0, backend_port);
+    ASSERT_EQ(out.size(), 2u);
+    EXPECT_EQ(be(key_of(out[0]).destination_port), 80);
+    EXPECT_EQ(counters(0).drop(DropReason::next_hop_unresolved).read(), 0u);
+
+    // A neighbour that never answers: the packet is dropped once its time is up.
+    publish(false, 4);
+    worker_[0]->waiting.timeout_ms = 1;
+    inject(client_port, 0, tcp_frame(gw_client, client_mac, client, 45002, vip_fullnat, 80, 0x02));
+    poll(0);
+    EXPECT_EQ(worker_[0]->waiting.count, 1u);
+    usleep(5000);
+    poll(0);
+    EXPECT_EQ(worker_[0]->waiting.count, 0u);
+    EXPECT_EQ(counters(0).drop(DropReason::next_hop_unresolved).read(), 1u);
+    EXPECT_TRUE(sent(0, backend_port).empty());
 }
 
 TEST_F(TwoWorkers, RingPortsRefuseSteeringRules) {

@@ -230,7 +230,9 @@ TEST_F(Balancer, RefusesWhatItCannotForward) {
 
     snapshot = lab_snapshot(false);
     Packet unresolved(tcp_frame(gw_client_mac, client4, vip_fullnat, 40002, 80, 0x02));
-    EXPECT_EQ(run(unresolved, client_port_index).reason, DropReason::next_hop_unresolved);
+    const BalanceResult waits = run(unresolved, client_port_index);
+    EXPECT_EQ(waits.verdict, BalanceVerdict::await_next_hop);  // the worker holds it
+    EXPECT_EQ(waits.reason, DropReason::next_hop_unresolved);
 
     Packet fragment(concat({ethernet(gw_client_mac, client_mac, 0x0800),
                             ipv4(client4, vip_fullnat, 6, 8, {}, 100), Bytes(8)}));
