@@ -122,9 +122,6 @@ struct Config {
     std::vector<std::string> warnings;
 };
 
-// The index of the port whose on-link prefix holds `address`, or -1.
-int port_on_link(const Config &config, const IpAddress &address);
-
 // Thrown by the loader; what() is "FILE:LINE:COLUMN: KEY: MESSAGE".
 class ConfigError : public std::runtime_error {
 public:
