@@ -144,13 +144,15 @@ Config ConfigLoader::read(const YAML::Node &document) const {
     Config config;
     config.source = source_;
     const Section top = map({document, "", document.Mark()},
-                            {"eal", "cores", "worker", "ports", "lb", "services"});
+                            {"eal", "cores", "worker", "ports", "routes", "lb", "services"});
     if (const Field *f = top.find("eal"))
         read_eal(*f, config.eal);
     read_cores(top, config.cores);
     if (const Field *f = top.find("worker"))
         read_worker(*f, config.worker);
     read_ports(require(top, "ports"), config.ports);
+    if (const Field *f = top.find("routes"))
+        read_routes(*f, config);
     if (const Field *f = top.find("lb"))
         read_lb(*f, config.lb);
     if (const Field *f = top.find("services"))

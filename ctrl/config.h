@@ -84,6 +84,15 @@ struct ServiceConfig {
     std::vector<BackendConfig> backends;
 };
 
+// A static route: `prefix` is reached through the gateway `via`, which is
+// on-link on some port (ctrl/route_table.h looks routes up).
+struct RouteConfig {
+    IpPrefix prefix;
+    IpAddress via;
+
+    bool operator==(const RouteConfig &) const = default;
+};
+
 // Idle timeouts of flows, in seconds.
 struct FlowTimeoutConfig {
     unsigned tcp_syn = 5;
@@ -106,14 +115,12 @@ struct Config {
     CoreConfig cores;
     WorkerTuning worker;
     std::vector<PortConfig> ports;
+    std::vector<RouteConfig> routes;
     LbConfig lb;
     std::vector<ServiceConfig> services;
     // Not errors, but worth saying at start-up ("FILE:LINE:COLUMN: KEY: ...").
     std::vector<std::string> warnings;
 };
-
-// The index of the port whose on-link prefix holds `address`, or -1.
-int port_on_link(const Config &config, const IpAddress &address);
 
 // Thrown by the loader; what() is "FILE:LINE:COLUMN: KEY: MESSAGE".
 class ConfigError : public std::runtime_error {

@@ -1,12 +1,17 @@
 // The config loader's sections, one member function each, on top of the
 // strict YAML readers. Private to ctrl/: config.cc holds the EAL, cores,
-// worker and ports sections; config_services.cc the load-balancing ones.
+// worker and ports sections; config_routes.cc the static routes;
+// config_services.cc the load-balancing ones.
 #pragma once
 
 #include "ctrl/config.h"
+#include "ctrl/route_table.h"
 #include "ctrl/yaml_reader.h"
 
 namespace sluice::ctrl {
+
+// True when `address` is one of the ports' own addresses.
+bool is_port_address(const Config &config, const IpAddress &address);
 
 class ConfigLoader : public YamlReader {
 public:
@@ -25,11 +30,16 @@ private:
     void read_addresses(const Field &f, std::map<std::string, int> &seen,
                         std::vector<InterfaceAddress> &addresses) const;
 
+    // config_routes.cc
+    void read_routes(const Field &f, Config &config) const;
+
     // config_services.cc
     void read_lb(const Field &f, LbConfig &lb) const;
     void read_services(const Field &f, Config &config) const;
-    ServiceConfig read_service(const Field &f, const Config &config) const;
-    void read_backends(const Field &f, const Config &config, ServiceConfig &service) const;
+    ServiceConfig read_service(const Field &f, const Config &config,
+                               const RouteTable &routes) const;
+    void read_backends(const Field &f, const Config &config, const RouteTable &routes,
+                       ServiceConfig &service) const;
     IpAddress unicast_address(const Field &f) const;
 
     unsigned cpus_;

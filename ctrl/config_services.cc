@@ -27,22 +27,14 @@ bool is_service_name(std::string_view s) {
 
 const char *family_name(const IpAddress &a) { return a.is_v4() ? "IPv4" : "IPv6"; }
 
+} // namespace
+
 bool is_port_address(const Config &config, const IpAddress &address) {
     for (const PortConfig &port : config.ports)
         for (const InterfaceAddress &own : port.addresses)
             if (own.address == address)
                 return true;
     return false;
-}
-
-} // namespace
-
-int port_on_link(const Config &config, const IpAddress &address) {
-    for (size_t i = 0; i < config.ports.size(); ++i)
-        for (const InterfaceAddress &own : config.ports[i].addresses)
-            if (own.on_link(address))
-                return int(i);
-    return -1;
 }
 
 void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
@@ -88,11 +80,12 @@ IpAddress ConfigLoader::unicast_address(const Field &f) const {
 }
 
 void ConfigLoader::read_services(const Field &f, Config &config) const {
+    const RouteTable routes = route_table(config);
     std::map<std::string, int> names;
     // (VIP, protocol) → the ports in use and where, to refuse overlaps.
     std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;
     for (const Field &item : sequence(f)) {
-        ServiceConfig service = read_service(item, config);
+        ServiceConfig service = read_service(item, config, routes);
         claim(names, service.name, item, "service name");
 
         auto &ports = listeners[{service.vip.to_string(), service.protocol}];
@@ -116,7 +109,8 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
     }
 }
 
-ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) const {
+ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
+                                         const RouteTable &routes) const {
     const Section s = map(f, {"name", "vip", "protocol", "port", "mode", "local_addresses",
                               "encapsulation", "gue_port", "maglev_size",
                               "removed_backend_flows", "backends"});
@@ -152,9 +146,13 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) c
                                " address like the VIP, got " + address.to_string());
             if (is_port_address(config, address) || address == service.vip)
                 fail(item, address.to_string() + " is a port address or the VIP");
-            if (port_on_link(config, address) < 0)
-                fail(item, address.to_string() +
-                               " is on no port's prefix: backends could not reach it");
+            // Backends find SNAT addresses by ARP and ND on a port's link.
+            const Route *route = routes.lookup(address);
+            if (!route || route->via)
+                fail(item, address.to_string() + " is on no port's prefix" +
+                               (route ? " (it is routed via " + route->via->to_string() + ")"
+                                      : std::string()) +
+                               ": backends could not reach it");
             if (std::find(service.local_addresses.begin(), service.local_addresses.end(),
                           address) != service.local_addresses.end())
                 fail(item, "duplicate SNAT address " + address.to_string());
@@ -182,7 +180,7 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) c
     if (const Field *v = s.find("removed_backend_flows"))
         service.removed_backend_flows = RemovedBackendFlows(choice(*v, {"keep", "reset"}));
     if (const Field *v = s.find("backends"))
-        read_backends(*v, config, service);
+        read_backends(*v, config, routes, service);
     if (service.backends.size() > service.maglev_size)
         fail(s.self.mark, join(s.self.path, "backends"),
              plural(service.backends.size(), "backend") + " do not fit a Maglev table of " +
@@ -190,7 +188,7 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config) c
     return service;
 }
 
-void ConfigLoader::read_backends(const Field &f, const Config &config,
+void ConfigLoader::read_backends(const Field &f, const Config &config, const RouteTable &routes,
                                  ServiceConfig &service) const {
     const bool dsr = service.mode == ForwardingMode::dsr;
     std::map<std::string, int> seen;
@@ -206,14 +204,18 @@ void ConfigLoader::read_backends(const Field &f, const Config &config,
                               " address like the VIP, got " + backend.address.to_string());
         if (is_port_address(config, backend.address) || backend.address == service.vip)
             fail(address, backend.address.to_string() + " is a port address or the VIP");
-        // The kernel behind the port's TAP resolves the backend's MAC.
-        const int index = port_on_link(config, backend.address);
-        if (index < 0)
+        // The kernel behind the port's TAP resolves the next hop's MAC: the
+        // backend's own when it is on-link, its route's gateway's otherwise.
+        const Route *route = routes.lookup(backend.address);
+        if (!route)
             fail(address, backend.address.to_string() +
-                              " is on no port's prefix (routes to backends are not supported yet)");
-        const PortConfig &port = config.ports[size_t(index)];
+                              " is on no port's prefix and no route leads there");
+        const PortConfig &port = config.ports[route->port];
+        const std::string next_hop =
+            backend.address.to_string() +
+            (route->via ? "'s gateway " + route->via->to_string() : std::string());
         if (port.exception_tap.empty())
-            fail(address, "port " + port.name + ", where " + backend.address.to_string() +
+            fail(address, "port " + port.name + ", where " + next_hop +
                               " is, has no exception_path to resolve its MAC through");
         if (const Field *v = s.find("port")) {
             backend.port = uint16_t(integer(*v, 1, 65535, "a port"));

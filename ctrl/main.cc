@@ -45,7 +45,8 @@ void usage(FILE *out) {
                  "usage: sluiced --config FILE [--check]\n"
                  "  --config FILE  YAML configuration (docs/configuration.md)\n"
                  "  --check        validate the configuration and exit\n"
-                 "signals: SIGTERM/SIGINT stop, SIGUSR1 prints counters, SIGHUP reloads services\n");
+                 "signals: SIGTERM/SIGINT stop, SIGUSR1 prints counters,\n"
+                 "         SIGHUP reloads routes and services\n");
 }
 
 dataplane::EalOptions eal_options(const Config &config, std::string &error) {
@@ -240,10 +241,10 @@ void Gateway::refresh_neighbours() {
         build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
 }
 
-// SIGHUP: the services and balancing settings of the file take effect at
-// once, in a new snapshot; established flows keep their backends. A file
-// that fails validation, or that changes what only a restart can (EAL,
-// cores, worker tuning, ports), changes nothing.
+// SIGHUP: the routes, services and balancing settings of the file take
+// effect at once, in a new snapshot; established flows keep their backends.
+// A file that fails validation, or that changes what only a restart can
+// (EAL, cores, worker tuning, ports), changes nothing.
 void Gateway::reload() {
     Config next;
     try {

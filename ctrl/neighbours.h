@@ -18,6 +18,8 @@ namespace sluice::ctrl {
 struct WantedNeighbour {
     std::string interface;  // the TAP of the port the neighbour is on
     IpAddress address;
+
+    bool operator==(const WantedNeighbour &) const = default;
 };
 
 using NeighbourKey = std::pair<std::string, std::string>;  // interface, address text

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "ctrl/route_table.h"
+
 namespace sluice::ctrl {
 
 namespace {
@@ -29,11 +31,17 @@ std::vector<IpAddress> backend_addresses(const Config &config,
 
 std::vector<WantedNeighbour> wanted_neighbours(const Config &config,
                                                const std::vector<IpAddress> &retired) {
+    const RouteTable routes = route_table(config);
     std::vector<WantedNeighbour> wanted;
     for (const IpAddress &address : backend_addresses(config, retired)) {
-        const int port = port_on_link(config, address);
-        if (port >= 0 && !config.ports[size_t(port)].exception_tap.empty())
-            wanted.push_back({config.ports[size_t(port)].exception_tap, address});
+        const Route *route = routes.lookup(address);
+        if (!route || config.ports[route->port].exception_tap.empty())
+            continue;
+        // Backends behind one gateway share its entry.
+        const WantedNeighbour neighbour{config.ports[route->port].exception_tap,
+                                        route->next_hop(address)};
+        if (std::find(wanted.begin(), wanted.end(), neighbour) == wanted.end())
+            wanted.push_back(neighbour);
     }
     return wanted;
 }
@@ -67,14 +75,15 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
     }
 
     // Retired backends keep their next hops: flows may still run to them.
+    const RouteTable routes = route_table(config);
     for (const IpAddress &address : backend_addresses(config, retired)) {
-        const int port = port_on_link(config, address);
-        if (port < 0)
+        const Route *route = routes.lookup(address);
+        if (!route)
             continue;
         lb::NextHop hop;
-        hop.egress_port = uint16_t(port);
-        const auto mac =
-            neighbours.find({config.ports[size_t(port)].exception_tap, address.to_string()});
+        hop.egress_port = route->port;
+        const auto mac = neighbours.find({config.ports[route->port].exception_tap,
+                                          route->next_hop(address).to_string()});
         if (mac != neighbours.end()) {
             hop.resolved = true;
             hop.mac = mac->second;

@@ -13,9 +13,10 @@
 
 namespace sluice::ctrl {
 
-// The neighbours the balancer needs MACs for: every backend, and every
-// backend an earlier config had (`retired`: flows may still run to it), on
-// the TAP of the port whose prefix holds it.
+// The neighbours the balancer needs MACs for: the next hop (the backend
+// itself when on-link, its route's gateway otherwise) of every backend and of
+// every backend an earlier config had (`retired`: flows may still run to it),
+// on the TAP of the egress port the route table gives; each neighbour once.
 std::vector<WantedNeighbour> wanted_neighbours(const Config &config,
                                                const std::vector<IpAddress> &retired);
 

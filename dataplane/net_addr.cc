@@ -65,14 +65,23 @@ std::string InterfaceAddress::to_string() const {
     return address.to_string() + "/" + std::to_string(prefix_length);
 }
 
-bool InterfaceAddress::on_link(const IpAddress &other) const {
-    if (other.family != address.family)
-        return false;
-    const unsigned whole_bytes = prefix_length / 8, rest = prefix_length % 8;
-    if (std::memcmp(address.bytes.data(), other.bytes.data(), whole_bytes) != 0)
-        return false;
-    const uint8_t mask = uint8_t(0xff00 >> rest);
-    return rest == 0 || (address.bytes[whole_bytes] & mask) == (other.bytes[whole_bytes] & mask);
+IpAddress masked(const IpAddress &address, uint8_t length) {
+    IpAddress network = address;
+    const unsigned size = address.is_v4() ? 4 : 16;
+    for (unsigned i = 0; i < size; ++i) {
+        const unsigned kept = length > i * 8 ? length - i * 8 : 0;  // bits of byte i to keep
+        if (kept < 8)
+            network.bytes[i] &= uint8_t(0xff00 >> kept);
+    }
+    return network;
+}
+
+std::string IpPrefix::to_string() const {
+    return network.to_string() + "/" + std::to_string(length);
+}
+
+bool IpPrefix::contains(const IpAddress &address) const {
+    return address.family == network.family && masked(address, length) == network;
 }
 
 std::optional<IpAddress> parse_ip_address(std::string_view text) {

@@ -38,6 +38,19 @@ struct IpAddress {
     static IpAddress from_v6(const uint8_t bytes16[16]);
 };
 
+// `address` with every bit after the first `length` cleared.
+IpAddress masked(const IpAddress &address, uint8_t length);
+
+// A network: an address whose bits after the first `length` are zero.
+struct IpPrefix {
+    IpAddress network;
+    uint8_t length = 0;
+
+    bool operator==(const IpPrefix &) const = default;
+    std::string to_string() const;
+    bool contains(const IpAddress &address) const;
+};
+
 // An address assigned to an interface, with the length of its on-link prefix.
 struct InterfaceAddress {
     IpAddress address;
@@ -45,8 +58,10 @@ struct InterfaceAddress {
 
     bool operator==(const InterfaceAddress &) const = default;
     std::string to_string() const;
+    // The on-link prefix: 198.18.1.0/24 for 198.18.1.1/24.
+    IpPrefix prefix() const { return {masked(address, prefix_length), prefix_length}; }
     // True when `other` lies in this address's on-link prefix.
-    bool on_link(const IpAddress &other) const;
+    bool on_link(const IpAddress &other) const { return prefix().contains(other); }
 };
 
 std::optional<IpAddress> parse_ip_address(std::string_view text);

@@ -28,7 +28,8 @@ struct Backend {
 };
 
 // Where packets to an address leave: the egress port's index and the next
-// hop's MAC, resolved by the control plane. Until the neighbour answers,
+// hop's MAC (the address's own when it is on-link, its route's gateway's
+// otherwise), both found by the control plane. Until the neighbour answers,
 // `resolved` is false.
 struct NextHop {
     uint16_t egress_port = 0;

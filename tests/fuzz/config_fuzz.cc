@@ -2,6 +2,7 @@
 // be rejected with a ConfigError: anything else escaping (a yaml-cpp exception,
 // std::out_of_range, a crash) is a bug.
 #include "ctrl/config.h"
+#include "ctrl/route_table.h"
 
 #include <cstddef>
 #include <cstdint>
@@ -15,6 +16,12 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         if (config.ports.empty() || config.cores.workers.empty() ||
             config.cores.workers.size() + 1 > 4)
             __builtin_trap();
+        // Every backend has a route: on-link, or through a gateway.
+        const sluice::ctrl::RouteTable routes = sluice::ctrl::route_table(config);
+        for (const auto &service : config.services)
+            for (const auto &backend : service.backends)
+                if (!routes.lookup(backend.address))
+                    __builtin_trap();
     } catch (const sluice::ctrl::ConfigError &) {
     }
     return 0;

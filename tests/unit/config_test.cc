@@ -110,6 +110,7 @@ TEST(Config, MinimalConfigGetsDefaults) {
     EXPECT_TRUE(c.ports[0].addresses.empty());
     EXPECT_EQ(c.ports[0].mtu, 1500u);
     EXPECT_EQ(c.ports[0].exception_tap, "");
+    EXPECT_TRUE(c.routes.empty());
 }
 
 TEST(Config, EveryKeySet) {
@@ -273,11 +274,13 @@ TEST_P(BadConfigTest, IsRejectedWithPosition) {
     "    addresses: [198.18.1.1/24, \"2001:db8:0:2::1/64\"]\n"
 #define SERVICE                                                                            \
     "services:\n  - name: web\n    vip: 198.18.10.1\n    protocol: tcp\n    port: 80\n"
+// One route at line 7, after LB_PORTS.
+#define ROUTE(prefix, via) "routes:\n  - {prefix: " prefix ", via: " via "}\n"
 
 const BadConfig bad_configs[] = {
     // Structure.
     {"unknown top-level key", PORT "colour: blue\n", 2, 1, "colour",
-     "unknown key, expected one of: eal, cores, worker, ports, lb, services"},
+     "unknown key, expected one of: eal, cores, worker, ports, routes, lb, services"},
     {"unknown key in a port", "ports:\n  - name: a\n    device: net_null0\n    speed: 10G\n", 4,
      5, "ports[0].speed", "unknown key, expected one of: name, device, addresses, mtu"},
     {"unknown key in exception_path",
@@ -398,6 +401,51 @@ const BadConfig bad_configs[] = {
      "ports:\n  - name: a\n    device: net_null0\n    exception_path: {tap: t0}\n"
      "  - name: b\n    device: net_null1\n    exception_path: {tap: t0}\n",
      7, 27, "ports[1].exception_path.tap", "duplicate TAP name 't0', first defined at line 4"},
+    // Routes (the ports' lines come first: the first route is at line 7).
+    {"route to a network with host bits", LB_PORTS ROUTE("198.18.20.1/24", "198.18.1.11"), 7, 14,
+     "routes[0].prefix",
+     "bits are set after the prefix length; the network is 198.18.20.0/24"},
+    {"route to an address without a prefix length", LB_PORTS ROUTE("198.18.20.0", "198.18.1.11"),
+     7, 14, "routes[0].prefix", "the prefix length is missing (/32 or /128 for one address)"},
+    {"route to a prefix too long", LB_PORTS ROUTE("\"2001:db8:20::/129\"", "\"2001:db8:0:2::11\""),
+     7, 14, "routes[0].prefix",
+     "expected a network like 198.18.20.0/24 or 2001:db8:20::/48, got \"2001:db8:20::/129\""},
+    {"route without via", LB_PORTS "routes:\n  - {prefix: 198.18.20.0/24}\n", 7, 5,
+     "routes[0].via", "required key is missing"},
+    {"unknown key in a route",
+     LB_PORTS "routes:\n  - {prefix: 198.18.20.0/24, via: 198.18.1.11, metric: 10}\n", 7, 48,
+     "routes[0].metric", "unknown key, expected one of: prefix, via"},
+    {"routes is a map", LB_PORTS "routes: {prefix: 198.18.20.0/24}\n", 6, 9, "routes",
+     "expected a sequence, got a map"},
+    {"gateway on no port's prefix", LB_PORTS ROUTE("198.18.20.0/24", "198.18.7.1"), 7, 35,
+     "routes[0].via", "198.18.7.1 is on no port's prefix: a gateway must be on-link"},
+    {"gateway of the other family", LB_PORTS ROUTE("198.18.20.0/24", "\"2001:db8:0:2::11\""), 7,
+     35, "routes[0].via", "expected an IPv4 gateway like the prefix, got 2001:db8:0:2::11"},
+    {"gateway is a port's own address", LB_PORTS ROUTE("198.18.20.0/24", "198.18.1.1"), 7, 35,
+     "routes[0].via", "198.18.1.1 is a port's own address, not a gateway"},
+    {"gateway is multicast", LB_PORTS ROUTE("198.18.20.0/24", "224.0.0.1"), 7, 35,
+     "routes[0].via", "expected a unicast address, got 224.0.0.1, a multicast address"},
+    {"route to a connected prefix", LB_PORTS ROUTE("198.18.1.0/24", "198.18.1.11"), 7, 14,
+     "routes[0].prefix",
+     "198.18.1.0/24 is the connected prefix of port back: its addresses are on-link"},
+    {"duplicate route, written another way",
+     LB_PORTS ROUTE("\"2001:db8:20::/48\"", "\"2001:db8:0:2::11\"")
+     "  - {prefix: \"2001:db8:20:0::/48\", via: \"2001:db8:0:2::12\"}\n",
+     8, 14, "routes[1].prefix", "duplicate route '2001:db8:20::/48', first defined at line 7"},
+    {"backend behind a gateway on a port without exception path",
+     "ports:\n  - {name: back, device: net_null0, addresses: [198.18.1.1/24]}\n"
+     "routes: [{prefix: 198.18.20.0/24, via: 198.18.1.11}]\n"
+     SERVICE "    mode: nat\n    backends: [{address: 198.18.20.11}]\n", 10, 26,
+     "services[0].backends[0].address",
+     "port back, where 198.18.20.11's gateway 198.18.1.11 is, has no exception_path"},
+    {"SNAT address behind a gateway", LB_PORTS ROUTE("198.18.5.0/24", "198.18.1.11")
+     SERVICE "    local_addresses: [198.18.5.5]\n", 13, 23, "services[0].local_addresses[0]",
+     "198.18.5.5 is on no port's prefix (it is routed via 198.18.1.11): backends could not"},
+    {"backend where no route leads", LB_PORTS ROUTE("198.18.20.0/24", "198.18.1.11")
+     SERVICE "    mode: nat\n    backends: [{address: 198.18.21.1}]\n", 14, 26,
+     "services[0].backends[0].address",
+     "198.18.21.1 is on no port's prefix and no route leads there"},
+
     // Services (the ports' lines come first: services start at line 6).
     {"fullnat without SNAT addresses", LB_PORTS SERVICE "    backends: [{address: 198.18.1.11}]\n",
      7, 5, "services[0].local_addresses", "required key is missing: fullnat needs"},
@@ -549,6 +597,43 @@ services:
 
     // Every table holds at least 100 slots per backend: nothing to warn about.
     EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(Config, RoutesLoadAndLeadToBackends) {
+    const Config c = load_config_text(R"(
+ports:
+  - name: back
+    device: net_null0
+    addresses: [198.18.1.1/24, "2001:db8:0:2::1/64"]
+    exception_path: {tap: tb}
+routes:
+  - {prefix: 198.18.20.0/24, via: 198.18.1.11}
+  - {prefix: 0.0.0.0/0, via: 198.18.1.254}
+  - {prefix: "2001:db8:20::/48", via: "2001:db8:0:2::11"}
+  - {prefix: 198.18.20.7/32, via: 198.18.1.12}
+services:
+  - name: web
+    vip: 198.18.10.1
+    protocol: tcp
+    port: 80
+    local_addresses: [198.18.1.100]
+    backends: [{address: 198.18.20.11}, {address: 203.0.113.1}, {address: 198.18.1.11}]
+  - name: web6
+    vip: "2001:db8:10::1"
+    protocol: tcp
+    mode: nat
+    backends: [{address: "2001:db8:20::11"}]
+)",
+                                      "routes.yaml", 4);
+    ASSERT_EQ(c.routes.size(), 4u);
+    EXPECT_EQ(c.routes[0].prefix.to_string(), "198.18.20.0/24");
+    EXPECT_EQ(c.routes[0].via.to_string(), "198.18.1.11");
+    EXPECT_EQ(c.routes[1].prefix.to_string(), "0.0.0.0/0");
+    EXPECT_EQ(c.routes[2].prefix.to_string(), "2001:db8:20::/48");
+    EXPECT_EQ(c.routes[2].via.to_string(), "2001:db8:0:2::11");
+    EXPECT_EQ(c.routes[3].prefix.to_string(), "198.18.20.7/32");
+    ASSERT_EQ(c.services.size(), 2u);
+    EXPECT_EQ(c.services[0].backends.size(), 3u);
 }
 
 TEST(Config, SmallMaglevTableIsAWarning) {

@@ -63,5 +63,24 @@ TEST(NetAddr, OnLink) {
     EXPECT_TRUE(parse_interface_address("198.18.1.1/32")->on_link(*parse_ip_address("198.18.1.1")));
 }
 
+TEST(NetAddr, Prefixes) {
+    auto prefix_of = [](const char *text) { return parse_interface_address(text)->prefix(); };
+    EXPECT_EQ(prefix_of("198.18.1.1/24").to_string(), "198.18.1.0/24");
+    EXPECT_EQ(prefix_of("198.18.1.77/27").to_string(), "198.18.1.64/27");
+    EXPECT_EQ(prefix_of("198.18.1.1/0").to_string(), "0.0.0.0/0");
+    EXPECT_EQ(prefix_of("198.18.1.1/32").to_string(), "198.18.1.1/32");
+    EXPECT_EQ(prefix_of("2001:db8:0:2::1/64").to_string(), "2001:db8:0:2::/64");
+    EXPECT_EQ(prefix_of("2001:db8:ffff::1/33").to_string(), "2001:db8:8000::/33");
+    EXPECT_EQ(prefix_of("2001:db8::1/128").to_string(), "2001:db8::1/128");
+    EXPECT_EQ(prefix_of("2001:db8::1/0").to_string(), "::/0");
+
+    const IpPrefix v4 = prefix_of("198.18.20.0/24");
+    EXPECT_TRUE(v4.contains(*parse_ip_address("198.18.20.255")));
+    EXPECT_FALSE(v4.contains(*parse_ip_address("198.18.21.0")));
+    // An IPv4 prefix never holds an IPv6 address with the same first bytes.
+    EXPECT_FALSE(prefix_of("0.0.0.0/0").contains(*parse_ip_address("::")));
+    EXPECT_FALSE(prefix_of("::/0").contains(*parse_ip_address("0.0.0.0")));
+}
+
 } // namespace
 } // namespace sluice
