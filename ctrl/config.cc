@@ -147,7 +147,7 @@ Config ConfigLoader::read(const YAML::Node &document) const {
                             {"eal", "cores", "worker", "ports", "routes", "lb", "services"});
     if (const Field *f = top.find("eal"))
         read_eal(*f, config.eal);
-    read_cores(top, config.cores);
+    read_cores(top, config);
     if (const Field *f = top.find("worker"))
         read_worker(*f, config.worker);
     read_ports(require(top, "ports"), config.ports);
@@ -179,21 +179,23 @@ void ConfigLoader::read_eal(const Field &f, EalConfig &eal) const {
 
 // The lcore checks run in the order that gives the most useful message: a list
 // that cannot fit on this machine says so before any one lcore is blamed.
-void ConfigLoader::read_cores(const Section &top, CoreConfig &cores) const {
+void ConfigLoader::read_cores(const Section &top, Config &config) const {
+    CoreConfig &cores = config.cores;
     std::optional<Section> s;
     if (const Field *f = top.find("cores"))
-        s = map(*f, {"control", "workers"});
+        s = map(*f, {"control", "workers", "cpus"});
     // An absent key is blamed on its section, or on the top of the file.
     const YAML::Mark at = s ? s->self.mark : top.self.mark;
     const Field *given_control = s ? s->find("control") : nullptr;
     const Field *given_workers = s ? s->find("workers") : nullptr;
+    const Field *given_cpus = s ? s->find("cpus") : nullptr;
     const Field control = given_control ? *given_control : Field{{}, "cores.control", at};
     const Field workers = given_workers ? *given_workers : Field{{}, "cores.workers", at};
 
-    auto read_id = [this](const Field &f) {
-        const auto id = parse_unsigned(scalar(f, "an lcore id (an integer)"));
+    auto read_id = [this](const Field &f, const char *what = "an lcore id (an integer)") {
+        const auto id = parse_unsigned(scalar(f, what));
         if (!id)
-            fail(f, "expected an lcore id (an integer), got " + describe(f.node));
+            fail(f, std::string("expected ") + what + ", got " + describe(f.node));
         return *id;
     };
     // As written, since an id too large for uint64_t saturates when parsed.
@@ -227,16 +229,41 @@ void ConfigLoader::read_cores(const Section &top, CoreConfig &cores) const {
         fail(control, lcore(control, control_id) +
                           " is also the default worker lcore; list cores.workers as well");
     }
-    if (1 + ids.size() > cpus_)
+
+    const std::string cpus = plural(cpus_, "CPU") +
+                             (cpus_ == 1 ? " (0)" : " (0-" + std::to_string(cpus_ - 1) + ")");
+    // Lcores placed on a CPU of another number, checked before the count.
+    std::map<unsigned, unsigned> placed;
+    if (given_cpus) {
+        // A map from lcore ids to CPUs: its keys are numbers, not names.
+        if (!given_cpus->node.IsMap())
+            fail(*given_cpus, "expected a map of lcore: CPU, got " + describe(given_cpus->node));
+        for (auto it = given_cpus->node.begin(); it != given_cpus->node.end(); ++it) {
+            const Field key{it->first, "cores.cpus", it->first.Mark()};
+            const uint64_t id = read_id(key);
+            const Field value{it->second, "cores.cpus." + std::to_string(id),
+                              it->second.IsNull() ? it->first.Mark() : it->second.Mark()};
+            if (placed.count(unsigned(id)))
+                fail(key, "lcore " + std::to_string(id) + " is placed twice");
+            if (id != control_id && std::find(ids.begin(), ids.end(), id) == ids.end())
+                fail(key, "lcore " + std::to_string(id) +
+                              " is neither cores.control nor one of cores.workers");
+            const uint64_t cpu = read_id(value, "a CPU number (an integer)");
+            if (cpu >= cpus_)
+                fail(value, "CPU " + std::to_string(cpu) + " does not exist: this machine has " +
+                                cpus);
+            placed[unsigned(id)] = unsigned(cpu);
+        }
+    }
+    if (placed.empty() && 1 + ids.size() > cpus_)
         fail(workers, plural(ids.size(), "worker") + (given_workers ? "" : " (the default)") +
                           " and 1 control lcore need " + plural(1 + ids.size(), "CPU") +
                           ", this machine has " + std::to_string(cpus_));
 
-    const std::string cpus = plural(cpus_, "CPU") +
-                             (cpus_ == 1 ? " (0)" : " (0-" + std::to_string(cpus_ - 1) + ")");
     auto check_exists = [&](const Field &f, uint64_t id) {
-        if (id >= cpus_)
-            fail(f, lcore(f, id) + " does not exist: this machine has " + cpus);
+        if (!placed.count(unsigned(id)) && id >= cpus_)
+            fail(f, lcore(f, id) + " does not exist: this machine has " + cpus +
+                        " (cores.cpus can place it on one)");
     };
     check_exists(control, control_id);
     for (size_t i = 0; i < items.size(); ++i)
@@ -244,6 +271,22 @@ void ConfigLoader::read_cores(const Section &top, CoreConfig &cores) const {
 
     cores.control = unsigned(control_id);
     cores.workers.assign(ids.begin(), ids.end());
+    cores.cpus = placed;
+    // Busy-polling lcores on one CPU take turns: worth saying.
+    std::map<unsigned, std::vector<unsigned>> by_cpu;
+    by_cpu[cores.cpus.count(cores.control) ? cores.cpus.at(cores.control) : cores.control]
+        .push_back(cores.control);
+    for (const unsigned worker : cores.workers)
+        by_cpu[cores.cpus.count(worker) ? cores.cpus.at(worker) : worker].push_back(worker);
+    for (const auto &[cpu, lcores] : by_cpu)
+        if (lcores.size() > 1) {
+            std::string names;
+            for (const unsigned id : lcores)
+                names += (names.empty() ? "" : ", ") + std::to_string(id);
+            config.warnings.push_back("cores.cpus: lcores " + names + " share CPU " +
+                                      std::to_string(cpu) +
+                                      " and take turns on it (for tests, not for speed)");
+        }
 }
 
 void ConfigLoader::read_worker(const Field &f, WorkerTuning &worker) const {

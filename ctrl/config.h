@@ -4,6 +4,7 @@
 #pragma once
 
 #include <stdexcept>
+#include <map>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -30,6 +31,9 @@ struct EalConfig {
 struct CoreConfig {
     unsigned control = 0;                 // EAL main lcore: control plane
     std::vector<unsigned> workers = {1};  // one worker per lcore
+    // lcore → CPU for the lcores that do not run on the CPU of their number
+    // (EAL --lcores); two lcores may then share a CPU.
+    std::map<unsigned, unsigned> cpus;
 
     bool operator==(const CoreConfig &) const = default;
 };

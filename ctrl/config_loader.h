@@ -24,7 +24,7 @@ private:
     Config read(const YAML::Node &document) const;
 
     void read_eal(const Field &f, EalConfig &eal) const;
-    void read_cores(const Section &top, CoreConfig &cores) const;
+    void read_cores(const Section &top, Config &config) const;
     void read_worker(const Field &f, WorkerTuning &worker) const;
     void read_ports(const Field &f, std::vector<PortConfig> &ports) const;
     void read_addresses(const Field &f, std::map<std::string, int> &seen,

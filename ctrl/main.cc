@@ -53,6 +53,7 @@ dataplane::EalOptions eal_options(const Config &config, std::string &error) {
     dataplane::EalOptions options;
     options.main_lcore = config.cores.control;
     options.worker_lcores = config.cores.workers;
+    options.lcore_cpus = config.cores.cpus;
     options.memory_mb = config.eal.memory_mb;
     options.log_level = config.eal.log_level;
     options.extra_args = config.eal.extra_args;

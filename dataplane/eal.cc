@@ -29,12 +29,22 @@ bool hugepages_available() {
 }
 
 std::vector<std::string> eal_arguments(const EalOptions &options) {
-    std::string lcores = std::to_string(options.main_lcore);
-    for (unsigned lcore : options.worker_lcores)
-        lcores += "," + std::to_string(lcore);
+    // -l 0,1,2 when every lcore runs on the CPU of its number; otherwise
+    // --lcores 0@0,1@1,2@1.
+    std::vector<unsigned> all = {options.main_lcore};
+    all.insert(all.end(), options.worker_lcores.begin(), options.worker_lcores.end());
+    std::string lcores;
+    for (const unsigned lcore : all) {
+        lcores += (lcores.empty() ? "" : ",") + std::to_string(lcore);
+        if (!options.lcore_cpus.empty()) {
+            const auto placed = options.lcore_cpus.find(lcore);
+            lcores += "@" + std::to_string(placed != options.lcore_cpus.end() ? placed->second
+                                                                               : lcore);
+        }
+    }
     std::vector<std::string> args = {
         "sluiced",
-        "-l", lcores,
+        options.lcore_cpus.empty() ? "-l" : "--lcores", lcores,
         "--main-lcore", std::to_string(options.main_lcore),
         "--file-prefix", options.file_prefix,
         "-m", std::to_string(options.memory_mb),

@@ -1,6 +1,7 @@
 // EAL start-up from the parts of the config that concern it.
 #pragma once
 
+#include <map>
 #include <string>
 #include <vector>
 
@@ -9,6 +10,7 @@ namespace sluice::dataplane {
 struct EalOptions {
     unsigned main_lcore = 0;
     std::vector<unsigned> worker_lcores;
+    std::map<unsigned, unsigned> lcore_cpus;  // lcores placed on another CPU (--lcores)
     bool use_hugepages = false;
     unsigned memory_mb = 512;
     std::string file_prefix;

@@ -86,9 +86,9 @@ class Sluiced:
     def output(self):
         return Path(self.log_path).read_text(errors="replace")
 
-    def counters(self):
+    def counters(self, by_worker=False):
         """Sums of the counters of the last SIGUSR1 dump, keyed by name (and
-        reason for drops)."""
+        reason for drops; and worker, when asked)."""
         header = "sluiced: counters\n"
         before = self.output().count(header)
         self.process.send_signal(signal.SIGUSR1)
@@ -98,7 +98,7 @@ class Sluiced:
                 raise RuntimeError("no counters after SIGUSR1:\n" + self.output())
             time.sleep(0.05)
         time.sleep(0.3)  # the dump is written at once; let it land
-        return parse_counters(self.output().split(header)[-1])
+        return parse_counters(self.output().split(header)[-1], by_worker)
 
     def stop(self, sig=signal.SIGTERM):
         if self.process.poll() is None:
@@ -115,7 +115,7 @@ class Sluiced:
 COUNTER = re.compile(r'^(sluice_\w+)\{([^}]*)\} (\d+)$')
 
 
-def parse_counters(text):
+def parse_counters(text, by_worker=False):
     counters = {}
     for line in text.splitlines():
         m = COUNTER.match(line)
@@ -124,8 +124,9 @@ def parse_counters(text):
         name, labels, value = m.group(1), m.group(2), int(m.group(3))
         reason = re.search(r'reason="(\w+)"', labels)
         port = re.search(r'port="([\w-]+)"', labels)
+        worker = re.search(r'worker="(\d+)"', labels) if by_worker else None
         key = name + (f".{reason.group(1)}" if reason else "") + (
-            f".{port.group(1)}" if port else "")
+            f".{port.group(1)}" if port else "") + (f".{worker.group(1)}" if worker else "")
         counters[key] = counters.get(key, 0) + value
     return counters
 

@@ -236,6 +236,16 @@ TEST(Config, AtMost127Workers) {
     }
 }
 
+TEST(Config, LcoresPlacedOnSharedCpus) {
+    const Config c = load_config_text(
+        "ports: [{name: a, device: net_null0}]\n"
+        "cores:\n  control: 0\n  workers: [1, 2]\n  cpus: {2: 1}\n", "cpus.yaml", 2);
+    EXPECT_EQ(c.cores.workers, (std::vector<unsigned>{1, 2}));
+    EXPECT_EQ(c.cores.cpus, (std::map<unsigned, unsigned>{{2, 1}}));
+    ASSERT_EQ(c.warnings.size(), 1u);
+    EXPECT_NE(c.warnings[0].find("lcores 1, 2 share CPU 1"), std::string::npos) << c.warnings[0];
+}
+
 struct BadConfig {
     const char *description;
     const char *yaml;
@@ -338,6 +348,17 @@ const BadConfig bad_configs[] = {
      "cores.workers[1]", "lcore 5 does not exist: this machine has 4 CPUs (0-3)"},
     {"control lcore that does not exist", PORT "cores:\n  control: 7\n  workers: [1]\n", 3, 12,
      "cores.control", "lcore 7 does not exist: this machine has 4 CPUs (0-3)"},
+    {"placed lcore that is not in use", PORT "cores:\n  workers: [1]\n  cpus: {3: 1}\n", 4, 10,
+     "cores.cpus", "lcore 3 is neither cores.control nor one of cores.workers", 2},
+    {"placed on a CPU that does not exist", PORT "cores:\n  workers: [1, 2]\n  cpus: {2: 5}\n",
+     4, 13, "cores.cpus.2", "CPU 5 does not exist: this machine has 2 CPUs (0-1)", 2},
+    {"unplaced lcore beyond the CPUs", PORT "cores:\n  workers: [1, 2, 3]\n  cpus: {2: 1}\n",
+     3, 19, "cores.workers[2]", "lcore 3 does not exist: this machine has 2 CPUs (0-1) "
+     "(cores.cpus can place it on one)", 2},
+    {"cpus not a map", PORT "cores:\n  cpus: [1]\n", 3, 9, "cores.cpus",
+     "expected a map of lcore: CPU", 2},
+    {"cpus key not a number", PORT "cores:\n  cpus: {one: 1}\n", 3, 10, "cores.cpus",
+     "expected an lcore id (an integer)", 2},
     {"control lcore among workers", PORT "cores:\n  control: 1\n  workers: [2, 1]\n", 4, 16,
      "cores.workers[1]", "lcore 1 is the control lcore"},
     {"worker listed twice", PORT "cores:\n  workers: [1, 1]\n", 3, 16, "cores.workers[1]",
