@@ -38,6 +38,7 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
             {"stateless_packets", &b.stateless_packets},
             {"icmp_errors_translated", &b.icmp_errors},
             {"later_fragments", &b.later_fragments},
+            {"resets_sent", &b.resets_sent},
         };
         for (const auto &[name, counter] : balancing)
             out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';

@@ -15,4 +15,9 @@ inline void write_be16(uint8_t *p, uint16_t value) {
     p[1] = uint8_t(value);
 }
 
+inline void write_be32(uint8_t *p, uint32_t value) {
+    write_be16(p, uint16_t(value >> 16));
+    write_be16(p + 2, uint16_t(value));
+}
+
 } // namespace sluice

@@ -180,10 +180,29 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
 
     if (flow && service.removed_backend_flows == RemovedBackendFlows::reset &&
         !has_backend(service, flow->reverse)) {
-        // The service says flows end with their backend: forget this one, so
-        // the client's retry finds a backend that is still there.
+        // The service says flows end with their backend: forget this one, and
+        // tell a TCP client at once, so its retry finds a backend that is
+        // still there.
         flows_.remove(found.id);
-        return dropped(DropReason::backend_removed);
+        const uint32_t length =
+            packet.has_l4 ? turn_into_reset(frame.data, packet,
+                                            snapshot.ports()[ingress_port].mac.bytes.data())
+                          : 0;
+        if (length == 0)
+            return dropped(DropReason::backend_removed);
+        frame.length = length;
+        counters.resets_sent.increment();
+        return {BalanceVerdict::forward, DropReason::none, ingress_port};
+    }
+    // A SYN on a flow that was closing opens a new connection with a reused
+    // source port: it is balanced afresh (as IPVS's conn_reuse_mode does),
+    // else it would inherit the old backend, which may have left, and the
+    // old SNAT port, which the backend may still hold in TIME_WAIT.
+    FlowId replaced = no_flow;
+    if (flow && flow->state == FlowState::closing && key.protocol == ip_proto::tcp &&
+        is_new_connection(flags)) {
+        replaced = found.id;
+        flow = nullptr;
     }
     if (flow) {
         flow->state = next_state(flow->state, key.protocol, flags, false);
@@ -216,6 +235,9 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
             if (backend.port_be)
                 reverse.source_port = backend.port_be;
         }
+        // Only now, so that the SNAT port chosen above is another one.
+        if (replaced != no_flow)
+            flows_.remove(replaced);
         Flow fresh;
         fresh.forward = key;
         fresh.reverse = reverse;

@@ -23,6 +23,7 @@ struct BalancerCounters {
     Counter stateless_packets;  // balanced by Maglev alone: the flow table was full
     Counter icmp_errors;        // ICMP errors about a flow, translated and passed on
     Counter later_fragments;    // fragments after the first, balanced as their datagram
+    Counter resets_sent;        // RSTs to clients whose backend left a `reset` service
 };
 
 // A frame in its buffer: `headroom` bytes before `data` may be claimed by an

@@ -367,4 +367,74 @@ bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKe
     return true;
 }
 
+uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8_t source_mac[6]) {
+    constexpr uint8_t fin = 0x01, syn = 0x02, rst = 0x04, ack = 0x10;
+    constexpr size_t tcp_header = 20;
+    if (!is_ip(packet) || !packet.has_l4 || packet.l4_protocol != ip_proto::tcp ||
+        packet.vlan_count != 0)
+        return 0;
+    const uint8_t *in = frame + packet.l4_offset;
+    const uint8_t flags = in[13];
+    if (flags & rst)
+        return 0;
+    const uint32_t seq = read_be32(in + 4), acknowledged = read_be32(in + 8);
+    const uint32_t data_offset = uint32_t(in[12] >> 4) * 4;
+    const uint32_t segment_length = packet.l4_length - std::min<uint32_t>(data_offset, packet.l4_length) +
+                                    ((flags & syn) ? 1 : 0) + ((flags & fin) ? 1 : 0);
+    uint8_t ports[4] = {in[2], in[3], in[0], in[1]};
+
+    // Ethernet: back to where it came from.
+    std::memmove(frame, frame + 6, 6);
+    std::memcpy(frame + 6, source_mac, 6);
+    uint8_t *ip = frame + packet.l3_offset;
+    const bool ipv6 = packet.network == NetworkLayer::ipv6;
+    uint8_t source[16], destination[16];
+    const size_t address_length = ipv6 ? 16 : 4;
+    std::memcpy(source, ip + (ipv6 ? ipv6_destination : ipv4_destination), address_length);
+    std::memcpy(destination, ip + (ipv6 ? ipv6_source : ipv4_source), address_length);
+    const size_t ip_header = ipv6 ? ipv6_header_length : ipv4_min_header;
+    uint8_t *tcp = ip + ip_header;
+
+    std::memset(tcp, 0, tcp_header);
+    std::memcpy(tcp, ports, 4);
+    if (flags & ack) {
+        write_be32(tcp + 4, acknowledged);
+        tcp[13] = rst;
+    } else {
+        write_be32(tcp + 8, seq + segment_length);
+        tcp[13] = rst | ack;
+    }
+    tcp[12] = uint8_t((tcp_header / 4) << 4);
+
+    uint64_t pseudo;
+    if (ipv6) {
+        ip[0] = 0x60;
+        ip[1] = ip[2] = ip[3] = 0;
+        write_be16(ip + 4, uint16_t(tcp_header));
+        ip[6] = ip_proto::tcp;
+        ip[ipv6_hop_limit] = 64;
+        std::memcpy(ip + ipv6_source, source, 16);
+        std::memcpy(ip + ipv6_destination, destination, 16);
+        pseudo = ipv6_pseudo_header_sum(source, destination, tcp_header, ip_proto::tcp);
+    } else {
+        ip[0] = 0x45;
+        ip[1] = 0;
+        write_be16(ip + 2, uint16_t(ipv4_min_header + tcp_header));
+        write_be16(ip + 4, 0);
+        write_be16(ip + 6, 0x4000);  // DF
+        ip[ipv4_ttl] = 64;
+        ip[9] = ip_proto::tcp;
+        std::memcpy(ip + ipv4_source, source, 4);
+        std::memcpy(ip + ipv4_destination, destination, 4);
+        ip[ipv4_header_checksum] = ip[ipv4_header_checksum + 1] = 0;
+        const uint16_t header_sum = internet_checksum(ip, ipv4_min_header);
+        std::memcpy(ip + ipv4_header_checksum, &header_sum, 2);
+        const uint8_t tail[4] = {0, ip_proto::tcp, 0, uint8_t(tcp_header)};
+        pseudo = checksum_add(checksum_add(checksum_add(0, source, 4), destination, 4), tail, 4);
+    }
+    const uint16_t tcp_sum = checksum_finish(checksum_add(pseudo, tcp, tcp_header));
+    std::memcpy(tcp + tcp_checksum, &tcp_sum, 2);
+    return uint32_t(packet.l3_offset + ip_header + tcp_header);
+}
+
 } // namespace sluice::lb

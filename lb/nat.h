@@ -42,4 +42,12 @@ bool quoted_flow_key(const uint8_t *frame, const ParsedPacket &packet, FlowKey &
 bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKey &outer,
                         const FlowKey &quoted);
 
+// Turns a TCP segment (untagged Ethernet, IPv4 or IPv6, L4 header present)
+// into the RST that answers it (RFC 9293 3.10.7.1): addresses and ports
+// swapped, from `source_mac` to the MAC the segment came from, no IP options
+// or extension headers, no payload, checksums computed afresh. Returns the
+// new frame length, or 0, changing nothing, for a segment that is itself a
+// RST (never answered) or not TCP.
+uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8_t source_mac[6]);
+
 } // namespace sluice::lb

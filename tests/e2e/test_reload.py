@@ -80,7 +80,46 @@ def test_bad_reload_changes_nothing(gateway):
     assert "services[1].mode" in answer
     answer = reload(gateway, original.replace("memory_mb: 256", "memory_mb: 512"))
     assert answer == " refused, nothing changed: eal changed, which needs a restart", answer
+    Path(gateway.config).write_text(original)  # the file as it runs, for the next tests
     # Still balancing as before.
     outcome = spread(gateway.lab, 60)
     assert outcome["failures"] == 0
     assert sorted(outcome["answers"]) == ["be1", "be2"], outcome
+
+
+def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
+    """web-reload set to `reset`, then given only be3: a download from be1 or
+    be2 is cut at once with a RST from the VIP (curl: connection reset), not
+    left to time out; new connections go to be3."""
+    lab = gateway.lab
+    original = Path(gateway.config).read_text()
+    resetting = original.replace(
+        "    local_addresses: [198.18.1.103]\n",
+        "    local_addresses: [198.18.1.103]\n    removed_backend_flows: reset\n")
+    assert resetting != original
+    payload = os.urandom(16 * 1024 * 1024)
+    for backend in ("be1", "be2", "be3"):
+        Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").write_bytes(payload)
+    assert reload(gateway, resetting).startswith("ed ")
+    try:
+        before = gateway.counters()
+        download = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns("client"), "curl", "-sS", "-o", "/dev/null",
+             "--noproxy", "*", "--limit-rate", "2M", "-m", "30", f"http://{VIP}/slow.bin"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        answer = reload(gateway, with_reload_backends(
+            resetting, "      - address: 198.18.1.13\n"))
+        assert answer.startswith("ed "), answer
+        started = time.monotonic()
+        _, err = download.communicate(timeout=40)
+        # Cut well before its 8 s at 2 MB/s, or the 30 s limit.
+        assert download.returncode == 56, (download.returncode, err)
+        assert "reset" in err.lower(), err
+        assert time.monotonic() - started < 5
+        after = gateway.counters()
+        assert after["sluice_worker_resets_sent"] > before.get("sluice_worker_resets_sent", 0)
+        outcome = spread(lab, 30)
+        assert outcome["failures"] == 0 and sorted(outcome["answers"]) == ["be3"], outcome
+    finally:
+        assert reload(gateway, original).startswith("ed ")

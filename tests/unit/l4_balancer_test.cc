@@ -177,6 +177,31 @@ TEST_F(Balancer, FullNatThereAndBack) {
     EXPECT_EQ(counters.new_flows.read(), 1u);
 }
 
+TEST_F(Balancer, ASynOnAClosingFlowStartsANewOne) {
+    auto snat_port_of = [](const Packet &p) {
+        const Bytes sent = p.bytes();
+        ParsedPacket parsed;
+        EXPECT_EQ(parse_packet(sent.data(), uint32_t(sent.size()), parsed), DropReason::none);
+        return flow_key_of(sent.data(), parsed).source_port;
+    };
+    Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
+    ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
+    const uint16_t first_port = snat_port_of(syn);
+    // A retransmitted SYN is the same connection.
+    Packet again(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
+    ASSERT_EQ(run(again, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(snat_port_of(again), first_port);
+    EXPECT_EQ(counters.new_flows.read(), 1u);
+    // The client closes; then reuses its port for a new connection.
+    Packet fin(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x11));
+    ASSERT_EQ(run(fin, client_port_index).verdict, BalanceVerdict::forward);
+    Packet reuse(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
+    ASSERT_EQ(run(reuse, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(counters.new_flows.read(), 2u);
+    EXPECT_NE(snat_port_of(reuse), first_port);
+    EXPECT_EQ(flows.size(), 1u);
+}
+
 TEST_F(Balancer, FullNatRefusesMidStreamSegmentsWithoutFlow) {
     Packet ack(tcp_frame(gw_client_mac, client4, vip_fullnat, 40001, 80, 0x10));
     const BalanceResult out = run(ack, client_port_index);
@@ -395,8 +420,35 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
     EXPECT_EQ(kept.frame.data[14 + 19], backend_octet);  // same backend as before
 
     snapshot = without(RemovedBackendFlows::reset);
-    Packet reset(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x10));
-    EXPECT_EQ(run(reset, client_port_index).reason, DropReason::backend_removed);
+    // The client's next segment (seq 1000, ack 5000) is answered with a RST
+    // from the VIP, sequenced at what it acknowledged.
+    Bytes segment = tcp(40200, 80, 0x10);
+    append(segment, Bytes(100, 'x'));
+    put16(segment, 4, 0);
+    put16(segment, 6, 1000);
+    put16(segment, 8, 0);
+    put16(segment, 10, 5000);
+    Packet reset(ipv4_frame(gw_client_mac, client_mac, client4, vip_fullnat, 6,
+                            with_transport_checksum(client4, vip_fullnat, 6, segment)));
+    const BalanceResult answered = run(reset, client_port_index);
+    ASSERT_EQ(answered.verdict, BalanceVerdict::forward);
+    EXPECT_EQ(answered.egress_port, client_port_index);
+    const Bytes rst = reset.bytes();
+    ASSERT_EQ(rst.size(), 14u + 20 + 20);
+    EXPECT_EQ(Bytes(rst.begin(), rst.begin() + 6), Bytes(client_mac.bytes.begin(), client_mac.bytes.end()));
+    EXPECT_EQ(Bytes(rst.begin() + 6, rst.begin() + 12), Bytes(gw_client_mac.bytes.begin(), gw_client_mac.bytes.end()));
+    ParsedPacket p;
+    ASSERT_EQ(parse_packet(rst.data(), uint32_t(rst.size()), p), DropReason::none);
+    const FlowKey k = flow_key_of(rst.data(), p);
+    EXPECT_EQ(0, std::memcmp(k.source.data(), vip_fullnat.bytes.data(), 4));
+    EXPECT_EQ(0, std::memcmp(k.destination.data(), client4.bytes.data(), 4));
+    EXPECT_EQ(k.source_port, 0x5000);
+    EXPECT_EQ(rst[34 + 13], 0x04);  // RST alone: the segment had ACK
+    EXPECT_EQ(rst[34 + 7], 5000 & 0xff);
+    EXPECT_EQ(rst[34 + 6], 5000 >> 8);
+    EXPECT_TRUE(tcp_checksum_ok(rst));
+    EXPECT_EQ(internet_checksum(rst.data() + 14, 20), 0);
+    EXPECT_EQ(counters.resets_sent.read(), 1u);
     // The flow is gone: the client's new SYN goes to a backend still there.
     Packet again(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
     ASSERT_EQ(run(again, client_port_index).verdict, BalanceVerdict::forward);

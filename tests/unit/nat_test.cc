@@ -742,5 +742,45 @@ TEST(IcmpError, MutatedAndTruncatedFramesStayWithinTheIpPacket) {
     EXPECT_EQ(rewrites, quotes_found);
 }
 
+TEST(TurnIntoReset, AnswersASynOverIpv6WithRstAck) {
+    const IpAddress client = ip("2001:db8:0:1::2"), vip = ip("2001:db8:10::1");
+    const MacAddress client_mac = mac("02:00:00:00:00:02"), gw = mac("02:00:00:00:01:00");
+    Bytes syn = tcp(40000, 80, 0x02, 12);  // with options, which the RST drops
+    syn[4] = 0x10;                         // seq 0x10000000
+    Bytes frame = concat({ethernet(gw, client_mac, 0x86dd), ipv6(client, vip, 0, 8 + syn.size()),
+                          ipv6_extension(6), with_transport_checksum(client, vip, 6, syn)});
+    ParsedPacket p;
+    ASSERT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), p), DropReason::none);
+    const uint32_t length = turn_into_reset(frame.data(), p, gw.bytes.data());
+    ASSERT_EQ(length, 14u + 40 + 20);
+    frame.resize(length);
+    ASSERT_EQ(parse_packet(frame.data(), length, p), DropReason::none);
+    EXPECT_EQ(p.l4_protocol, 6);
+    const FlowKey k = flow_key_of(frame.data(), p);
+    EXPECT_EQ(0, std::memcmp(k.source.data(), vip.bytes.data(), 16));
+    EXPECT_EQ(0, std::memcmp(k.destination.data(), client.bytes.data(), 16));
+    EXPECT_EQ(ntohs(k.source_port), 80);
+    EXPECT_EQ(ntohs(k.destination_port), 40000);
+    const uint8_t *rst = frame.data() + p.l4_offset;
+    EXPECT_EQ(rst[13], 0x14);  // RST|ACK: the SYN had no ACK
+    EXPECT_EQ(Bytes(rst + 4, rst + 8), (Bytes{0, 0, 0, 0}));
+    EXPECT_EQ(Bytes(rst + 8, rst + 12), (Bytes{0x10, 0, 0, 1}));  // SEG.SEQ + 1 for the SYN
+    EXPECT_EQ(Bytes(frame.begin(), frame.begin() + 6), Bytes(client_mac.bytes.begin(), client_mac.bytes.end()));
+    EXPECT_EQ(checksum_finish(checksum_add(pseudo_header_sum(vip, client, 20, 6), rst, 20)), 0);
+}
+
+TEST(TurnIntoReset, NeverAnswersARstOrAnotherProtocol) {
+    const IpAddress a = ip("198.18.0.2"), b = ip("198.18.10.1");
+    const MacAddress m = mac("02:00:00:00:00:02");
+    for (const Bytes &original : {ipv4_frame(m, m, a, b, 6, with_transport_checksum(a, b, 6, tcp(1, 2, 0x04))),
+                                  ipv4_frame(m, m, a, b, 17, with_transport_checksum(a, b, 17, udp(1, 2, 0)))}) {
+        Bytes frame = original;
+        ParsedPacket p;
+        ASSERT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), p), DropReason::none);
+        EXPECT_EQ(turn_into_reset(frame.data(), p, m.bytes.data()), 0u);
+        EXPECT_EQ(frame, original);
+    }
+}
+
 } // namespace
 } // namespace sluice::lb
