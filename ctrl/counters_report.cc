@@ -39,6 +39,7 @@ void write_worker(std::ostream &out, const dataplane::WorkerContext &worker) {
             {"icmp_errors_translated", &b.icmp_errors},
             {"later_fragments", &b.later_fragments},
             {"resets_sent", &b.resets_sent},
+            {"icmp_too_big_sent", &b.icmp_too_big_sent},
         };
         for (const auto &[name, counter] : balancing)
             out << "sluice_worker_" << name << label << ' ' << counter->read() << '\n';

@@ -95,6 +95,7 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
     for (size_t i = 0; i < config.ports.size(); ++i) {
         lb::EgressPort port;
         port.mac = ports[i].mac;
+        port.mtu = uint16_t(config.ports[i].mtu);
         port.local = local_addresses(config, config.ports[i], ports[i].mac);
         for (const InterfaceAddress &own : config.ports[i].addresses) {
             if (own.address.is_v4() && !port.has_ipv4) {

@@ -57,6 +57,7 @@ namespace sluice {
     X(reverse_tuple_in_use, "a nat flow whose answers would look like another flow's")   \
     X(ttl_exceeded, "TTL or hop limit would reach zero")                                 \
     X(no_room_for_encapsulation, "no headroom or address for the DSR outer header")      \
+    X(too_big_to_encapsulate, "too big for the link once encapsulated; no ICMP sent")   \
     /* Forwarding */                                                                     \
     X(no_exception_path, "not for the gateway and the port has no exception path")      \
     X(exception_path_full, "the exception path TAP did not take the packet")            \

@@ -1,5 +1,6 @@
 #include "lb/l4_balancer.h"
 
+#include <algorithm>
 #include <cstring>
 
 #include "dataplane/byte_order.h"
@@ -265,21 +266,27 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         return dropped(DropReason::next_hop_unresolved);
     if (!next_hop->resolved)  // the flow is kept: the retry finds it
         return {BalanceVerdict::await_next_hop, DropReason::next_hop_unresolved, 0};
+    const EgressPort &egress = snapshot.ports()[next_hop->egress_port];
+    const uint16_t inner_length = uint16_t(packet.l3_end - packet.l3_offset);
+    const IpAddress backend = address_of(reverse.source, reverse.family);
+    const bool gue = service.encapsulation == DsrEncapsulation::gue;
+    const size_t overhead = service.mode != ForwardingMode::dsr ? 0
+                            : gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
+                                  : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
+    // Encapsulated, it would not fit the link: the client must learn the
+    // smaller MTU (path MTU discovery), as from any router on its path.
+    if (inner_length + overhead > egress.mtu)
+        return too_big(frame, packet, ingress_port, snapshot, uint16_t(egress.mtu - overhead), now,
+                       counters);
     if (!decrement_hop_limit(frame.data, packet))
         return dropped(DropReason::ttl_exceeded);
-    const EgressPort &egress = snapshot.ports()[next_hop->egress_port];
 
     if (service.mode == ForwardingMode::dsr) {
         // The packet travels unchanged inside an outer header to the backend.
-        const IpAddress backend = address_of(reverse.source, reverse.family);
         const IpAddress &source = backend.is_v4() ? egress.ipv4 : egress.ipv6;
-        const bool gue = service.encapsulation == DsrEncapsulation::gue;
-        const size_t overhead = gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
-                                    : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
         if ((backend.is_v4() ? !egress.has_ipv4 : !egress.has_ipv6) || frame.headroom < overhead)
             return dropped(DropReason::no_room_for_encapsulation);
         uint8_t *inner = frame.data + packet.l3_offset;
-        const uint16_t inner_length = uint16_t(packet.l3_end - packet.l3_offset);
         uint8_t *start = frame.data - overhead;
         std::memmove(start, frame.data, ethernet_header_length);
         const size_t written =
@@ -301,6 +308,35 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     set_ethernet(frame.data, next_hop->mac, egress.mac);
     counters.to_backend_packets.increment();
     return {BalanceVerdict::forward, DropReason::none, next_hop->egress_port};
+}
+
+BalanceResult L4Balancer::too_big(FrameBuffer &frame, const ParsedPacket &packet,
+                                  uint16_t ingress_port, const Snapshot &snapshot, uint16_t mtu,
+                                  uint32_t now, BalancerCounters &counters) {
+    const bool ipv6 = packet.network == NetworkLayer::ipv6;
+    // IPv4 without DF may be fragmented on the way; we do not fragment.
+    const bool dont_fragment = ipv6 || (frame.data[packet.l3_offset + 6] & 0x40);
+    const EgressPort &port = snapshot.ports()[ingress_port];
+    if (!dont_fragment || !(ipv6 ? port.has_ipv6 : port.has_ipv4) || !icmp_budget(now))
+        return dropped(DropReason::too_big_to_encapsulate);
+    const uint32_t length = turn_into_too_big(frame.data, frame.length, packet,
+                                              ipv6 ? port.ipv6 : port.ipv4, port.mac.bytes.data(),
+                                              mtu);
+    if (length == 0)
+        return dropped(DropReason::too_big_to_encapsulate);
+    frame.length = length;
+    counters.icmp_too_big_sent.increment();
+    return {BalanceVerdict::forward, DropReason::none, ingress_port};
+}
+
+bool L4Balancer::icmp_budget(uint32_t now) {
+    // A token bucket: 1 per ms up to a burst of icmp_burst (RFC 1812 4.3.2.8).
+    icmp_tokens_ = std::min<uint32_t>(icmp_burst, icmp_tokens_ + (now - icmp_refilled_));
+    icmp_refilled_ = now;
+    if (icmp_tokens_ == 0)
+        return false;
+    --icmp_tokens_;
+    return true;
 }
 
 BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &packet,

@@ -24,6 +24,7 @@ struct BalancerCounters {
     Counter icmp_errors;        // ICMP errors about a flow, translated and passed on
     Counter later_fragments;    // fragments after the first, balanced as their datagram
     Counter resets_sent;        // RSTs to clients whose backend left a `reset` service
+    Counter icmp_too_big_sent;  // to clients whose packets would not fit once encapsulated
 };
 
 // A frame in its buffer: `headroom` bytes before `data` may be claimed by an
@@ -112,6 +113,10 @@ private:
     BalanceResult later_fragment(FrameBuffer &frame, const ParsedPacket &packet,
                                  uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
                                  BalancerCounters &counters);
+    BalanceResult too_big(FrameBuffer &frame, const ParsedPacket &packet, uint16_t ingress_port,
+                          const Snapshot &snapshot, uint16_t mtu, uint32_t now,
+                          BalancerCounters &counters);
+    bool icmp_budget(uint32_t now);
     BalanceResult icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
                              const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
@@ -120,6 +125,9 @@ private:
     FlowTable &flows_;
     SnatPortRange snat_;
     FragmentTable fragments_;
+    static constexpr uint32_t icmp_burst = 100;
+    uint32_t icmp_tokens_ = icmp_burst;
+    uint32_t icmp_refilled_ = 0;  // ms
 };
 
 } // namespace sluice::lb

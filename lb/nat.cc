@@ -437,4 +437,64 @@ uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8
     return uint32_t(packet.l3_offset + ip_header + tcp_header);
 }
 
+uint32_t turn_into_too_big(uint8_t *frame, uint32_t capacity, const ParsedPacket &packet,
+                           const IpAddress &from, const uint8_t source_mac[6], uint16_t mtu) {
+    constexpr size_t icmp_header = 8;
+    constexpr size_t ipv4_quote_limit = 576 - ipv4_min_header - icmp_header;
+    constexpr size_t ipv6_quote_limit = 1280 - ipv6_header_length - icmp_header;
+    const bool ipv6 = packet.network == NetworkLayer::ipv6;
+    if (!is_ip(packet) || packet.vlan_count != 0 || from.is_v4() == ipv6)
+        return 0;
+    const size_t ip_header = ipv6 ? ipv6_header_length : ipv4_min_header;
+    const size_t quote = std::min<size_t>(packet.l3_end - packet.l3_offset,
+                                          ipv6 ? ipv6_quote_limit : ipv4_quote_limit);
+    const size_t quote_at = packet.l3_offset + ip_header + icmp_header;
+    if (quote_at + quote > capacity)
+        return 0;
+    uint8_t *ip = frame + packet.l3_offset;
+    uint8_t destination[16];
+    std::memcpy(destination, ip + (ipv6 ? ipv6_source : ipv4_source), ipv6 ? 16 : 4);
+    std::memmove(frame + quote_at, ip, quote);
+
+    std::memmove(frame, frame + 6, 6);
+    std::memcpy(frame + 6, source_mac, 6);
+    uint8_t *icmp = ip + ip_header;
+    std::memset(icmp, 0, icmp_header);
+    const uint16_t icmp_length = uint16_t(icmp_header + quote);
+    if (ipv6) {
+        icmp[0] = 2;  // packet too big
+        write_be32(icmp + 4, mtu);
+        ip[0] = 0x60;
+        ip[1] = ip[2] = ip[3] = 0;
+        write_be16(ip + 4, icmp_length);
+        ip[6] = ip_proto::icmpv6;
+        ip[ipv6_hop_limit] = 255;
+        std::memcpy(ip + ipv6_source, from.bytes.data(), 16);
+        std::memcpy(ip + ipv6_destination, destination, 16);
+        const uint16_t sum = checksum_finish(checksum_add(
+            ipv6_pseudo_header_sum(from.bytes.data(), destination, icmp_length, ip_proto::icmpv6),
+            icmp, icmp_length));
+        std::memcpy(icmp + icmp_checksum, &sum, 2);
+    } else {
+        icmp[0] = 3;  // destination unreachable
+        icmp[1] = 4;  // fragmentation needed and DF set
+        write_be16(icmp + 6, mtu);
+        const uint16_t sum = internet_checksum(icmp, icmp_length);
+        std::memcpy(icmp + icmp_checksum, &sum, 2);
+        ip[0] = 0x45;
+        ip[1] = 0;
+        write_be16(ip + 2, uint16_t(ipv4_min_header + icmp_length));
+        write_be16(ip + 4, 0);
+        write_be16(ip + 6, 0);
+        ip[ipv4_ttl] = 64;
+        ip[9] = ip_proto::icmp;
+        std::memcpy(ip + ipv4_source, from.bytes.data(), 4);
+        std::memcpy(ip + ipv4_destination, destination, 4);
+        ip[ipv4_header_checksum] = ip[ipv4_header_checksum + 1] = 0;
+        const uint16_t header_sum = internet_checksum(ip, ipv4_min_header);
+        std::memcpy(ip + ipv4_header_checksum, &header_sum, 2);
+    }
+    return uint32_t(quote_at + quote);
+}
+
 } // namespace sluice::lb

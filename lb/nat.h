@@ -5,6 +5,7 @@
 
 #include <cstdint>
 
+#include "dataplane/net_addr.h"
 #include "dataplane/packet_parse.h"
 #include "lb/flow_key.h"
 
@@ -49,5 +50,15 @@ bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKe
 // new frame length, or 0, changing nothing, for a segment that is itself a
 // RST (never answered) or not TCP.
 uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8_t source_mac[6]);
+
+// Turns a packet (untagged Ethernet, IPv4 or IPv6) that is too big for the
+// next link into the ICMP error that says so, back to its sender: IPv4
+// "fragmentation needed" (RFC 1191) quoting up to 548 bytes, IPv6 "packet
+// too big" (RFC 8201) quoting up to 1232, from `from` (an address of the
+// packet's family) and `source_mac`, to the MAC the packet came from.
+// `capacity` is the room the frame's buffer has. Returns the new frame
+// length, or 0, changing nothing, when it cannot.
+uint32_t turn_into_too_big(uint8_t *frame, uint32_t capacity, const ParsedPacket &packet,
+                           const IpAddress &from, const uint8_t source_mac[6], uint16_t mtu);
 
 } // namespace sluice::lb

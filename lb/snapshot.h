@@ -57,6 +57,7 @@ struct EgressPort {
     MacAddress mac;
     IpAddress ipv4, ipv6;
     bool has_ipv4 = false, has_ipv6 = false;
+    uint16_t mtu = 1500;  // of the link: IP packets up to this size
     // What the port answers ARP, ND and echo for: its own addresses, the
     // VIPs and the SNAT addresses.
     LocalAddresses local;

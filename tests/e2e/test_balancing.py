@@ -125,6 +125,38 @@ def test_dsr_connections_reach_every_backend(gateway, vip):
     assert after["sluice_worker_to_client_packets"] == before["sluice_worker_to_client_packets"]
 
 
+# One request with a 6000-byte header: the client's full-sized segments do
+# not fit the backend link once encapsulated, until the gateway's ICMP error
+# teaches the client's kernel the smaller path MTU.
+LARGE_REQUEST = textwrap.dedent("""
+    import socket, sys
+    host = sys.argv[1]
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as s:
+        s.settimeout(20)
+        s.connect((host, 80))
+        s.sendall(b"GET / HTTP/1.0\\r\\nHost: lab\\r\\nX-Pad: " + b"a" * 6000 + b"\\r\\n\\r\\n")
+        data = b""
+        while chunk := s.recv(4096):
+            data += chunk
+    print(data.split(b"\\r\\n\\r\\n", 1)[1].strip().decode())
+""")
+
+
+@pytest.mark.parametrize("vip", [DSR_IPIP4, DSR_IPIP6, DSR_GUE4])
+def test_dsr_full_sized_segments_learn_the_path_mtu(gateway, vip):
+    lab = gateway.lab
+    # Forget what an earlier run taught the client's kernel.
+    lab.exec("client", "ip", "-4", "route", "flush", "cache")
+    lab.exec("client", "ip", "-6", "route", "flush", "cache")
+    before = gateway.counters()
+    result = lab.exec("client", "/usr/bin/python3", "-c", LARGE_REQUEST, vip, timeout=60)
+    assert result.stdout.strip() in ("be1", "be2", "be3"), result.stdout + result.stderr
+    after = gateway.counters()
+    assert (after.get("sluice_worker_icmp_too_big_sent", 0)
+            > before.get("sluice_worker_icmp_too_big_sent", 0)), (before, after)
+
+
 @pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, DSR_IPIP4, DSR_GUE4])
 def test_wrk_runs_without_errors(gateway, vip):
     """wrk keeps 16 connections busy for 3 s on each mode's VIP: every request

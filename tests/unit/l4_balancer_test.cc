@@ -59,6 +59,8 @@ std::unique_ptr<Snapshot> lab_snapshot(bool resolved = true) {
     std::vector<EgressPort> ports(2);
     ports[client_port_index].mac = gw_client_mac;
     ports[backend_port_index].mac = gw_backend_mac;
+    ports[client_port_index].ipv4 = ip("198.18.0.1");
+    ports[client_port_index].has_ipv4 = true;
     ports[backend_port_index].ipv4 = ip("198.18.1.1");
     ports[backend_port_index].ipv6 = ip("2001:db8:0:2::1");
     ports[backend_port_index].has_ipv4 = ports[backend_port_index].has_ipv6 = true;
@@ -200,6 +202,58 @@ TEST_F(Balancer, ASynOnAClosingFlowStartsANewOne) {
     EXPECT_EQ(counters.new_flows.read(), 2u);
     EXPECT_NE(snat_port_of(reuse), first_port);
     EXPECT_EQ(flows.size(), 1u);
+}
+
+TEST_F(Balancer, DsrTellsTheClientWhatFitsOnceEncapsulated) {
+    // A full 1500-byte segment with DF: 20 more bytes of IP-in-IP exceed the
+    // backend link's MTU of 1500.
+    Bytes segment = tcp(40300, 80, 0x10);
+    append(segment, Bytes(1500 - 20 - 20, 'x'));
+    segment = with_transport_checksum(client4, vip_dsr, 6, segment);
+    Bytes frame = ipv4_frame(gw_client_mac, client_mac, client4, vip_dsr, 6, segment);
+    frame[14 + 6] = 0x40;  // DF
+    frame[14 + 10] = frame[14 + 11] = 0;
+    const uint16_t sum = internet_checksum(frame.data() + 14, 20);
+    std::memcpy(frame.data() + 14 + 10, &sum, 2);
+    const Bytes original = frame;
+
+    Packet big(frame);
+    const BalanceResult out = run(big, client_port_index);
+    ASSERT_EQ(out.verdict, BalanceVerdict::forward);
+    EXPECT_EQ(out.egress_port, client_port_index);
+    const Bytes icmp = big.bytes();
+    ASSERT_EQ(icmp.size(), 14u + 20 + 8 + 548);
+    EXPECT_EQ(Bytes(icmp.begin(), icmp.begin() + 6), Bytes(client_mac.bytes.begin(), client_mac.bytes.end()));
+    EXPECT_EQ(internet_checksum(icmp.data() + 14, 20), 0);
+    EXPECT_EQ(Bytes(icmp.begin() + 14 + 12, icmp.begin() + 14 + 16), (Bytes{198, 18, 0, 1}));
+    EXPECT_EQ(Bytes(icmp.begin() + 14 + 16, icmp.begin() + 14 + 20), (Bytes{198, 18, 0, 2}));
+    EXPECT_EQ(icmp[34], 3);
+    EXPECT_EQ(icmp[35], 4);
+    EXPECT_EQ(icmp[34 + 6] << 8 | icmp[34 + 7], 1480);
+    EXPECT_EQ(internet_checksum(icmp.data() + 34, icmp.size() - 34), 0);
+    // It quotes the client's packet as it came (the TTL untouched).
+    EXPECT_EQ(Bytes(icmp.begin() + 42, icmp.end()),
+              Bytes(original.begin() + 14, original.begin() + 14 + 548));
+    EXPECT_EQ(counters.icmp_too_big_sent.read(), 1u);
+
+    // Without DF it could only be fragmented, which the balancer does not do.
+    Bytes no_df = original;
+    no_df[14 + 6] = 0;
+    no_df[14 + 10] = no_df[14 + 11] = 0;
+    const uint16_t no_df_sum = internet_checksum(no_df.data() + 14, 20);
+    std::memcpy(no_df.data() + 14 + 10, &no_df_sum, 2);
+    Packet fragmentable(no_df);
+    EXPECT_EQ(run(fragmentable, client_port_index).reason, DropReason::too_big_to_encapsulate);
+
+    // At most 100 at once, then 1 per millisecond.
+    for (int i = 0; i < 120; ++i) {
+        Packet more(original);
+        run(more, client_port_index);
+    }
+    EXPECT_EQ(counters.icmp_too_big_sent.read(), 100u);
+    now += 5;
+    Packet later(original);
+    EXPECT_EQ(run(later, client_port_index).verdict, BalanceVerdict::forward);
 }
 
 TEST_F(Balancer, FullNatRefusesMidStreamSegmentsWithoutFlow) {
