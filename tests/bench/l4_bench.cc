@@ -30,6 +30,9 @@ using lb::BalanceVerdict;
 constexpr uint32_t headroom = 128;
 constexpr size_t frame_room = 256;  // headroom + the largest frame + slack
 size_t established_flows = 1'000'000;  // argv[2] may lower it (profiling)
+std::string only_case;  // argv[3]: run just this case (profiling)
+
+bool wanted(const char *name) { return only_case.empty() || only_case == name; }
 constexpr size_t working_set = 65'536;  // distinct frames cycled through per case
 constexpr size_t new_flow_batch = 262'144;
 constexpr size_t burst_size = 32;
@@ -196,7 +199,7 @@ int run(unsigned passes) {
     };
 
     // Baseline: parse, swap MACs, forward.
-    {
+    if (wanted("baseline")) {
         FrameSet set;
         for (size_t i = 0; i < working_set; ++i)
             set.add(tcp_to(ip("198.18.20.1"), i, 0x10));
@@ -217,7 +220,7 @@ int run(unsigned passes) {
     }
 
     // Established fullnat: 1,000,000 flows in the table, packets of random ones.
-    {
+    if (wanted("fullnat_established")) {
         lb::FlowTable flows(established_flows + established_flows / 4, lb::HashKey::random(),
                             {60'000, 3'600'000, 60'000, 60'000});
         lb::L4Balancer balancer(flows, {1024, 65535});
@@ -245,7 +248,7 @@ int run(unsigned passes) {
     }
 
     // New fullnat flows: SYNs of distinct tuples into a fresh table per pass.
-    {
+    if (wanted("fullnat_new")) {
         FrameSet set;
         for (size_t i = 0; i < new_flow_batch; ++i)
             set.add(tcp_to(vip_fullnat, i, 0x02));
@@ -275,7 +278,7 @@ int run(unsigned passes) {
     }
 
     // DSR with IP-in-IP: established flows, each packet encapsulated.
-    {
+    if (wanted("dsr_ipip")) {
         lb::FlowTable flows(working_set * 2, lb::HashKey::random(),
                             {60'000, 3'600'000, 60'000, 60'000});
         lb::L4Balancer balancer(flows, {1024, 65535});
@@ -299,5 +302,7 @@ int main(int argc, char **argv) {
     const unsigned passes = argc > 1 ? unsigned(std::stoul(argv[1])) : 20;
     if (argc > 2)
         sluice::bench::established_flows = std::stoul(argv[2]);
+    if (argc > 3)
+        sluice::bench::only_case = argv[3];
     return sluice::bench::run(passes);
 }
