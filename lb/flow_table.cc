@@ -58,11 +58,7 @@ uint32_t signature_of(uint64_t hash) {
     return s != empty_signature ? s : 1;  // 0 marks an empty slot
 }
 
-// Plain byte compare: FlowKey is 40 bytes without padding, and the compiler
-// turns a fixed-size memcmp into five 8-byte compares.
-bool same_key(const FlowKey &a, const FlowKey &b) {
-    return std::memcmp(&a, &b, sizeof(FlowKey)) == 0;
-}
+bool same_key(const FlowKey &a, const FlowKey &b) { return a == b; }
 
 bool live(const Flow &flow) { return flow.state != vacant; }
 
