@@ -189,6 +189,13 @@ void FlowTable::prefetch_flows(uint64_t hash) const {
     return no_entry;
 }
 
+bool FlowTable::may_hold(uint64_t hash) const {
+    const uint32_t sig = signature_of(hash);
+    const uint32_t primary = uint32_t(hash) & bucket_mask_;
+    return (buckets_[primary].matches(sig) |
+            buckets_[alternate_bucket(primary, sig, bucket_mask_)].matches(sig)) != 0;
+}
+
 FlowLookup FlowTable::lookup(const FlowKey &key, uint64_t hash, uint32_t now) {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
@@ -249,9 +256,11 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
     if (both && same_key(flow.forward, flow.reverse))
         return no_flow;
     // lookup() also reclaims an expired flow holding either key, so that no
-    // key is ever stored twice.
-    if (lookup(flow.forward, forward_hash, now).id != no_flow ||
-        (both && lookup(flow.reverse, reverse_hash, now).id != no_flow))
+    // key is ever stored twice. It runs only when a candidate bucket holds
+    // the key's signature: without one the key is certainly absent, which is
+    // what a new flow finds, for two vector compares per bucket.
+    if ((may_hold(forward_hash) && lookup(flow.forward, forward_hash, now).id != no_flow) ||
+        (both && may_hold(reverse_hash) && lookup(flow.reverse, reverse_hash, now).id != no_flow))
         return no_flow;
 
     // Expired flows in the four candidate buckets, removed when the table has

@@ -136,6 +136,9 @@ private:
     // The entry (flow id | direction bit) of the slot in `bucket` that holds
     // `key`, or no_entry.
     uint32_t find_entry(const Bucket &bucket, uint32_t sig, const FlowKey &key) const;
+    // False when neither candidate bucket holds a slot with the signature of
+    // `hash`: no key with that hash is stored.
+    bool may_hold(uint64_t hash) const;
     bool expired(const Flow &flow, uint32_t now) const {
         // Vacant and any other unknown state: expired. Unsigned difference:
         // right across the wrap of `now` (every 49.7 days in milliseconds),
