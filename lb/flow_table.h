@@ -6,6 +6,7 @@
 #pragma once
 
 #include <atomic>
+#include <iterator>
 #include <cstdint>
 #include <memory>
 
@@ -67,7 +68,14 @@ public:
 
     uint64_t hash(const FlowKey &key) const { return flow_hash(key, key_); }
     // Prefetches the buckets `hash` falls in: call a few packets ahead.
-    void prefetch(uint64_t hash) const;
+    // Inline: it is a handful of instructions, run for every packet.
+    void prefetch(uint64_t hash) const {
+        const uint32_t primary = uint32_t(hash) & bucket_mask_;
+        const char *lines = reinterpret_cast<const char *>(buckets_);
+        __builtin_prefetch(lines + size_t(primary) * 64);
+        __builtin_prefetch(lines + size_t(alternate_bucket(primary, signature_of(hash),
+                                                           bucket_mask_)) * 64);
+    }
     // Once the buckets are in cache: prefetches the flows whose signatures
     // match, so that lookup() finds them loaded too.
     void prefetch_flows(uint64_t hash) const;
@@ -107,12 +115,43 @@ public:
 
 private:
     struct Bucket;
-    bool expired(const Flow &flow, uint32_t now) const;
+    static constexpr uint32_t no_entry = UINT32_MAX;  // no slot's entry is all ones
+
+    // A bucket slot's signature: the high 32 bits of the hash, never 0 (0
+    // marks a free slot).
+    static uint32_t signature_of(uint64_t hash) {
+        const uint32_t s = uint32_t(hash >> 32);
+        return s != 0 ? s : 1;
+    }
+    // The alternate bucket of a key in `bucket` with signature `sig`. XOR
+    // makes it symmetric (the alternate of the alternate is the primary);
+    // the offset is never 0 so the two candidates always differ. The low
+    // signature bits are independent of the primary (the low hash bits), so
+    // the keys that land in a bucket as their alternate still have uniformly
+    // spread signatures.
+    static uint32_t alternate_bucket(uint32_t bucket, uint32_t sig, uint32_t mask) {
+        const uint32_t offset = sig & mask;
+        return bucket ^ (offset != 0 ? offset : 1);
+    }
+    // The entry (flow id | direction bit) of the slot in `bucket` that holds
+    // `key`, or no_entry.
+    uint32_t find_entry(const Bucket &bucket, uint32_t sig, const FlowKey &key) const;
+    // False when neither candidate bucket holds a slot with the signature of
+    // `hash`: no key with that hash is stored.
+    bool may_hold(uint64_t hash) const;
+    bool expired(const Flow &flow, uint32_t now) const {
+        // Vacant and any other unknown state: expired. Unsigned difference:
+        // right across the wrap of `now` (every 49.7 days in milliseconds),
+        // as long as `now` never goes backwards.
+        const auto state = static_cast<uint8_t>(flow.state);
+        return state >= std::size(timeout_of_) || uint32_t(now - flow.last_seen) > timeout_of_[state];
+    }
     bool place(uint64_t hash, FlowId id, bool reverse);
     void unplace(uint64_t hash, FlowId id);
 
     HashKey key_;
-    FlowTimeouts timeouts_;
+    // FlowTimeouts by FlowState: one indexed load instead of a switch.
+    uint32_t timeout_of_[4];
     uint32_t capacity_ = 0;
     std::atomic<uint32_t> size_{0};  // one writer: relaxed load + store, no locked add
     uint32_t bucket_mask_ = 0;

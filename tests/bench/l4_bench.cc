@@ -1,6 +1,7 @@
 // The L4 pipeline benchmark: the per-packet code a worker runs
 // (parse_packet, answer_local, L4Balancer::balance), on synthetic frames in
-// memory, one core, next to a baseline that parses, swaps MACs and forwards.
+// memory, one core, next to a baseline that runs the same burst without the
+// balancer: parse, answer_local, swap MACs.
 // Each case prints one line:
 //   case=<name> mpps=<float> cycles_per_packet=<float>
 // Frames are restored from a pristine copy before every pass, in every case
@@ -30,6 +31,9 @@ using lb::BalanceVerdict;
 constexpr uint32_t headroom = 128;
 constexpr size_t frame_room = 256;  // headroom + the largest frame + slack
 size_t established_flows = 1'000'000;  // argv[2] may lower it (profiling)
+std::string only_case;  // argv[3]: run just this case (profiling)
+
+bool wanted(const char *name) { return only_case.empty() || only_case == name; }
 constexpr size_t working_set = 65'536;  // distinct frames cycled through per case
 constexpr size_t new_flow_batch = 262'144;
 constexpr size_t burst_size = 32;
@@ -167,57 +171,61 @@ int run(unsigned passes) {
     std::mt19937_64 random(42);
 
     // The worker's path for a burst (dataplane/worker.cc, handle_burst):
-    // parse and probe every frame, then answer or balance each.
-    auto worker_burst = [&](lb::L4Balancer &balancer, lb::BalancerCounters &counters,
+    // parse and probe every frame, then answer or balance each. Without a
+    // balancer it is the baseline: the same parse and answer_local, then the
+    // MACs swapped where the balancer would rewrite and address the frame.
+    auto worker_burst = [&](lb::L4Balancer *balancer, lb::BalancerCounters &counters,
                             uint8_t **frames, const uint32_t *lengths, size_t count) {
         ParsedPacket parsed[burst_size];
         lb::FlowProbe probes[burst_size];
         for (size_t i = 0; i < count; ++i) {
-            if (parse_packet(frames[i], lengths[i], parsed[i]) == DropReason::none)
-                balancer.probe(frames[i], parsed[i], probes[i]);
+            if (parse_packet(frames[i], lengths[i], parsed[i]) == DropReason::none && balancer)
+                balancer->probe(frames[i], parsed[i], probes[i]);
         }
-        for (size_t i = 0; i < count; ++i)
-            balancer.prefetch_flows(probes[i]);
+        if (balancer)
+            for (size_t i = 0; i < count; ++i)
+                balancer->prefetch_flows(probes[i]);
         for (size_t i = 0; i < count; ++i) {
             DropReason reason = DropReason::none;
             uint32_t reply_length = lengths[i];
             if (answer_local(frames[i], reply_length, lengths[i] + 64, parsed[i], local, reason) !=
                 LocalReply::not_local)
                 continue;
+            if (!balancer) {
+                uint8_t *frame = frames[i];
+                uint8_t mac_bytes[6];
+                std::memcpy(mac_bytes, frame, 6);
+                std::memcpy(frame, frame + 6, 6);
+                std::memcpy(frame + 6, mac_bytes, 6);
+                sink = sink + parsed[i].l4_offset;
+                continue;
+            }
             lb::FrameBuffer buffer{frames[i], lengths[i], headroom};
             const lb::BalanceResult result =
-                balancer.balance(buffer, parsed[i], probes[i], 0, *snapshot, now, counters);
+                balancer->balance(buffer, parsed[i], probes[i], 0, *snapshot, now, counters);
             sink = sink + result.egress_port + uint64_t(result.verdict);
         }
     };
     auto worker_path = [&](lb::L4Balancer &balancer, lb::BalancerCounters &counters,
                            uint8_t *frame, uint32_t length) {
-        worker_burst(balancer, counters, &frame, &length, 1);
+        worker_burst(&balancer, counters, &frame, &length, 1);
     };
 
-    // Baseline: parse, swap MACs, forward.
-    {
+    // Baseline: the worker's burst without balancing: parse, answer_local,
+    // swap MACs, forward.
+    if (wanted("baseline")) {
         FrameSet set;
         for (size_t i = 0; i < working_set; ++i)
             set.add(tcp_to(ip("198.18.20.1"), i, 0x10));
+        lb::BalancerCounters counters;
         print("baseline", measure(set, passes, hz, [&](uint8_t **frames, const uint32_t *lengths,
-                                                        size_t count) {
-                  for (size_t i = 0; i < count; ++i) {
-                      uint8_t *frame = frames[i];
-                      ParsedPacket parsed;
-                      if (parse_packet(frame, lengths[i], parsed) != DropReason::none)
-                          continue;
-                      uint8_t mac_bytes[6];
-                      std::memcpy(mac_bytes, frame, 6);
-                      std::memcpy(frame, frame + 6, 6);
-                      std::memcpy(frame + 6, mac_bytes, 6);
-                      sink = sink + parsed.l4_offset;
-                  }
+                                                        size_t n) {
+                  worker_burst(nullptr, counters, frames, lengths, n);
               }));
     }
 
     // Established fullnat: 1,000,000 flows in the table, packets of random ones.
-    {
+    if (wanted("fullnat_established")) {
         lb::FlowTable flows(established_flows + established_flows / 4, lb::HashKey::random(),
                             {60'000, 3'600'000, 60'000, 60'000});
         lb::L4Balancer balancer(flows, {1024, 65535});
@@ -238,14 +246,14 @@ int run(unsigned passes) {
             set.add(tcp_to(vip_fullnat, random() % established_flows, 0x10));
         print("fullnat_established",
               measure(set, passes, hz, [&](uint8_t **frames, const uint32_t *lengths, size_t n) {
-                  worker_burst(balancer, counters, frames, lengths, n);
+                  worker_burst(&balancer, counters, frames, lengths, n);
               }));
         if (counters.to_backend_packets.read() < established_flows + working_set * passes)
             std::fprintf(stderr, "bench: fullnat_established did not forward every packet\n");
     }
 
     // New fullnat flows: SYNs of distinct tuples into a fresh table per pass.
-    {
+    if (wanted("fullnat_new")) {
         FrameSet set;
         for (size_t i = 0; i < new_flow_batch; ++i)
             set.add(tcp_to(vip_fullnat, i, 0x02));
@@ -262,7 +270,7 @@ int run(unsigned passes) {
                 const size_t count = std::min(burst_size, set.size() - first);
                 for (size_t i = 0; i < count; ++i)
                     frames[i] = set.working.data() + (first + i) * frame_room + headroom;
-                worker_burst(balancer, counters, frames, set.lengths.data() + first, count);
+                worker_burst(&balancer, counters, frames, set.lengths.data() + first, count);
             }
             cycles += __rdtsc() - start;
             packets += set.size();
@@ -275,7 +283,7 @@ int run(unsigned passes) {
     }
 
     // DSR with IP-in-IP: established flows, each packet encapsulated.
-    {
+    if (wanted("dsr_ipip")) {
         lb::FlowTable flows(working_set * 2, lb::HashKey::random(),
                             {60'000, 3'600'000, 60'000, 60'000});
         lb::L4Balancer balancer(flows, {1024, 65535});
@@ -284,7 +292,7 @@ int run(unsigned passes) {
         for (size_t i = 0; i < working_set; ++i)
             set.add(tcp_to(vip_dsr, i, 0x02));
         auto run_bursts = [&](uint8_t **frames, const uint32_t *lengths, size_t n) {
-            worker_burst(balancer, counters, frames, lengths, n);
+            worker_burst(&balancer, counters, frames, lengths, n);
         };
         measure(set, 1, hz, run_bursts);  // creates the flows
         print("dsr_ipip", measure(set, passes, hz, run_bursts));
@@ -299,5 +307,7 @@ int main(int argc, char **argv) {
     const unsigned passes = argc > 1 ? unsigned(std::stoul(argv[1])) : 20;
     if (argc > 2)
         sluice::bench::established_flows = std::stoul(argv[2]);
+    if (argc > 3)
+        sluice::bench::only_case = argv[3];
     return sluice::bench::run(passes);
 }
