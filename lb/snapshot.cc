@@ -5,14 +5,6 @@
 
 namespace sluice::lb {
 
-namespace {
-
-// The listener table's own fixed key: service lookups need no secrecy (the
-// services are the operator's), only speed and determinism.
-constexpr uint64_t listener_table_seed = 0x6c697374656e6572ull;  // "listener"
-
-} // namespace
-
 FlowKey Snapshot::listener_key(const IpAddress &vip, uint8_t protocol, uint16_t port_be) {
     FlowKey key;
     std::memcpy(key.destination.data(), vip.bytes.data(), vip.is_v4() ? 4 : 16);
@@ -26,8 +18,7 @@ Snapshot::Snapshot(std::vector<Service> services, std::vector<EgressPort> ports,
                    std::vector<std::pair<IpAddress, NextHop>> next_hops, uint64_t maglev_seed,
                    uint64_t generation)
     : services_(std::move(services)), ports_(std::move(ports)),
-      maglev_key_(HashKey::from_seed(maglev_seed)),
-      lookup_key_(HashKey::from_seed(listener_table_seed)), generation_(generation) {
+      maglev_key_(HashKey::from_seed(maglev_seed)), generation_(generation) {
     size_t size = 16;
     while (size < services_.size() * 2)
         size *= 2;
