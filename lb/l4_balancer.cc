@@ -231,8 +231,12 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
                 return dropped(DropReason::snat_ports_exhausted);
         } else {
             // The backend's answer as it would come back: to the client.
+            // Its family is the backend's: a GUE backend may be of the other
+            // family than the client (dsr only, where this tuple is never
+            // indexed).
             reverse = key.reversed();
             copy_address(reverse.source, backend.address);
+            reverse.family = backend.address.is_v4() ? 4 : 6;
             if (backend.port_be)
                 reverse.source_port = backend.port_be;
         }

@@ -282,8 +282,6 @@ struct Row {
     // someone else (the kernel, the worker's retry, another worker) handles it.
     uint16_t egress = backend_side;
     Bytes expected;
-    // A row that shows a bug in lb/: skipped until it is fixed (say which).
-    bool known_bug = false;
 };
 
 // Rows name only the fields they set; the rest keep their defaults, which is
@@ -525,15 +523,9 @@ std::vector<Row> rows() {
         });
     }
 
-    // KNOWN BUG (lb/l4_balancer.cc, to_backend): for a dsr flow the reverse
-    // tuple is the client's key turned round with the backend's address
-    // copied in, so it keeps the *client's* family. With a backend of the
-    // other family, find_next_hop(reverse.source, reverse.family) looks the
-    // backend up under the wrong family and the packet is dropped for
-    // next_hop_unresolved (and address_of() would misread the address were
-    // it found: the first 4 bytes of an IPv6 backend as an IPv4 address).
-    // Mixed-family GUE is allowed by config_services.cc and documented in
-    // docs/configuration.md. Both rows below are skipped until it is fixed.
+    // GUE may carry a packet to a backend of the other family: the flow's
+    // backend-side tuple must take the backend's family, or its next hop is
+    // looked up under the client's (a bug these rows found).
     {
         const Bytes input = from_client(client4, vip_gue_4in6, syn);
         const Bytes inner = concat({ipv4(client4, vip_gue_4in6, tcp_protocol, 20, {}, 0, 63),
@@ -549,7 +541,6 @@ std::vector<Row> rows() {
                                 ipv6(gw_backend6, backend_gue_4in6, udp_protocol, outer_udp.size(),
                                      64),
                                 outer_udp}),
-            .known_bug = true,
         });
     }
     {
@@ -566,7 +557,6 @@ std::vector<Row> rows() {
                                 gateway_ipv4(gw_backend4, backend_gue_6in4, udp_protocol,
                                              outer_udp.size() + inner.size(), 0x4000),
                                 outer_udp, inner}),
-            .known_bug = true,
         });
     }
 
@@ -903,10 +893,6 @@ TEST(BalancerTable, EveryRow) {
     const std::vector<Row> table = rows();
     for (const Row &row : table) {
         SCOPED_TRACE(row.description);
-        if (row.known_bug) {
-            std::printf("[ KNOWN BUG ] skipped: %s\n", row.description);
-            continue;
-        }
         FlowTable flows(1024, HashKey::from_seed(flow_seed));
         L4Balancer balancer(flows, SnatPortRange{snat_port, snat_port});
         BalancerCounters counters;
