@@ -149,7 +149,7 @@ BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket 
 }
 
 bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
-                                const FlowKey &client, uint64_t hash, uint32_t now,
+                                const FlowKey &client, uint32_t now,
                                 FlowKey &reverse) {
     // The backend answers to (local, port): any port of ours that no live
     // flow uses toward the same backend address and port will do.
@@ -159,10 +159,14 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
     reverse.source_port = backend.port_be ? backend.port_be : client.destination_port;
     reverse.protocol = client.protocol;
     reverse.family = client.family;
+    // Ports are taken in turn, not at random: a port comes round again only
+    // after the whole slice has, long after the backend's TIME_WAIT for its
+    // last use (DPVS's SNAT pools do the same), so a new connection never
+    // meets the remains of an old one.
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
-    const uint32_t start = uint32_t(hash >> 32) % range;
     for (unsigned attempt = 0; attempt < snat_attempts && attempt < range; ++attempt) {
-        const uint16_t port = uint16_t(snat_.first + (start + attempt) % range);
+        const uint16_t port = uint16_t(snat_.first + snat_cursor_ % range);
+        snat_cursor_ = (snat_cursor_ + 1) % range;
         reverse.destination_port = uint16_t(port << 8 | port >> 8);
         if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
             return true;
@@ -227,7 +231,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         if (service.mode == ForwardingMode::fullnat) {
             const IpAddress &local =
                 service.local_addresses[hash % service.local_addresses.size()];
-            if (!pick_snat_port(local, backend, key, hash, now, reverse))
+            if (!pick_snat_port(local, backend, key, now, reverse))
                 return dropped(DropReason::snat_ports_exhausted);
         } else {
             // The backend's answer as it would come back: to the client.

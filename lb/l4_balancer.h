@@ -120,10 +120,11 @@ private:
     BalanceResult icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
                              const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
-                        uint64_t hash, uint32_t now, FlowKey &reverse);
+                        uint32_t now, FlowKey &reverse);
 
     FlowTable &flows_;
     SnatPortRange snat_;
+    uint32_t snat_cursor_ = 0;  // the next SNAT port to try, as an offset in snat_
     FragmentTable fragments_;
     static constexpr uint32_t icmp_burst = 100;
     uint32_t icmp_tokens_ = icmp_burst;

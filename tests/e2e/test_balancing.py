@@ -90,11 +90,11 @@ def test_new_connections_spread_evenly(gateway):
     for backend, count in answers.items():
         assert 900 <= count <= 1100, f"{backend} got {count} of 3000: {answers}"
     after = gateway.counters()
-    # Linux clients reuse a source port as soon as the server (which closes
-    # first) lets go of it; such a connection continues the earlier flow, to
-    # the same backend, instead of making a new one.
+    # One flow per connection, even when the client reuses a source port
+    # right after a close (its SYN replaces the closing flow); a few more
+    # when a lost packet makes a connection start over.
     new_flows = after["sluice_worker_new_flows"] - before["sluice_worker_new_flows"]
-    assert 1000 <= new_flows <= 3000
+    assert 3000 <= new_flows <= 3030, new_flows
 
 
 def test_weights_share_connections(gateway):

@@ -1,6 +1,7 @@
 // The balancer on frames built byte by byte: each mode's rewrite toward the
 // backend and back to the client, checked field by field with checksums
 // verified from scratch, and each reason it refuses a packet.
+#include <arpa/inet.h>
 #include <gtest/gtest.h>
 
 #include <map>
@@ -189,19 +190,23 @@ TEST_F(Balancer, ASynOnAClosingFlowStartsANewOne) {
     Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
     ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
     const uint16_t first_port = snat_port_of(syn);
+    // The next connection takes the next port (ports come round in turn).
+    Packet other(tcp_frame(gw_client_mac, client4, vip_fullnat, 40101, 80, 0x02));
+    ASSERT_EQ(run(other, client_port_index).verdict, BalanceVerdict::forward);
+    EXPECT_EQ(ntohs(snat_port_of(other)), ntohs(first_port) + 1);
     // A retransmitted SYN is the same connection.
     Packet again(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
     ASSERT_EQ(run(again, client_port_index).verdict, BalanceVerdict::forward);
     EXPECT_EQ(snat_port_of(again), first_port);
-    EXPECT_EQ(counters.new_flows.read(), 1u);
+    EXPECT_EQ(counters.new_flows.read(), 2u);
     // The client closes; then reuses its port for a new connection.
     Packet fin(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x11));
     ASSERT_EQ(run(fin, client_port_index).verdict, BalanceVerdict::forward);
     Packet reuse(tcp_frame(gw_client_mac, client4, vip_fullnat, 40100, 80, 0x02));
     ASSERT_EQ(run(reuse, client_port_index).verdict, BalanceVerdict::forward);
-    EXPECT_EQ(counters.new_flows.read(), 2u);
+    EXPECT_EQ(counters.new_flows.read(), 3u);
     EXPECT_NE(snat_port_of(reuse), first_port);
-    EXPECT_EQ(flows.size(), 1u);
+    EXPECT_EQ(flows.size(), 2u);
 }
 
 TEST_F(Balancer, DsrTellsTheClientWhatFitsOnceEncapsulated) {
