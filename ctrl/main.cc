@@ -20,6 +20,7 @@
 #include <iostream>
 #include <map>
 #include <memory>
+#include <random>
 #include <vector>
 
 #include "ctrl/config.h"
@@ -373,8 +374,8 @@ bool Gateway::launch_workers(std::string &error) {
         balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
                                                            lb::HashKey::random(), timeouts);
         // Each worker owns a slice of the SNAT ports.
-        balancing->balancer =
-            std::make_unique<lb::L4Balancer>(*balancing->flows, slices.slice(unsigned(i)));
+        balancing->balancer = std::make_unique<lb::L4Balancer>(
+            *balancing->flows, slices.slice(unsigned(i)), std::random_device{}());
         worker->balancing = std::move(balancing);
         workers_.push_back(std::move(worker));
     }

@@ -73,8 +73,13 @@ public:
     static constexpr uint32_t fragment_capacity = 4096;
     static constexpr uint32_t fragment_lifetime_ms = 2000;
 
-    L4Balancer(FlowTable &flows, SnatPortRange snat_ports)
+    // SNAT ports are taken in turn from `snat_start` (an offset into the
+    // range): sluiced starts at a random one, so that a restarted gateway
+    // does not reuse the ports its predecessor just left in the backends'
+    // TIME_WAIT.
+    L4Balancer(FlowTable &flows, SnatPortRange snat_ports, uint32_t snat_start = 0)
         : flows_(flows), snat_(snat_ports),
+          snat_cursor_(snat_start % (uint32_t(snat_ports.last) - snat_ports.first + 1)),
           fragments_(fragment_capacity, HashKey::random(), fragment_lifetime_ms) {}
 
     // The first stage of a burst: fills `probe` and prefetches its buckets.
@@ -124,7 +129,7 @@ private:
 
     FlowTable &flows_;
     SnatPortRange snat_;
-    uint32_t snat_cursor_ = 0;  // the next SNAT port to try, as an offset in snat_
+    uint32_t snat_cursor_;  // the next SNAT port to try, as an offset in snat_
     FragmentTable fragments_;
     static constexpr uint32_t icmp_burst = 100;
     uint32_t icmp_tokens_ = icmp_burst;

