@@ -1,5 +1,7 @@
 #include "dataplane/packet_parse.h"
 
+#include <cstring>
+
 #include "dataplane/byte_order.h"
 #include "dataplane/checksum.h"
 
@@ -34,6 +36,17 @@ DropReason parse_arp(const uint8_t *frame, uint32_t length, ParsedPacket &out) {
     return DropReason::none;
 }
 
+// The IPv4 header checksum, with the common 20-byte header summed as five
+// words straight (the loop of internet_checksum costs twice as much).
+inline uint16_t ipv4_header_sum(const uint8_t *ip, uint32_t header_length) {
+    if (header_length != ipv4_min_header)
+        return internet_checksum(ip, header_length);
+    uint32_t words[5];
+    std::memcpy(words, ip, sizeof words);
+    const uint64_t sum = uint64_t(words[0]) + words[1] + words[2] + words[3] + words[4];
+    return checksum_finish(sum);
+}
+
 DropReason parse_ipv4(const uint8_t *frame, uint32_t length, ParsedPacket &out,
                       bool checksum_verified) {
     const uint8_t *ip = frame + out.l3_offset;
@@ -52,7 +65,7 @@ DropReason parse_ipv4(const uint8_t *frame, uint32_t length, ParsedPacket &out,
         return DropReason::ipv4_total_length_below_header;
     if (total_length > available)
         return DropReason::ipv4_total_length_beyond_frame;
-    if (!checksum_verified && internet_checksum(ip, header_length) != 0)
+    if (!checksum_verified && ipv4_header_sum(ip, header_length) != 0)
         return DropReason::bad_ipv4_checksum;
     // RFC 1812 5.3.7: a multicast or limited-broadcast source is never valid.
     if ((ip[12] & 0xf0) == 0xe0 || (ip[12] == 0xff && ip[13] == 0xff && ip[14] == 0xff &&
