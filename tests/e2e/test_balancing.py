@@ -13,7 +13,7 @@ import pytest
 from conftest import run
 
 FULLNAT4, NAT4, FULLNAT6, WEIGHTED = "198.18.10.1", "198.18.10.2", "2001:db8:10::1", "198.18.10.3"
-UDP4 = "198.18.10.5"
+UDP4, UDP6 = "198.18.10.5", "2001:db8:10::5"
 DSR_IPIP4, DSR_IPIP6, DSR_GUE4 = "198.18.10.4", "2001:db8:10::4", "198.18.10.6"
 
 # Sends `count` datagrams, each from a socket of its own (a flow of its own),
@@ -21,10 +21,11 @@ DSR_IPIP4, DSR_IPIP6, DSR_GUE4 = "198.18.10.4", "2001:db8:10::4", "198.18.10.6"
 UDP_SPREAD = textwrap.dedent("""
     import collections, json, socket, sys
     host, count = sys.argv[1], int(sys.argv[2])
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
     answers, failures = collections.Counter(), 0
     for i in range(count):
         payload = b"query-%d" % i
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(2)
             try:
                 s.sendto(payload, (host, 53))
@@ -172,8 +173,9 @@ def test_wrk_runs_without_errors(gateway, vip):
     assert requests > 100, out
 
 
-def test_udp_datagrams_spread_and_return(gateway):
-    result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, UDP4, "600",
+@pytest.mark.parametrize("vip", [UDP4, UDP6])
+def test_udp_datagrams_spread_and_return(gateway, vip):
+    result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, vip, "600",
                               timeout=300)
     outcome = json.loads(result.stdout)
     assert outcome["failures"] == 0

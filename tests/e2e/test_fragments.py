@@ -14,7 +14,7 @@ import textwrap
 
 import pytest
 
-UDP4, UDP6 = "198.18.10.5", "2001:db8:10::5"
+from test_balancing import UDP4, UDP6
 
 # Sends `count` datagrams of `size` random bytes, each from a socket of its
 # own; the answer must be the backend's name and the very same bytes.
