@@ -223,9 +223,11 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
     }
     // Stage two: the buckets have had the burst's parsing to arrive; now
     // the flows they point at load while stage three starts.
-    if (balancer)
+    if (balancer) {
+        uint32_t new_flows = 0;
         for (uint16_t i = 0; i < count; ++i)
-            balancer->prefetch_flows(probes[i]);
+            balancer->prefetch_flows(probes[i], *snapshot, new_flows);
+    }
     // Stage three: run each to completion.
     for (uint16_t i = 0; i < count; ++i)
         handle_from_wire(worker, snapshot, now, valid[i], parsed[i], probes[i]);

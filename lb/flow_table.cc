@@ -155,7 +155,7 @@ FlowTable::~FlowTable() {
     std::free(free_ids_);
 }
 
-void FlowTable::prefetch_flows(uint64_t hash) const {
+bool FlowTable::prefetch_flows(uint64_t hash) const {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
     auto prefetch_matches = [this](const Bucket &bucket, uint32_t m) {
@@ -171,10 +171,12 @@ void FlowTable::prefetch_flows(uint64_t hash) const {
     const Bucket &first = buckets_[primary];
     if (const uint32_t m = first.matches(sig)) {
         prefetch_matches(first, m);
-        return;
+        return true;
     }
     const Bucket &second = buckets_[alternate_bucket(primary, sig, bucket_mask_)];
-    prefetch_matches(second, second.matches(sig));
+    const uint32_t m = second.matches(sig);
+    prefetch_matches(second, m);
+    return m != 0;
 }
 
 // Inlined into lookup(): a call there cost more than the search.

@@ -78,7 +78,9 @@ public:
     }
     // Once the buckets are in cache: prefetches the flows whose signatures
     // match, so that lookup() finds them loaded too.
-    void prefetch_flows(uint64_t hash) const;
+    // Returns false when no bucket holds the key's signature: the key is
+    // not in the table (a new flow, most likely).
+    bool prefetch_flows(uint64_t hash) const;
 
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);

@@ -71,6 +71,7 @@ bool has_backend(const Service &service, const FlowKey &reverse) {
 } // namespace
 
 void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const {
+    probe.service_known = false;
     probe.candidate = (packet.network == NetworkLayer::ipv4 || packet.network == NetworkLayer::ipv6) &&
                       packet.vlan_count == 0 && packet.has_l4 &&
                       (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp);
@@ -79,6 +80,38 @@ void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowPro
     probe.key = flow_key_of(frame, packet);
     probe.hash = flows_.hash(probe.key);
     flows_.prefetch(probe.hash);
+}
+
+void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
+                                uint32_t &new_flows) const {
+    if (!probe.candidate || flows_.prefetch_flows(probe.hash))
+        return;
+    probe.service = snapshot.find_service(probe.key);
+    probe.service_known = true;
+    if (probe.service == Snapshot::no_service)
+        return;
+    const Service &service = snapshot.services()[probe.service];
+    if (service.mode != ForwardingMode::fullnat)
+        return;
+    const uint32_t index = service.maglev.lookup(flow_hash(probe.key, snapshot.maglev_key()));
+    if (index == MaglevTable::no_backend)
+        return;
+    const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
+    const uint16_t port = uint16_t(snat_.first + (snat_cursor_ + new_flows++) % range);
+    const IpAddress &local = service.local_addresses[probe.hash % service.local_addresses.size()];
+    flows_.prefetch(flows_.hash(snat_tuple(local, service.backends[index], probe.key, port)));
+}
+
+FlowKey L4Balancer::snat_tuple(const IpAddress &local, const Backend &backend,
+                               const FlowKey &client, uint16_t port) {
+    FlowKey tuple;
+    copy_address(tuple.source, backend.address);
+    copy_address(tuple.destination, local);
+    tuple.source_port = backend.port_be ? backend.port_be : client.destination_port;
+    tuple.destination_port = uint16_t(port << 8 | port >> 8);
+    tuple.protocol = client.protocol;
+    tuple.family = client.family;
+    return tuple;
 }
 
 BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet,
@@ -99,7 +132,8 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
         return {};
     }
     BalanceResult result;
-    const uint32_t service = snapshot.find_service(probe.key);
+    const uint32_t service =
+        probe.service_known ? probe.service : snapshot.find_service(probe.key);
     if (service != Snapshot::no_service) {
         result = to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
                             probe.key, probe.hash, now, counters);
@@ -149,25 +183,18 @@ BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket 
 }
 
 bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
-                                const FlowKey &client, uint32_t now,
-                                FlowKey &reverse) {
+                                const FlowKey &client, uint32_t now, FlowKey &reverse) {
     // The backend answers to (local, port): any port of ours that no live
-    // flow uses toward the same backend address and port will do.
-    reverse = FlowKey{};
-    copy_address(reverse.source, backend.address);
-    copy_address(reverse.destination, local);
-    reverse.source_port = backend.port_be ? backend.port_be : client.destination_port;
-    reverse.protocol = client.protocol;
-    reverse.family = client.family;
-    // Ports are taken in turn, not at random: a port comes round again only
-    // after the whole slice has, long after the backend's TIME_WAIT for its
-    // last use (DPVS's SNAT pools do the same), so a new connection never
-    // meets the remains of an old one.
+    // flow uses toward the same backend address and port will do. Ports are
+    // taken in turn, not at random: a port comes round again only after the
+    // whole slice has, long after the backend's TIME_WAIT for its last use
+    // (DPVS's SNAT pools do the same), so a new connection never meets the
+    // remains of an old one.
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
     for (unsigned attempt = 0; attempt < snat_attempts && attempt < range; ++attempt) {
-        const uint16_t port = uint16_t(snat_.first + snat_cursor_ % range);
+        const uint16_t port = uint16_t(snat_.first + snat_cursor_);
         snat_cursor_ = (snat_cursor_ + 1) % range;
-        reverse.destination_port = uint16_t(port << 8 | port >> 8);
+        reverse = snat_tuple(local, backend, client, port);
         if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
             return true;
     }

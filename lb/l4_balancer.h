@@ -65,6 +65,8 @@ struct FlowProbe {
     FlowKey key;
     uint64_t hash = 0;
     bool candidate = false;  // IP, untagged, TCP or UDP with its header: worth balancing
+    bool service_known = false;  // prefetch_flows() already looked the service up
+    uint32_t service = 0;        // then: its index, or Snapshot::no_service
 };
 
 class L4Balancer {
@@ -85,11 +87,12 @@ public:
     // The first stage of a burst: fills `probe` and prefetches its buckets.
     void probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const;
     // The second, once the buckets have had time to arrive: prefetches the
-    // flows they point at.
-    void prefetch_flows(const FlowProbe &probe) const {
-        if (probe.candidate)
-            flows_.prefetch_flows(probe.hash);
-    }
+    // flows they point at. A packet whose key is not in the table and that
+    // is for a fullnat VIP will take a SNAT port: the buckets of the tuple
+    // it will most likely get are prefetched too, so that the port search
+    // and the insert find them loaded. `new_flows` counts such packets of
+    // the burst so far (start it at 0): each takes the next port in turn.
+    void prefetch_flows(FlowProbe &probe, const Snapshot &snapshot, uint32_t &new_flows) const;
 
     // `frame` holds an Ethernet frame that parsed as `packet`, probed as
     // `probe`, and arrived on `ingress_port` (the snapshot's port index).
@@ -115,6 +118,9 @@ private:
                              uint32_t now, BalancerCounters &counters);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             Flow &flow, uint32_t now, BalancerCounters &counters);
+    // The SNAT tuple a new flow toward `backend` gets with `port` (host order).
+    static FlowKey snat_tuple(const IpAddress &local, const Backend &backend,
+                              const FlowKey &client, uint16_t port);
     BalanceResult later_fragment(FrameBuffer &frame, const ParsedPacket &packet,
                                  uint16_t ingress_port, const Snapshot &snapshot, uint32_t now,
                                  BalancerCounters &counters);

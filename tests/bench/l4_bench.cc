@@ -182,9 +182,11 @@ int run(unsigned passes) {
             if (parse_packet(frames[i], lengths[i], parsed[i]) == DropReason::none && balancer)
                 balancer->probe(frames[i], parsed[i], probes[i]);
         }
-        if (balancer)
+        if (balancer) {
+            uint32_t new_flows = 0;
             for (size_t i = 0; i < count; ++i)
-                balancer->prefetch_flows(probes[i]);
+                balancer->prefetch_flows(probes[i], *snapshot, new_flows);
+        }
         for (size_t i = 0; i < count; ++i) {
             DropReason reason = DropReason::none;
             uint32_t reply_length = lengths[i];
