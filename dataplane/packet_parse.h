@@ -35,6 +35,14 @@ constexpr uint8_t ipv6_no_next = 59;
 constexpr uint8_t ipv6_dest_options = 60;
 } // namespace ip_proto
 
+// TCP header flags (RFC 9293 3.1), in byte 13 of the header.
+namespace tcp_flag {
+constexpr uint8_t fin = 0x01;
+constexpr uint8_t syn = 0x02;
+constexpr uint8_t rst = 0x04;
+constexpr uint8_t ack = 0x10;
+} // namespace tcp_flag
+
 // Offsets are from the start of the frame.
 struct ParsedPacket {
     NetworkLayer network = NetworkLayer::other;

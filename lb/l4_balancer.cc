@@ -11,10 +11,6 @@ namespace sluice::lb {
 
 namespace {
 
-constexpr uint8_t tcp_fin = 0x01;
-constexpr uint8_t tcp_syn = 0x02;
-constexpr uint8_t tcp_rst = 0x04;
-constexpr uint8_t tcp_ack = 0x10;
 constexpr unsigned snat_attempts = 32;
 constexpr size_t ethernet_header_length = 14;
 
@@ -23,14 +19,14 @@ uint8_t tcp_flags(const uint8_t *frame, const ParsedPacket &packet) {
                                                                  : 0;
 }
 
-bool is_new_connection(uint8_t flags) { return (flags & (tcp_syn | tcp_ack)) == tcp_syn; }
+bool is_new_connection(uint8_t flags) { return (flags & (tcp_flag::syn | tcp_flag::ack)) == tcp_flag::syn; }
 
 // TCP state as a balancer in the middle sees it: it needs only how long to
 // keep the flow, not the endpoints' full state machine.
 FlowState next_state(FlowState state, uint8_t protocol, uint8_t flags, bool from_backend) {
     if (protocol != ip_proto::tcp)
         return FlowState::udp;
-    if (flags & (tcp_fin | tcp_rst) || state == FlowState::closing)
+    if (flags & (tcp_flag::fin | tcp_flag::rst) || state == FlowState::closing)
         return FlowState::closing;
     return from_backend ? FlowState::established : state;
 }

@@ -367,25 +367,65 @@ bool rewrite_icmp_error(uint8_t *frame, const ParsedPacket &packet, const FlowKe
     return true;
 }
 
+namespace {
+
+// Ethernet of a reply: back to the MAC the packet came from, from ours.
+void address_reply(uint8_t *frame, const uint8_t source_mac[6]) {
+    std::memmove(frame, frame + 6, 6);
+    std::memcpy(frame + 6, source_mac, 6);
+}
+
+// Writes a fresh IP header at `ip` (IPv4 without options, its checksum
+// included; IPv6 without extensions) for `payload_length` bytes of
+// `protocol`, and returns the sum of the pseudo-header such a payload's
+// checksum covers. Addresses are 4 or 16 bytes.
+uint64_t write_ip_header(uint8_t *ip, bool ipv6, uint8_t protocol, uint16_t payload_length,
+                         uint8_t hop_limit, bool dont_fragment, const uint8_t *source,
+                         const uint8_t *destination) {
+    if (ipv6) {
+        ip[0] = 0x60;
+        ip[1] = ip[2] = ip[3] = 0;
+        write_be16(ip + 4, payload_length);
+        ip[6] = protocol;
+        ip[ipv6_hop_limit] = hop_limit;
+        std::memcpy(ip + ipv6_source, source, 16);
+        std::memcpy(ip + ipv6_destination, destination, 16);
+        return ipv6_pseudo_header_sum(source, destination, payload_length, protocol);
+    }
+    ip[0] = 0x45;
+    ip[1] = 0;
+    write_be16(ip + 2, uint16_t(ipv4_min_header + payload_length));
+    write_be16(ip + 4, 0);
+    write_be16(ip + 6, dont_fragment ? 0x4000 : 0);
+    ip[ipv4_ttl] = hop_limit;
+    ip[9] = protocol;
+    std::memcpy(ip + ipv4_source, source, 4);
+    std::memcpy(ip + ipv4_destination, destination, 4);
+    ip[ipv4_header_checksum] = ip[ipv4_header_checksum + 1] = 0;
+    const uint16_t header_sum = internet_checksum(ip, ipv4_min_header);
+    std::memcpy(ip + ipv4_header_checksum, &header_sum, 2);
+    const uint8_t tail[4] = {0, protocol, uint8_t(payload_length >> 8), uint8_t(payload_length)};
+    return checksum_add(checksum_add(checksum_add(0, source, 4), destination, 4), tail, 4);
+}
+
+} // namespace
+
 uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8_t source_mac[6]) {
-    constexpr uint8_t fin = 0x01, syn = 0x02, rst = 0x04, ack = 0x10;
     constexpr size_t tcp_header = 20;
     if (!is_ip(packet) || !packet.has_l4 || packet.l4_protocol != ip_proto::tcp ||
         packet.vlan_count != 0)
         return 0;
     const uint8_t *in = frame + packet.l4_offset;
     const uint8_t flags = in[13];
-    if (flags & rst)
+    if (flags & tcp_flag::rst)
         return 0;
     const uint32_t seq = read_be32(in + 4), acknowledged = read_be32(in + 8);
     const uint32_t data_offset = uint32_t(in[12] >> 4) * 4;
     const uint32_t segment_length = packet.l4_length - std::min<uint32_t>(data_offset, packet.l4_length) +
-                                    ((flags & syn) ? 1 : 0) + ((flags & fin) ? 1 : 0);
-    uint8_t ports[4] = {in[2], in[3], in[0], in[1]};
+                                    ((flags & tcp_flag::syn) ? 1 : 0) + ((flags & tcp_flag::fin) ? 1 : 0);
+    const uint8_t ports[4] = {in[2], in[3], in[0], in[1]};
 
-    // Ethernet: back to where it came from.
-    std::memmove(frame, frame + 6, 6);
-    std::memcpy(frame + 6, source_mac, 6);
+    address_reply(frame, source_mac);
     uint8_t *ip = frame + packet.l3_offset;
     const bool ipv6 = packet.network == NetworkLayer::ipv6;
     uint8_t source[16], destination[16];
@@ -397,41 +437,17 @@ uint32_t turn_into_reset(uint8_t *frame, const ParsedPacket &packet, const uint8
 
     std::memset(tcp, 0, tcp_header);
     std::memcpy(tcp, ports, 4);
-    if (flags & ack) {
+    if (flags & tcp_flag::ack) {
         write_be32(tcp + 4, acknowledged);
-        tcp[13] = rst;
+        tcp[13] = tcp_flag::rst;
     } else {
         write_be32(tcp + 8, seq + segment_length);
-        tcp[13] = rst | ack;
+        tcp[13] = tcp_flag::rst | tcp_flag::ack;
     }
     tcp[12] = uint8_t((tcp_header / 4) << 4);
 
-    uint64_t pseudo;
-    if (ipv6) {
-        ip[0] = 0x60;
-        ip[1] = ip[2] = ip[3] = 0;
-        write_be16(ip + 4, uint16_t(tcp_header));
-        ip[6] = ip_proto::tcp;
-        ip[ipv6_hop_limit] = 64;
-        std::memcpy(ip + ipv6_source, source, 16);
-        std::memcpy(ip + ipv6_destination, destination, 16);
-        pseudo = ipv6_pseudo_header_sum(source, destination, tcp_header, ip_proto::tcp);
-    } else {
-        ip[0] = 0x45;
-        ip[1] = 0;
-        write_be16(ip + 2, uint16_t(ipv4_min_header + tcp_header));
-        write_be16(ip + 4, 0);
-        write_be16(ip + 6, 0x4000);  // DF
-        ip[ipv4_ttl] = 64;
-        ip[9] = ip_proto::tcp;
-        std::memcpy(ip + ipv4_source, source, 4);
-        std::memcpy(ip + ipv4_destination, destination, 4);
-        ip[ipv4_header_checksum] = ip[ipv4_header_checksum + 1] = 0;
-        const uint16_t header_sum = internet_checksum(ip, ipv4_min_header);
-        std::memcpy(ip + ipv4_header_checksum, &header_sum, 2);
-        const uint8_t tail[4] = {0, ip_proto::tcp, 0, uint8_t(tcp_header)};
-        pseudo = checksum_add(checksum_add(checksum_add(0, source, 4), destination, 4), tail, 4);
-    }
+    const uint64_t pseudo = write_ip_header(ip, ipv6, ip_proto::tcp, tcp_header, 64, true,
+                                            source, destination);
     const uint16_t tcp_sum = checksum_finish(checksum_add(pseudo, tcp, tcp_header));
     std::memcpy(tcp + tcp_checksum, &tcp_sum, 2);
     return uint32_t(packet.l3_offset + ip_header + tcp_header);
@@ -456,44 +472,24 @@ uint32_t turn_into_too_big(uint8_t *frame, uint32_t capacity, const ParsedPacket
     std::memcpy(destination, ip + (ipv6 ? ipv6_source : ipv4_source), ipv6 ? 16 : 4);
     std::memmove(frame + quote_at, ip, quote);
 
-    std::memmove(frame, frame + 6, 6);
-    std::memcpy(frame + 6, source_mac, 6);
+    address_reply(frame, source_mac);
     uint8_t *icmp = ip + ip_header;
     std::memset(icmp, 0, icmp_header);
     const uint16_t icmp_length = uint16_t(icmp_header + quote);
     if (ipv6) {
         icmp[0] = 2;  // packet too big
         write_be32(icmp + 4, mtu);
-        ip[0] = 0x60;
-        ip[1] = ip[2] = ip[3] = 0;
-        write_be16(ip + 4, icmp_length);
-        ip[6] = ip_proto::icmpv6;
-        ip[ipv6_hop_limit] = 255;
-        std::memcpy(ip + ipv6_source, from.bytes.data(), 16);
-        std::memcpy(ip + ipv6_destination, destination, 16);
-        const uint16_t sum = checksum_finish(checksum_add(
-            ipv6_pseudo_header_sum(from.bytes.data(), destination, icmp_length, ip_proto::icmpv6),
-            icmp, icmp_length));
-        std::memcpy(icmp + icmp_checksum, &sum, 2);
     } else {
         icmp[0] = 3;  // destination unreachable
         icmp[1] = 4;  // fragmentation needed and DF set
         write_be16(icmp + 6, mtu);
-        const uint16_t sum = internet_checksum(icmp, icmp_length);
-        std::memcpy(icmp + icmp_checksum, &sum, 2);
-        ip[0] = 0x45;
-        ip[1] = 0;
-        write_be16(ip + 2, uint16_t(ipv4_min_header + icmp_length));
-        write_be16(ip + 4, 0);
-        write_be16(ip + 6, 0);
-        ip[ipv4_ttl] = 64;
-        ip[9] = ip_proto::icmp;
-        std::memcpy(ip + ipv4_source, from.bytes.data(), 4);
-        std::memcpy(ip + ipv4_destination, destination, 4);
-        ip[ipv4_header_checksum] = ip[ipv4_header_checksum + 1] = 0;
-        const uint16_t header_sum = internet_checksum(ip, ipv4_min_header);
-        std::memcpy(ip + ipv4_header_checksum, &header_sum, 2);
     }
+    const uint64_t pseudo =
+        write_ip_header(ip, ipv6, ipv6 ? ip_proto::icmpv6 : ip_proto::icmp, icmp_length,
+                        ipv6 ? 255 : 64, false, from.bytes.data(), destination);
+    // ICMPv4's checksum covers no pseudo-header; ICMPv6's does.
+    const uint16_t sum = checksum_finish(checksum_add(ipv6 ? pseudo : 0, icmp, icmp_length));
+    std::memcpy(icmp + icmp_checksum, &sum, 2);
     return uint32_t(quote_at + quote);
 }
 
