@@ -19,7 +19,9 @@
 #include "dataplane/steering_rules.h"
 #include "dataplane/worker.h"
 #include "lb/nat.h"
+#include "tests/fixtures/balancer_fixture.h"
 #include "tests/fixtures/packet_builder.h"
+#include "tests/fixtures/ring_port.h"
 
 namespace sluice::dataplane {
 namespace {
@@ -35,46 +37,10 @@ const IpAddress snat = ip("198.18.1.100");
 const char *backends[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
 constexpr uint16_t client_port = 0, backend_port = 1;
 
-uint16_t be(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
-
-MacAddress backend_mac(const IpAddress &address) {
-    return MacAddress{{0x02, 0, 0, 0, 0x02, address.bytes[3]}};
-}
-
-// An ethdev with one RX and one TX ring per worker.
-struct RingPort {
-    rte_ring *rx[workers], *tx[workers];
-    uint16_t port_id = 0;
-
-    RingPort(const std::string &name, rte_mempool *pool) {
-        for (unsigned q = 0; q < workers; ++q) {
-            const std::string n = name + std::to_string(q);
-            rx[q] = rte_ring_create((n + "_rx").c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-            tx[q] = rte_ring_create((n + "_tx").c_str(), 256, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        }
-        const int id = rte_eth_from_rings(name.c_str(), rx, workers, tx, workers, 0);
-        EXPECT_GE(id, 0);
-        port_id = uint16_t(id);
-        std::string error;
-        EXPECT_TRUE(start_port(port_id, QueueSetup{workers, 256, 256, 1500, false}, pool, error))
-            << error;
-    }
-};
-
 lb::Service service(const char *name, const IpAddress &vip, lb::ForwardingMode mode,
                     uint8_t protocol = 6, uint16_t port = 80) {
-    lb::Service s;
-    s.name = name;
-    s.vip = vip;
-    s.protocol = protocol;
-    s.port_be = be(port);
-    s.mode = mode;
-    std::vector<lb::MaglevBackend> identities;
-    for (const char *address : backends) {
-        s.backends.push_back({ip(address), 0, 1});
-        identities.push_back({address, 1});
-    }
-    s.maglev = lb::MaglevTable(identities, 65537, 7);
+    lb::Service s = balanced_service(name, vip, protocol, port, mode, addresses(
+        {backends[0], backends[1], backends[2]}));
     if (mode == lb::ForwardingMode::fullnat)
         s.local_addresses = {snat};
     return s;
@@ -103,16 +69,10 @@ IpAddress source_of(const lb::FlowKey &key) {
 class TwoWorkers : public ::testing::Test {
 protected:
     static void SetUpTestSuite() {
-        static std::string prefix = "sluice-stest-" + std::to_string(getpid());
-        const char *argv[] = {"component_steering_tests", "--no-huge", "-m", "128", "--no-pci",
-                              "--no-shconf", "-l", "0", "--log-level", "*:error",
-                              "--file-prefix", prefix.c_str()};
-        ASSERT_GE(rte_eal_init(int(std::size(argv)), const_cast<char **>(argv)), 0);
-        std::string error;
-        pool = create_mempool(0, 2047, mbuf_data_room(1500), error);
-        ASSERT_NE(pool, nullptr) << error;
-        ports[client_port] = new RingPort("steer_client", pool);
-        ports[backend_port] = new RingPort("steer_backend", pool);
+        pool = start_test_eal("sluice-component-steering");
+        ASSERT_NE(pool, nullptr);
+        ports[client_port] = new RingPort("steer_client", pool, workers);
+        ports[backend_port] = new RingPort("steer_backend", pool, workers);
         steering = new WorkerSteering(workers);
         for (unsigned w = 0; w < workers; ++w)
             steering->inboxes.push_back(rte_ring_create_elem(
@@ -173,23 +133,9 @@ protected:
     }
 
     void inject(uint16_t port, unsigned queue, const Bytes &frame) {
-        rte_mbuf *m = rte_pktmbuf_alloc(pool);
-        ASSERT_NE(m, nullptr);
-        std::memcpy(rte_pktmbuf_append(m, uint16_t(frame.size())), frame.data(), frame.size());
-        ASSERT_EQ(rte_ring_enqueue(ports[port]->rx[queue], m), 0);
+        inject_frame(pool, ports[port]->rx[queue], frame);
     }
-
-    static std::vector<Bytes> drain(rte_ring *ring) {
-        std::vector<Bytes> frames;
-        void *object;
-        while (rte_ring_dequeue(ring, &object) == 0) {
-            auto *m = static_cast<rte_mbuf *>(object);
-            const uint8_t *data = rte_pktmbuf_mtod(m, const uint8_t *);
-            frames.emplace_back(data, data + rte_pktmbuf_data_len(m));
-            rte_pktmbuf_free(m);
-        }
-        return frames;
-    }
+    static std::vector<Bytes> drain(rte_ring *ring) { return drain_frames(ring); }
 
     // What worker `w` sent out of `port`.
     std::vector<Bytes> sent(unsigned w, uint16_t port) { return drain(ports[port]->tx[w]); }
@@ -223,7 +169,7 @@ TEST_F(TwoWorkers, FullnatAnswersReachTheWorkerOwningTheirSnatPort) {
         auto out = sent(first, backend_port);
         ASSERT_EQ(out.size(), 1u);
         const lb::FlowKey request = key_of(out[0]);
-        const uint16_t snat_port = be(request.source_port);
+        const uint16_t snat_port = network_order(request.source_port);
         const lb::SnatPortRange slice = lb::SnatSlices(workers).slice(first);
         EXPECT_GE(snat_port, slice.first);
         EXPECT_LE(snat_port, slice.last);
@@ -244,7 +190,7 @@ TEST_F(TwoWorkers, FullnatAnswersReachTheWorkerOwningTheirSnatPort) {
         ASSERT_EQ(out.size(), 1u);
         const lb::FlowKey answer = key_of(out[0]);
         EXPECT_EQ(source_of(answer), vip_fullnat);
-        EXPECT_EQ(be(answer.destination_port), client_source_port);
+        EXPECT_EQ(network_order(answer.destination_port), client_source_port);
         EXPECT_EQ(std::memcmp(out[0].data(), client_mac.bytes.data(), 6), 0);
         EXPECT_EQ(counters(first).steered_in.read(), 1u);
     }
@@ -361,7 +307,7 @@ TEST_F(TwoWorkers, LaterFragmentsFindTheWorkerThatSawTheirFirst) {
         return v;
     }());
     const auto answer = udp_fragments(gw_backend, backend_mac(backend), backend, snat, 53,
-                                      be(request_key.source_port), 3000, {1480, 1480, 48}, 9);
+                                      network_order(request_key.source_port), 3000, {1480, 1480, 48}, 9);
     for (const Bytes &frame : answer)
         inject(backend_port, 1, frame);
     poll(1);
@@ -398,7 +344,7 @@ TEST_F(TwoWorkers, PacketsWaitForTheirBackendsMac) {
     poll(0);
     const auto out = sent(0, backend_port);
     ASSERT_EQ(out.size(), 2u);
-    EXPECT_EQ(be(key_of(out[0]).destination_port), 80);
+    EXPECT_EQ(network_order(key_of(out[0]).destination_port), 80);
     EXPECT_EQ(counters(0).drop(DropReason::next_hop_unresolved).read(), 0u);
 
     // A neighbour that never answers: the packet is dropped once its time is up.

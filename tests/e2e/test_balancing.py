@@ -17,19 +17,21 @@ UDP4, UDP6 = "198.18.10.5", "2001:db8:10::5"
 DSR_IPIP4, DSR_IPIP6, DSR_GUE4 = "198.18.10.4", "2001:db8:10::4", "198.18.10.6"
 
 # Sends `count` datagrams, each from a socket of its own (a flow of its own),
-# and counts which backend answered each; the answer must carry the payload.
+# of a short text or, given a size, of that many random bytes, and counts
+# which backend answered each; the answer must carry the very same payload.
 UDP_SPREAD = textwrap.dedent("""
-    import collections, json, socket, sys
+    import collections, json, os, socket, sys
     host, count = sys.argv[1], int(sys.argv[2])
+    size = int(sys.argv[3]) if len(sys.argv) > 3 else 0
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     answers, failures = collections.Counter(), 0
     for i in range(count):
-        payload = b"query-%d" % i
+        payload = os.urandom(size) if size else b"query-%d" % i
         with socket.socket(family, socket.SOCK_DGRAM) as s:
             s.settimeout(2)
             try:
                 s.sendto(payload, (host, 53))
-                data, _ = s.recvfrom(2048)
+                data, _ = s.recvfrom(65535)
             except OSError:
                 failures += 1
                 continue

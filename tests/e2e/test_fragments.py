@@ -10,40 +10,14 @@ datagrams before the PMD sees them, and a datagram larger than a ring frame
 arrives cut short. The gateway must drop those, counted, never forward them."""
 
 import json
-import textwrap
 
 import pytest
 
-from test_balancing import UDP4, UDP6
-
-# Sends `count` datagrams of `size` random bytes, each from a socket of its
-# own; the answer must be the backend's name and the very same bytes.
-LARGE_DATAGRAMS = textwrap.dedent("""
-    import collections, json, os, socket, sys
-    host, count, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    answers, failures = collections.Counter(), 0
-    for i in range(count):
-        payload = os.urandom(size)
-        with socket.socket(family, socket.SOCK_DGRAM) as s:
-            s.settimeout(2)
-            try:
-                s.sendto(payload, (host, 53))
-                data, _ = s.recvfrom(65535)
-            except OSError:
-                failures += 1
-                continue
-        name, _, echoed = data.partition(b" ")
-        if echoed != payload:
-            failures += 1
-        else:
-            answers[name.decode()] += 1
-    print(json.dumps({"answers": answers, "failures": failures}))
-""")
+from test_balancing import UDP4, UDP6, UDP_SPREAD
 
 
 def send_large_datagrams(gateway, vip, count):
-    result = gateway.lab.exec("client", "/usr/bin/python3", "-c", LARGE_DATAGRAMS, vip,
+    result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, vip,
                               str(count), "4000", timeout=300)
     return json.loads(result.stdout)
 

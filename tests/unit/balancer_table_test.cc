@@ -20,12 +20,14 @@
 #include "lb/flow_key.h"
 #include "lb/l4_balancer.h"
 #include "lb/nat.h"
+#include "tests/fixtures/balancer_fixture.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::lb {
 namespace {
 
 using namespace sluice::testing;
+using Packet = BufferedFrame;
 
 // The lab: port 0 faces the clients, port 1 the backends.
 constexpr uint16_t client_side = 0, backend_side = 1;
@@ -62,78 +64,56 @@ constexpr uint8_t syn = 0x02, rst = 0x04, ack = 0x10, syn_ack = 0x12;
 constexpr uint16_t snat_port = 20000;  // the balancer's whole SNAT range
 constexpr uint16_t gue_port = 6080;
 constexpr uint64_t flow_seed = 99;
-constexpr uint32_t headroom = 128;
 constexpr uint32_t now = 1000;
-
-MacAddress backend_mac(const IpAddress &address) {
-    return MacAddress{{0x02, 0, 0, 0, 0x02, address.bytes[address.is_v4() ? 3 : 15]}};
-}
 
 // ---------------------------------------------------------------------------
 // The snapshot
-
-Service service(const char *name, const IpAddress &vip, uint8_t protocol, uint16_t port,
-                ForwardingMode mode, const std::vector<IpAddress> &backends, uint32_t weight = 1) {
-    Service s;
-    s.name = name;
-    s.vip = vip;
-    s.protocol = protocol;
-    s.port_be = uint16_t(port << 8 | port >> 8);
-    s.mode = mode;
-    std::vector<MaglevBackend> identities;
-    for (const IpAddress &address : backends) {
-        s.backends.push_back({address, 0, weight});
-        identities.push_back({address.to_string(), weight});
-    }
-    s.maglev = MaglevTable(identities, 65537, 7);
-    return s;
-}
 
 // `backend_left`: the snapshot a reload publishes once the reset service's
 // backend has left it (another one has taken its place).
 std::unique_ptr<Snapshot> lab_snapshot(bool backend_left) {
     std::vector<Service> services;
-    services.push_back(service("fullnat4", vip_fullnat4, tcp_protocol, 80, ForwardingMode::fullnat,
+    services.push_back(balanced_service("fullnat4", vip_fullnat4, tcp_protocol, 80, ForwardingMode::fullnat,
                                {backend_fullnat4}));
     services.back().local_addresses = {local4};
-    services.push_back(service("fullnat6", vip_fullnat6, tcp_protocol, 80, ForwardingMode::fullnat,
+    services.push_back(balanced_service("fullnat6", vip_fullnat6, tcp_protocol, 80, ForwardingMode::fullnat,
                                {backend_fullnat6}));
     services.back().local_addresses = {local6};
-    services.push_back(service("fullnat-udp", vip_fullnat_udp, udp_protocol, 53,
+    services.push_back(balanced_service("fullnat-udp", vip_fullnat_udp, udp_protocol, 53,
                                ForwardingMode::fullnat, {backend_fullnat_udp}));
     services.back().local_addresses = {local4};
     services.push_back(
-        service("nat4", vip_nat4, tcp_protocol, 80, ForwardingMode::nat, {backend_nat4}));
+        balanced_service("nat4", vip_nat4, tcp_protocol, 80, ForwardingMode::nat, {backend_nat4}));
     services.push_back(
-        service("nat6", vip_nat6, tcp_protocol, 80, ForwardingMode::nat, {backend_nat6}));
+        balanced_service("nat6", vip_nat6, tcp_protocol, 80, ForwardingMode::nat, {backend_nat6}));
     services.push_back(
-        service("ipip4", vip_ipip4, tcp_protocol, 80, ForwardingMode::dsr, {backend_ipip4}));
+        balanced_service("ipip4", vip_ipip4, tcp_protocol, 80, ForwardingMode::dsr, {backend_ipip4}));
     services.push_back(
-        service("ipip6", vip_ipip6, tcp_protocol, 80, ForwardingMode::dsr, {backend_ipip6}));
+        balanced_service("ipip6", vip_ipip6, tcp_protocol, 80, ForwardingMode::dsr, {backend_ipip6}));
     services.push_back(
-        service("gue4", vip_gue4, tcp_protocol, 80, ForwardingMode::dsr, {backend_gue4}));
+        balanced_service("gue4", vip_gue4, tcp_protocol, 80, ForwardingMode::dsr, {backend_gue4}));
     services.back().encapsulation = DsrEncapsulation::gue;
     services.back().gue_port = gue_port;
     services.push_back(
-        service("gue6", vip_gue6, tcp_protocol, 80, ForwardingMode::dsr, {backend_gue6}));
+        balanced_service("gue6", vip_gue6, tcp_protocol, 80, ForwardingMode::dsr, {backend_gue6}));
     services.back().encapsulation = DsrEncapsulation::gue;
     services.back().gue_port = gue_port;
-    services.push_back(service("drained", vip_drained, tcp_protocol, 80, ForwardingMode::fullnat,
+    services.push_back(balanced_service("drained", vip_drained, tcp_protocol, 80, ForwardingMode::fullnat,
                                {backend_drained}, 0));
     services.back().local_addresses = {local4};
-    services.push_back(service("reset", vip_reset, tcp_protocol, 80, ForwardingMode::fullnat,
+    services.push_back(balanced_service("reset", vip_reset, tcp_protocol, 80, ForwardingMode::fullnat,
                                {backend_left ? backend_staying : backend_leaving}));
     services.back().local_addresses = {local4};
     services.back().removed_backend_flows = RemovedBackendFlows::reset;
-    services.push_back(service("unresolved", vip_unresolved, tcp_protocol, 80,
+    services.push_back(balanced_service("unresolved", vip_unresolved, tcp_protocol, 80,
                                ForwardingMode::fullnat, {backend_unresolved}));
     services.back().local_addresses = {local4};
-    services.push_back(service("nat-port", vip_nat_port, tcp_protocol, 80, ForwardingMode::nat,
+    services.push_back(balanced_service("nat-port", vip_nat_port, tcp_protocol, 80, ForwardingMode::nat,
                                {backend_nat_port}));
     services.back().backends[0].port_be = uint16_t(backend_port << 8 | backend_port >> 8);
     for (const auto &[name, vip, backend] : {std::tuple{"gue-4in6", vip_gue_4in6, backend_gue_4in6},
                                              std::tuple{"gue-6in4", vip_gue_6in4, backend_gue_6in4}}) {
-        services.push_back(service(name, vip, tcp_protocol, 80, ForwardingMode::dsr, {backend}));
+        services.push_back(balanced_service(name, vip, tcp_protocol, 80, ForwardingMode::dsr, {backend}));
         services.back().encapsulation = DsrEncapsulation::gue;
         services.back().gue_port = gue_port;
     }
@@ -845,21 +825,6 @@ std::vector<Row> rows() {
 
 // ---------------------------------------------------------------------------
 // The runner
-
-// A frame in a buffer with headroom, as an mbuf holds it.
-struct Packet {
-    Bytes buffer;
-    FrameBuffer frame;
-    ParsedPacket parsed;
-
-    explicit Packet(const Bytes &bytes) : buffer(headroom + bytes.size() + 64) {
-        std::memcpy(buffer.data() + headroom, bytes.data(), bytes.size());
-        frame = {buffer.data() + headroom, uint32_t(bytes.size()), headroom};
-        EXPECT_EQ(parse_packet(frame.data, frame.length, parsed), DropReason::none)
-            << "the row's frame does not parse";
-    }
-    Bytes bytes() const { return Bytes(frame.data, frame.data + frame.length); }
-};
 
 // 16 bytes a line with their offset: gtest shows two of these as a line diff.
 std::string hex(const Bytes &bytes) {

@@ -8,12 +8,14 @@
 #include "lb/fragment_table.h"
 #include "lb/l4_balancer.h"
 #include "lb/nat.h"
+#include "tests/fixtures/balancer_fixture.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::lb {
 namespace {
 
 using namespace sluice::testing;
+using Packet = BufferedFrame;
 
 const MacAddress client_mac = mac("02:00:00:00:00:02");
 const MacAddress gw_client_mac = mac("02:00:00:00:01:00");
@@ -25,29 +27,10 @@ const IpAddress snat = ip("198.18.1.102");
 const char *backends4[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
 const char *backends6[] = {"2001:db8:0:2::11", "2001:db8:0:2::12", "2001:db8:0:2::13"};
 constexpr uint16_t client_side = 0, backend_side = 1;
-constexpr uint32_t headroom = 128;
-
-uint16_t be(uint16_t v) { return uint16_t(v << 8 | v >> 8); }
-
-MacAddress backend_mac(const IpAddress &address) {
-    return MacAddress{{0x02, 0, 0, 0, 0x02, address.bytes[address.is_v4() ? 3 : 15]}};
-}
 
 Service service(const char *name, const IpAddress &vip, uint8_t protocol, uint16_t port,
                 ForwardingMode mode, const std::vector<const char *> &backends) {
-    Service s;
-    s.name = name;
-    s.vip = vip;
-    s.protocol = protocol;
-    s.port_be = be(port);
-    s.mode = mode;
-    std::vector<MaglevBackend> identities;
-    for (const char *address : backends) {
-        s.backends.push_back({ip(address), 0, 1});
-        identities.push_back({address, 1});
-    }
-    s.maglev = MaglevTable(identities, 65537, 7);
-    return s;
+    return balanced_service(name, vip, protocol, port, mode, addresses(backends));
 }
 
 std::unique_ptr<Snapshot> make_snapshot() {
@@ -71,19 +54,6 @@ std::unique_ptr<Snapshot> make_snapshot() {
     return std::make_unique<Snapshot>(std::move(services), std::move(ports), std::move(next_hops),
                                       7, 1);
 }
-
-struct Packet {
-    Bytes buffer;
-    FrameBuffer frame;
-    ParsedPacket parsed;
-
-    explicit Packet(const Bytes &bytes) : buffer(headroom + bytes.size() + 64) {
-        std::memcpy(buffer.data() + headroom, bytes.data(), bytes.size());
-        frame = {buffer.data() + headroom, uint32_t(bytes.size()), headroom};
-        EXPECT_EQ(parse_packet(frame.data, frame.length, parsed), DropReason::none);
-    }
-    Bytes bytes() const { return Bytes(frame.data, frame.data + frame.length); }
-};
 
 IpAddress address_at(const Bytes &frame, size_t at, bool v6) {
     if (v6)
@@ -239,7 +209,7 @@ TEST(FragmentTable, RemembersByIdentityAndEvictsTheOldest) {
     FragmentTable table(4, HashKey::from_seed(1), 100);  // one set of four
     FlowKey datagram;
     datagram.protocol = 17;
-    datagram.source_port = be(1000);
+    datagram.source_port = network_order(1000);
     for (uint32_t id = 0; id < 4; ++id)
         table.remember(datagram, id, 10 + id);
     for (uint32_t id = 0; id < 4; ++id) {

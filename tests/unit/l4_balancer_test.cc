@@ -8,12 +8,14 @@
 
 #include "lb/l4_balancer.h"
 #include "lb/nat.h"
+#include "tests/fixtures/balancer_fixture.h"
 #include "tests/fixtures/packet_builder.h"
 
 namespace sluice::lb {
 namespace {
 
 using namespace sluice::testing;
+using Packet = BufferedFrame;
 
 const MacAddress client_mac = mac("02:00:00:00:00:02");
 const MacAddress gw_client_mac = mac("02:00:00:00:01:00");
@@ -25,27 +27,11 @@ const IpAddress local = ip("198.18.1.100");
 const char *backends4[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
 const char *backends6[] = {"2001:db8:0:2::11", "2001:db8:0:2::12", "2001:db8:0:2::13"};
 constexpr uint16_t client_port_index = 0, backend_port_index = 1;
-constexpr uint32_t headroom = 128;
 
-MacAddress backend_mac(const IpAddress &address) {
-    return MacAddress{{0x02, 0, 0, 0, 0x02, address.bytes[address.is_v4() ? 3 : 15]}};
-}
-
+// A TCP service on port 80.
 Service service(const char *name, const IpAddress &vip, ForwardingMode mode,
                 const std::vector<const char *> &backends, uint32_t weight = 1) {
-    Service s;
-    s.name = name;
-    s.vip = vip;
-    s.protocol = 6;
-    s.port_be = 0x5000;  // 80
-    s.mode = mode;
-    std::vector<MaglevBackend> identities;
-    for (const char *address : backends) {
-        s.backends.push_back({ip(address), 0, weight});
-        identities.push_back({address, weight});
-    }
-    s.maglev = MaglevTable(identities, 65537, 7);
-    return s;
+    return balanced_service(name, vip, 6, 80, mode, addresses(backends), weight);
 }
 
 std::unique_ptr<Snapshot> lab_snapshot(bool resolved = true) {
@@ -77,20 +63,6 @@ std::unique_ptr<Snapshot> lab_snapshot(bool resolved = true) {
     return std::make_unique<Snapshot>(std::move(services), std::move(ports), std::move(next_hops),
                                       7, 1);
 }
-
-// A frame in a buffer with headroom, as an mbuf holds it.
-struct Packet {
-    Bytes buffer;
-    FrameBuffer frame;
-    ParsedPacket parsed;
-
-    explicit Packet(const Bytes &bytes) : buffer(headroom + bytes.size() + 64) {
-        std::copy(bytes.begin(), bytes.end(), buffer.begin() + headroom);
-        frame = {buffer.data() + headroom, uint32_t(bytes.size()), headroom};
-        EXPECT_EQ(parse_packet(frame.data, frame.length, parsed), DropReason::none);
-    }
-    Bytes bytes() const { return Bytes(frame.data, frame.data + frame.length); }
-};
 
 Bytes tcp_frame(const MacAddress &dst_mac, const IpAddress &src, const IpAddress &dst,
                 uint16_t sport, uint16_t dport, uint8_t flags) {
