@@ -212,7 +212,7 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
         if (balancer) {
             balancer->probe(frame, parsed[count], probes[count]);
             if (steering && probes[count].candidate) {
-                const uint16_t owner = steering->owner(probes[count].key, *snapshot);
+                const uint16_t owner = steering->owner(probes[count], *snapshot);
                 if (owner != lb::any_worker && owner != worker.id) {
                     steer(worker, owner, items[i]);
                     continue;

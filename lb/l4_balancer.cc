@@ -82,8 +82,10 @@ void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
                                 uint32_t &new_flows) const {
     if (!probe.candidate || flows_.prefetch_flows(probe.hash))
         return;
-    probe.service = snapshot.find_service(probe.key);
-    probe.service_known = true;
+    if (!probe.service_known) {
+        probe.service = snapshot.find_service(probe.key);
+        probe.service_known = true;
+    }
     if (probe.service == Snapshot::no_service)
         return;
     const Service &service = snapshot.services()[probe.service];
@@ -205,9 +207,22 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     const FlowLookup found = flows_.lookup(key, hash, now);
     Flow *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
     FlowKey reverse;
+    // A SYN on a flow that was closing, or whose backend left a `reset`
+    // service, opens a new connection with a reused source port: it is
+    // balanced afresh (as IPVS's conn_reuse_mode does), else it would
+    // inherit the old backend, which may have left, and the old SNAT port,
+    // which the backend may still hold in TIME_WAIT.
+    FlowId replaced = no_flow;
+    const bool backend_gone = flow &&
+                              service.removed_backend_flows == RemovedBackendFlows::reset &&
+                              !has_backend(service, flow->reverse);
+    if (flow && key.protocol == ip_proto::tcp && is_new_connection(flags) &&
+        (flow->state == FlowState::closing || backend_gone)) {
+        replaced = found.id;
+        flow = nullptr;
+    }
 
-    if (flow && service.removed_backend_flows == RemovedBackendFlows::reset &&
-        !has_backend(service, flow->reverse)) {
+    if (flow && backend_gone) {
         // The service says flows end with their backend: forget this one, and
         // tell a TCP client at once, so its retry finds a backend that is
         // still there.
@@ -221,16 +236,6 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         frame.length = length;
         counters.resets_sent.increment();
         return {BalanceVerdict::forward, DropReason::none, ingress_port};
-    }
-    // A SYN on a flow that was closing opens a new connection with a reused
-    // source port: it is balanced afresh (as IPVS's conn_reuse_mode does),
-    // else it would inherit the old backend, which may have left, and the
-    // old SNAT port, which the backend may still hold in TIME_WAIT.
-    FlowId replaced = no_flow;
-    if (flow && flow->state == FlowState::closing && key.protocol == ip_proto::tcp &&
-        is_new_connection(flags)) {
-        replaced = found.id;
-        flow = nullptr;
     }
     if (flow) {
         flow->state = next_state(flow->state, key.protocol, flags, false);

@@ -35,17 +35,19 @@ uint16_t Steering::by_client(const std::array<uint8_t, 16> &address, uint16_t po
     return uint16_t(flow_hash(client, key_) % slices_.workers());
 }
 
-uint16_t Steering::owner(const FlowKey &key, const Snapshot &snapshot) const {
+uint16_t Steering::owner(FlowProbe &probe, const Snapshot &snapshot) const {
     if (slices_.workers() == 1)
         return any_worker;
+    const FlowKey &key = probe.key;
     if (snapshot.is_local_address(key.destination.data(), key.family)) {
         const uint16_t port = uint16_t(key.destination_port << 8 | key.destination_port >> 8);
         return slices_.owner(port);
     }
     if (snapshot.is_vip(key.destination, key.family)) {
-        const uint32_t service = snapshot.find_service(key);
-        if (service != Snapshot::no_service &&
-            snapshot.services()[service].mode == ForwardingMode::nat)
+        probe.service = snapshot.find_service(key);
+        probe.service_known = true;
+        if (probe.service != Snapshot::no_service &&
+            snapshot.services()[probe.service].mode == ForwardingMode::nat)
             return by_client(key.source, key.source_port, key.family);
         return any_worker;
     }

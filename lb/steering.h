@@ -48,9 +48,10 @@ public:
     unsigned workers() const { return slices_.workers(); }
     const SnatSlices &slices() const { return slices_; }
 
-    // The owner of a TCP or UDP packet with flow key `key`, or any_worker
-    // when the receiving worker may keep it.
-    uint16_t owner(const FlowKey &key, const Snapshot &snapshot) const;
+    // The owner of a probed TCP or UDP packet, or any_worker when the
+    // receiving worker may keep it. A VIP's service, once looked up, stays
+    // in the probe for the balancer.
+    uint16_t owner(FlowProbe &probe, const Snapshot &snapshot) const;
 
 private:
     uint16_t by_client(const std::array<uint8_t, 16> &address, uint16_t port_be,

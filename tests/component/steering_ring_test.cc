@@ -203,7 +203,10 @@ TEST_F(TwoWorkers, NatRequestsAndAnswersAreHandledByOneWorker) {
     unsigned tested[workers] = {};
     for (uint16_t source_port = 42000; source_port < 42016; ++source_port) {
         const Bytes syn = tcp_frame(gw_client, client_mac, client, source_port, vip_nat, 80, 0x02);
-        const uint16_t owner = owner_of.owner(key_of(syn), *snapshot->current());
+        lb::FlowProbe probe;
+        probe.key = key_of(syn);
+        probe.candidate = true;
+        const uint16_t owner = owner_of.owner(probe, *snapshot->current());
         ASSERT_LT(owner, workers);
         const unsigned other = 1 - owner;
         ++tested[owner];

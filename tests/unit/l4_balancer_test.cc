@@ -422,6 +422,15 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
     Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
     ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
     const uint8_t backend_octet = syn.frame.data[14 + 19];
+    // Another flow on the same backend, for the SYN that reuses its tuple below.
+    uint16_t stale_port = 0;
+    for (uint16_t port = 40300; port < 40400 && !stale_port; ++port) {
+        Packet other(tcp_frame(gw_client_mac, client4, vip_fullnat, port, 80, 0x02));
+        ASSERT_EQ(run(other, client_port_index).verdict, BalanceVerdict::forward);
+        if (other.frame.data[14 + 19] == backend_octet)
+            stale_port = port;
+    }
+    ASSERT_NE(stale_port, 0);
 
     // A new snapshot without that backend (as a reload would publish).
     auto without = [&](RemovedBackendFlows policy) {
@@ -451,6 +460,14 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
     EXPECT_EQ(kept.frame.data[14 + 19], backend_octet);  // same backend as before
 
     snapshot = without(RemovedBackendFlows::reset);
+    // A new connection reusing the tuple of a flow whose backend left is
+    // balanced afresh, not reset.
+    Packet reuse(tcp_frame(gw_client_mac, client4, vip_fullnat, stale_port, 80, 0x02));
+    const BalanceResult rebalanced = run(reuse, client_port_index);
+    ASSERT_EQ(rebalanced.verdict, BalanceVerdict::forward);
+    EXPECT_EQ(rebalanced.egress_port, backend_port_index);
+    EXPECT_NE(reuse.frame.data[14 + 19], backend_octet);
+    EXPECT_EQ(counters.resets_sent.read(), 0u);
     // The client's next segment (seq 1000, ack 5000) is answered with a RST
     // from the VIP, sequenced at what it acknowledged.
     Bytes segment = tcp(40200, 80, 0x10);
