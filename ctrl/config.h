@@ -71,6 +71,7 @@ struct BackendConfig {
     IpAddress address;
     uint16_t port = 0;    // 0: the port the client connected to
     uint32_t weight = 1;  // 0: takes no new flows (drained)
+    bool drained = false; // takes no new flows; its flows go on
 };
 
 // An L4 service: a VIP, protocol and port balanced over backends.

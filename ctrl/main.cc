@@ -23,8 +23,9 @@
 #include <random>
 #include <vector>
 
+#include "ctrl/backend_slots.h"
 #include "ctrl/config.h"
-#include "ctrl/counters_report.h"
+#include "ctrl/metrics.h"
 #include "ctrl/neighbours.h"
 #include "ctrl/snapshot_builder.h"
 #include "dataplane/eal.h"
@@ -129,6 +130,12 @@ private:
     void start_balancing();
     void refresh_neighbours();
     void reload();
+    // Makes `next` the running config: its services, routes and balancing
+    // settings take effect in a new snapshot. "" or why nothing changed.
+    std::string apply_config(Config next);
+    void publish_snapshot();
+    // True when no worker holds a flow counted in `slot`.
+    bool backend_slot_idle(lb::BackendSlot slot) const;
     void steer_return_traffic();
     bool launch_workers(std::string &error);
     void print_counters();
@@ -152,6 +159,7 @@ private:
     // Backends an earlier config had: their flows may still run, so their
     // next hops stay known.
     std::vector<IpAddress> retired_backends_;
+    BackendSlots backend_slots_;
     uint64_t generation_ = 0;
 };
 
@@ -191,8 +199,10 @@ void Gateway::start_balancing() {
     snapshot_ = std::make_unique<dataplane::PublishedSnapshot>(
         unsigned(config_.cores.workers.size()));
     neighbours_ = std::make_unique<NeighbourWatcher>();
-    snapshot_->publish(
-        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
+    std::string error;
+    // No worker runs yet: every slot is idle, and the config was checked to fit.
+    backend_slots_.assign(config_, [](lb::BackendSlot) { return true; }, error);
+    publish_snapshot();
     std::printf("sluiced: balancing %zu service(s)\n", config_.services.size());
     steer_return_traffic();
 }
@@ -239,8 +249,27 @@ void Gateway::refresh_neighbours() {
             std::printf("sluiced: neighbour %s on %s is unreachable\n", key.second.c_str(),
                         key.first.c_str());
     known_neighbours_ = std::move(found);
-    snapshot_->publish(
-        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
+    publish_snapshot();
+}
+
+void Gateway::publish_snapshot() {
+    const auto state_of = [this](const ServiceConfig &service, const BackendConfig &backend) {
+        return BackendState{backend_slots_.slot(service.name, backend), false};
+    };
+    snapshot_->publish(build_snapshot(config_, ports_, retired_backends_, known_neighbours_,
+                                      state_of, ++generation_));
+}
+
+bool Gateway::backend_slot_idle(lb::BackendSlot slot) const {
+    for (const auto &worker : workers_) {
+        const dataplane::WorkerBalancing &balancing = *worker->balancing;
+        // Ended after opened: a flow opened between the two reads only makes
+        // the slot look busy.
+        const uint64_t ended = balancing.flows->ended_flows(slot);
+        if (balancing.balancer->backend_counters(slot).new_flows.read() != ended)
+            return false;
+    }
+    return true;
 }
 
 // SIGHUP: the routes, services and balancing settings of the file take
@@ -255,6 +284,18 @@ void Gateway::reload() {
         std::printf("sluiced: reload refused, nothing changed: %s\n", e.what());
         return;
     }
+    for (const std::string &warning : next.warnings)
+        std::printf("sluiced: warning: %s\n", warning.c_str());
+    const std::string refused = apply_config(std::move(next));
+    if (!refused.empty()) {
+        std::printf("sluiced: reload refused, nothing changed: %s\n", refused.c_str());
+        return;
+    }
+    std::printf("sluiced: reloaded %s: %zu service(s), generation %lu\n", path_.c_str(),
+                config_.services.size(), (unsigned long)generation_);
+}
+
+std::string Gateway::apply_config(Config next) {
     const char *fixed = !(next.eal == config_.eal)       ? "eal"
                         : !(next.cores == config_.cores)   ? "cores"
                         : !(next.worker == config_.worker) ? "worker"
@@ -263,25 +304,22 @@ void Gateway::reload() {
                             next.lb.timeouts == config_.lb.timeouts)
                             ? "lb.flow_table_size and lb.timeouts"
                             : nullptr;
-    if (fixed) {
-        std::printf("sluiced: reload refused, nothing changed: %s changed, which needs a restart\n",
-                    fixed);
-        return;
-    }
-    for (const std::string &warning : next.warnings)
-        std::printf("sluiced: warning: %s\n", warning.c_str());
+    if (fixed)
+        return std::string(fixed) + " changed, which needs a restart";
+    std::string error;
+    if (!backend_slots_.assign(
+            next, [this](lb::BackendSlot slot) { return backend_slot_idle(slot); }, error))
+        return error;
     for (const ServiceConfig &service : config_.services)
         for (const BackendConfig &backend : service.backends)
             if (std::find(retired_backends_.begin(), retired_backends_.end(), backend.address) ==
                 retired_backends_.end())
                 retired_backends_.push_back(backend.address);
     config_ = std::move(next);
-    snapshot_->publish(
-        build_snapshot(config_, ports_, retired_backends_, known_neighbours_, ++generation_));
-    std::printf("sluiced: reloaded %s: %zu service(s), generation %lu\n", path_.c_str(),
-                config_.services.size(), (unsigned long)generation_);
+    publish_snapshot();
     steer_return_traffic();
     refresh_neighbours();
+    return "";
 }
 
 bool Gateway::open_ports(std::string &error) {
@@ -387,7 +425,9 @@ bool Gateway::launch_workers(std::string &error) {
 }
 
 void Gateway::print_counters() {
-    write_counters(std::cout, CountersView{workers_, ports_});
+    const auto health = [](const std::string &, const BackendConfig &) { return "unchecked"; };
+    std::cout << prometheus_text(
+        collect_metrics(MetricsView{workers_, ports_, config_, backend_slots_, health}));
     std::cout.flush();
 }
 

@@ -50,6 +50,7 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<dataplane::Port> &ports,
                                                    const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
+                                                   const BackendStateOf &state_of,
                                                    uint64_t generation) {
     std::vector<lb::Service> services;
     std::vector<std::pair<IpAddress, lb::NextHop>> next_hops;
@@ -66,7 +67,11 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
         service.removed_backend_flows = config_service.removed_backend_flows;
         std::vector<lb::MaglevBackend> identities;
         for (const BackendConfig &backend : config_service.backends) {
-            service.backends.push_back({backend.address, to_network(backend.port), backend.weight});
+            const BackendState state = state_of(config_service, backend);
+            if (state.down)
+                continue;
+            service.backends.push_back(
+                {backend.address, to_network(backend.port), backend.weight, state.slot});
             identities.push_back({maglev_identity(backend), backend.weight});
         }
         service.maglev = lb::MaglevTable(identities, config_service.maglev_size,

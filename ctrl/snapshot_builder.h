@@ -2,6 +2,7 @@
 // the neighbours' MACs) to the immutable snapshot the workers balance by.
 #pragma once
 
+#include <functional>
 #include <map>
 #include <memory>
 #include <vector>
@@ -20,10 +21,20 @@ namespace sluice::ctrl {
 std::vector<WantedNeighbour> wanted_neighbours(const Config &config,
                                                const std::vector<IpAddress> &retired);
 
+// What the control plane knows of a backend beyond its config.
+struct BackendState {
+    lb::BackendSlot slot = lb::no_backend_slot;  // its counters
+    bool down = false;  // failed its health check: out of the service
+};
+using BackendStateOf = std::function<BackendState(const ServiceConfig &, const BackendConfig &)>;
+
+// Backends that are down are left out of their service: they take no new
+// flows, and their flows go on or are reset as the service says.
 std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<dataplane::Port> &ports,
                                                    const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
+                                                   const BackendStateOf &state_of,
                                                    uint64_t generation);
 
 // The addresses a port answers ARP, ND and echo for: its own, every VIP and

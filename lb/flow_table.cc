@@ -110,7 +110,7 @@ struct alignas(64) FlowTable::Bucket {
 FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts)
     : key_(key),
       timeout_of_{timeouts.syn_seen, timeouts.established, timeouts.closing, timeouts.udp},
-      capacity_(capacity) {
+      capacity_(capacity), ended_by_backend_(new Counter[max_backend_slots]) {
     static_assert(uint8_t(FlowState::syn_seen) == 0 && uint8_t(FlowState::established) == 1 &&
                       uint8_t(FlowState::closing) == 2 && uint8_t(FlowState::udp) == 3,
                   "timeout_of_ is indexed by FlowState");
@@ -325,6 +325,8 @@ void FlowTable::remove(FlowId id) {
     if (id >= capacity_ || !live(flows_[id]))
         return;
     Flow &flow = flows_[id];
+    if (flow.backend < max_backend_slots)
+        ended_by_backend_[flow.backend].increment();
     unplace(hash(flow.forward), id);
     if (flow.reverse_indexed)
         unplace(hash(flow.reverse), id);

@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <memory>
 
+#include "dataplane/counter.h"
 #include "dataplane/net_addr.h"
 #include "lb/flow_key.h"
 
@@ -34,6 +35,12 @@ struct FlowTimeouts {
 using FlowId = uint32_t;
 constexpr FlowId no_flow = UINT32_MAX;
 
+// A backend's place in the per-worker counter arrays: given by the control
+// plane, stable for as long as the backend or any of its flows lives.
+using BackendSlot = uint16_t;
+constexpr BackendSlot max_backend_slots = 4096;
+constexpr BackendSlot no_backend_slot = UINT16_MAX;
+
 // One connection. `forward` is the tuple as it arrives from the client;
 // `reverse` the tuple as the backend's answers arrive (after NAT, that is
 // not forward.reversed()). What the data path rewrites is derived from them.
@@ -50,6 +57,7 @@ struct Flow {
     // (dsr): `reverse` then only records where the flow goes and is not
     // indexed, so it need not be unique.
     bool reverse_indexed = true;
+    BackendSlot backend = no_backend_slot;  // whose counters the flow's packets add to
 };
 
 struct FlowLookup {
@@ -115,6 +123,12 @@ public:
     // Bytes of table memory per flow of capacity, for the docs.
     static size_t bytes_per_flow();
 
+    // Flows that left the table, by their backend's slot: with the
+    // balancer's new-flow counts, how many each backend has open.
+    uint64_t ended_flows(BackendSlot slot) const {
+        return slot < max_backend_slots ? ended_by_backend_[slot].read() : 0;
+    }
+
 private:
     struct Bucket;
     static constexpr uint32_t no_entry = UINT32_MAX;  // no slot's entry is all ones
@@ -162,6 +176,7 @@ private:
     uint32_t *free_ids_ = nullptr;  // stack of unused flow ids
     uint32_t free_count_ = 0;
     uint32_t expiry_cursor_ = 0;
+    std::unique_ptr<Counter[]> ended_by_backend_;  // max_backend_slots of them
 };
 
 } // namespace sluice::lb

@@ -237,10 +237,12 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         counters.resets_sent.increment();
         return {BalanceVerdict::forward, DropReason::none, ingress_port};
     }
+    BackendSlot slot;
     if (flow) {
         flow->state = next_state(flow->state, key.protocol, flags, false);
         flow->last_seen = now;
         reverse = flow->reverse;
+        slot = flow->backend;
     } else {
         // A fullnat flow needs its SNAT port from the first segment on; in the
         // other modes Maglev alone picks the backend any instance would pick,
@@ -256,6 +258,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         if (index == MaglevTable::no_backend)
             return dropped(DropReason::no_backend);
         const Backend &backend = service.backends[index];
+        slot = backend.slot;
         if (service.mode == ForwardingMode::fullnat) {
             const IpAddress &local =
                 service.local_addresses[hash % service.local_addresses.size()];
@@ -284,6 +287,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         // dsr answers bypass the gateway: the reverse tuple only says where
         // the flow goes.
         fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
+        fresh.backend = slot;
         const uint64_t reverse_hash = flows_.hash(reverse);
         const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
         if (id == no_flow) {
@@ -294,6 +298,8 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
             counters.stateless_packets.increment();
         } else {
             counters.new_flows.increment();
+            if (slot < max_backend_slots)
+                backends_[slot].new_flows.increment();
         }
     }
 
@@ -343,6 +349,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     }
     set_ethernet(frame.data, next_hop->mac, egress.mac);
     counters.to_backend_packets.increment();
+    count(slot, frame.length);
     return {BalanceVerdict::forward, DropReason::none, next_hop->egress_port};
 }
 
@@ -389,6 +396,7 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
     rewrite_tuple(frame.data, packet, flow.forward.reversed());
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();
+    count(flow.backend, frame.length);
     return {BalanceVerdict::forward, DropReason::none, flow.client_port};
 }
 

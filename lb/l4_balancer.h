@@ -6,6 +6,7 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "dataplane/counter.h"
 #include "dataplane/drop_reason.h"
@@ -25,6 +26,13 @@ struct BalancerCounters {
     Counter later_fragments;    // fragments after the first, balanced as their datagram
     Counter resets_sent;        // RSTs to clients whose backend left a `reset` service
     Counter icmp_too_big_sent;  // to clients whose packets would not fit once encapsulated
+};
+
+// What one worker has sent to and from one backend (by its BackendSlot).
+// Its open flows: new_flows here less FlowTable::ended_flows.
+struct BackendCounters {
+    Counter packets, bytes;  // both directions
+    Counter new_flows;
 };
 
 // A frame in its buffer: `headroom` bytes before `data` may be claimed by an
@@ -109,6 +117,9 @@ public:
     }
 
     FlowTable &flows() { return flows_; }
+    const BackendCounters &backend_counters(BackendSlot slot) const {
+        return backends_[slot < max_backend_slots ? slot : 0];
+    }
     const FragmentTable &fragments() const { return fragments_; }
 
 private:
@@ -133,7 +144,16 @@ private:
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
                         uint32_t now, FlowKey &reverse);
 
+    // The packets of a flow or stateless pick toward a backend.
+    void count(BackendSlot slot, uint32_t bytes) {
+        if (slot < max_backend_slots) {
+            backends_[slot].packets.increment();
+            backends_[slot].bytes.add(bytes);
+        }
+    }
+
     FlowTable &flows_;
+    std::unique_ptr<BackendCounters[]> backends_{new BackendCounters[max_backend_slots]};
     SnatPortRange snat_;
     uint32_t snat_cursor_;  // the next SNAT port to try, as an offset in snat_
     FragmentTable fragments_;

@@ -13,6 +13,7 @@
 #include "dataplane/local_reply.h"
 #include "dataplane/net_addr.h"
 #include "lb/flow_key.h"
+#include "lb/flow_table.h"
 #include "lb/maglev.h"
 
 namespace sluice::lb {
@@ -26,6 +27,7 @@ struct Backend {
     IpAddress address;
     uint16_t port_be = 0;  // network byte order; 0: the client's destination port
     uint32_t weight = 1;
+    BackendSlot slot = no_backend_slot;  // its counters; flows remember it
 };
 
 // Where packets to an address leave: the egress port's index and the next

@@ -98,7 +98,7 @@ def test_new_connections_spread_evenly(gateway):
     # when a SNAT port meets a connection the backend still holds in
     # TIME_WAIT from an earlier gateway (an earlier test's): the backend
     # refuses the SYN, the client resets and retries, on a new flow.
-    new_flows = after["sluice_worker_new_flows"] - before["sluice_worker_new_flows"]
+    new_flows = after["sluice_worker_new_flows_total"] - before["sluice_worker_new_flows_total"]
     assert 3000 <= new_flows <= 3300, new_flows
 
 
@@ -127,7 +127,7 @@ def test_dsr_connections_reach_every_backend(gateway, vip):
     assert outcome["failures"] == 0, outcome
     assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], outcome
     after = gateway.counters()
-    assert after["sluice_worker_to_client_packets"] == before["sluice_worker_to_client_packets"]
+    assert after["sluice_worker_to_client_packets_total"] == before["sluice_worker_to_client_packets_total"]
 
 
 # One request with a 6000-byte header: the client's full-sized segments do
@@ -158,8 +158,8 @@ def test_dsr_full_sized_segments_learn_the_path_mtu(gateway, vip):
     result = lab.exec("client", "/usr/bin/python3", "-c", LARGE_REQUEST, vip, timeout=60)
     assert result.stdout.strip() in ("be1", "be2", "be3"), result.stdout + result.stderr
     after = gateway.counters()
-    assert (after.get("sluice_worker_icmp_too_big_sent", 0)
-            > before.get("sluice_worker_icmp_too_big_sent", 0)), (before, after)
+    assert (after.get("sluice_worker_icmp_too_big_sent_total", 0)
+            > before.get("sluice_worker_icmp_too_big_sent_total", 0)), (before, after)
 
 
 @pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, DSR_IPIP4, DSR_GUE4])
@@ -204,7 +204,7 @@ def test_large_download_arrives_intact(gateway):
 
 def test_counters_after_balancing(gateway):
     counters = gateway.counters()
-    assert counters["sluice_worker_to_backend_packets"] > 0
-    assert counters["sluice_worker_to_client_packets"] > 0
-    assert counters.get("sluice_worker_drops.next_hop_unresolved", 0) == 0
-    assert counters.get("sluice_worker_drops.flow_table_full", 0) == 0
+    assert counters["sluice_worker_to_backend_packets_total"] > 0
+    assert counters["sluice_worker_to_client_packets_total"] > 0
+    assert counters.get("sluice_worker_drops_total.next_hop_unresolved", 0) == 0
+    assert counters.get("sluice_worker_drops_total.flow_table_full", 0) == 0

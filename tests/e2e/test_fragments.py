@@ -32,11 +32,11 @@ def test_fragmented_datagrams_reach_one_backend_and_return(gateway, vip):
     assert outcome["failures"] == 0, (outcome, after)
     assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], outcome
     # Two later fragments each way per datagram, at least.
-    grown = (after["sluice_worker_later_fragments"]
-             - before.get("sluice_worker_later_fragments", 0))
+    grown = (after["sluice_worker_later_fragments_total"]
+             - before.get("sluice_worker_later_fragments_total", 0))
     assert grown >= 60 * 2 * 2, (before, after)
-    assert after.get("sluice_worker_drops.fragment_without_first", 0) == \
-        before.get("sluice_worker_drops.fragment_without_first", 0)
+    assert after.get("sluice_worker_drops_total.fragment_without_first", 0) == \
+        before.get("sluice_worker_drops_total.fragment_without_first", 0)
 
 
 def test_ipv4_datagrams_the_kernel_reassembled_are_dropped_by_reason(gateway):
@@ -46,6 +46,6 @@ def test_ipv4_datagrams_the_kernel_reassembled_are_dropped_by_reason(gateway):
     outcome = send_large_datagrams(gateway, UDP4, 5)
     after = gateway.counters()
     assert outcome["failures"] == 5, outcome
-    reason = "sluice_worker_drops.ipv4_total_length_beyond_frame"
+    reason = "sluice_worker_drops_total.ipv4_total_length_beyond_frame"
     assert after.get(reason, 0) - before.get(reason, 0) == 5, (before, after)
-    assert after["sluice_worker_to_backend_packets"] == before["sluice_worker_to_backend_packets"]
+    assert after["sluice_worker_to_backend_packets_total"] == before["sluice_worker_to_backend_packets_total"]

@@ -26,8 +26,8 @@ def test_ping_from_client(gateway):
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0% packet loss" in result.stdout
     after = gateway.counters()
-    assert after["sluice_worker_icmp_echo_replies"] - before["sluice_worker_icmp_echo_replies"] >= 3
-    assert after["sluice_port_rx_packets.client"] > before["sluice_port_rx_packets.client"]
+    assert after["sluice_worker_icmp_echo_replies_total"] - before["sluice_worker_icmp_echo_replies_total"] >= 3
+    assert after["sluice_port_rx_packets_total.client"] > before["sluice_port_rx_packets_total.client"]
 
 
 def test_ping6_from_client(gateway):
@@ -36,8 +36,8 @@ def test_ping6_from_client(gateway):
     assert result.returncode == 0, result.stdout + result.stderr
     assert " 0% packet loss" in result.stdout
     after = gateway.counters()
-    assert (after["sluice_worker_icmpv6_echo_replies"]
-            - before["sluice_worker_icmpv6_echo_replies"]) >= 3
+    assert (after["sluice_worker_icmpv6_echo_replies_total"]
+            - before["sluice_worker_icmpv6_echo_replies_total"]) >= 3
 
 
 def test_ping_from_backend_side(gateway):
@@ -55,9 +55,9 @@ def test_arp_and_neighbor_discovery_answered(gateway):
     assert ping(lab, "client", CLIENT_SIDE_V4, count=1).returncode == 0
     assert ping(lab, "client", CLIENT_SIDE_V6, count=1).returncode == 0
     after = gateway.counters()
-    assert after["sluice_worker_arp_replies"] > before["sluice_worker_arp_replies"]
-    assert (after["sluice_worker_neighbor_advertisements"]
-            > before["sluice_worker_neighbor_advertisements"])
+    assert after["sluice_worker_arp_replies_total"] > before["sluice_worker_arp_replies_total"]
+    assert (after["sluice_worker_neighbor_advertisements_total"]
+            > before["sluice_worker_neighbor_advertisements_total"])
     neighbours = lab.exec("client", "ip", "neigh", "show", "dev", "eth0").stdout
     gateway_mac = lab.mac("gw", "gw-client")
     assert f"{CLIENT_SIDE_V4} lladdr {gateway_mac}" in neighbours
@@ -78,9 +78,9 @@ def test_kernel_tcp_through_exception_path(gateway, url, body):
     assert result.returncode == 0, result.stderr
     assert result.stdout == body + "\n"
     after = gateway.counters()
-    assert after["sluice_worker_to_kernel_packets"] > before["sluice_worker_to_kernel_packets"]
-    assert (after["sluice_worker_from_kernel_packets"]
-            > before["sluice_worker_from_kernel_packets"])
+    assert after["sluice_worker_to_kernel_packets_total"] > before["sluice_worker_to_kernel_packets_total"]
+    assert (after["sluice_worker_from_kernel_packets_total"]
+            > before["sluice_worker_from_kernel_packets_total"])
 
 
 MALFORMED_FRAMES = textwrap.dedent("""
@@ -114,7 +114,7 @@ def test_malformed_frames_dropped_by_reason(gateway):
     assert len(reasons) == 7
     after = gateway.counters()
     for reason in reasons:
-        key = f"sluice_worker_drops.{reason}"
+        key = f"sluice_worker_drops_total.{reason}"
         assert after.get(key, 0) - before.get(key, 0) == count, reason
     # Nothing malformed reached the kernel: the client sees no answer and the
     # gateway still answers ping.
@@ -160,6 +160,6 @@ def test_sigterm_stops_cleanly(gateway):
     assert "sluiced: SIGTERM, stopping" in output
     assert "sluiced: workers stopped; final counters" in output
     assert output.rstrip().endswith("sluiced: stopped")
-    assert "sluice_worker_rx_packets" in output.split("final counters")[-1]
+    assert "sluice_worker_rx_packets_total" in output.split("final counters")[-1]
     links = gateway.lab.exec("gw", "ip", "-br", "link").stdout
     assert "tap-client" not in links and "tap-backend" not in links

@@ -118,7 +118,7 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
         assert "reset" in err.lower(), err
         assert time.monotonic() - started < 5
         after = gateway.counters()
-        assert after["sluice_worker_resets_sent"] > before.get("sluice_worker_resets_sent", 0)
+        assert after["sluice_worker_resets_sent_total"] > before.get("sluice_worker_resets_sent_total", 0)
         outcome = spread(lab, 30)
         assert outcome["failures"] == 0 and sorted(outcome["answers"]) == ["be3"], outcome
     finally:

@@ -54,9 +54,9 @@ def test_datagrams_and_fragments_through_two_workers(two_workers):
 def test_both_workers_worked_and_passed_packets(two_workers):
     counters = two_workers.counters(by_worker=True)
     assert "answers are steered in software" in two_workers.output()
-    assert all(n > 0 for n in per_worker(counters, "sluice_worker_rx_packets")), counters
-    assert all(n > 0 for n in per_worker(counters, "sluice_worker_new_flows")), counters
-    steered_out = per_worker(counters, "sluice_worker_steered_out_packets")
-    steered_in = per_worker(counters, "sluice_worker_steered_in_packets")
+    assert all(n > 0 for n in per_worker(counters, "sluice_worker_rx_packets_total")), counters
+    assert all(n > 0 for n in per_worker(counters, "sluice_worker_new_flows_total")), counters
+    steered_out = per_worker(counters, "sluice_worker_steered_out_packets_total")
+    steered_in = per_worker(counters, "sluice_worker_steered_in_packets_total")
     assert sum(steered_out) > 0 and sum(steered_out) == sum(steered_in), counters
-    assert sum(per_worker(counters, "sluice_worker_drops.steering_full")) == 0
+    assert sum(per_worker(counters, "sluice_worker_drops_total.steering_full")) == 0

@@ -1,0 +1,266 @@
+#include "ctrl/metrics.h"
+
+#include <rte_ethdev.h>
+
+#include <map>
+
+namespace sluice::ctrl {
+
+namespace {
+
+using Type = MetricFamily::Type;
+using Labels = std::vector<std::pair<std::string, std::string>>;
+
+// Families in the order they are first named; samples appended as found.
+class Collector {
+public:
+    void add(const std::string &name, Type type, const char *help, Labels labels,
+             uint64_t value) {
+        auto [at, fresh] = index_.try_emplace(name, families_.size());
+        if (fresh)
+            families_.push_back({name, type, help, {}});
+        families_[at->second].samples.push_back({std::move(labels), value});
+    }
+    std::vector<MetricFamily> take() { return std::move(families_); }
+
+private:
+    std::vector<MetricFamily> families_;
+    std::map<std::string, size_t> index_;
+};
+
+void collect_worker(Collector &out, const dataplane::WorkerContext &worker) {
+    const auto &c = worker.counters;
+    const Labels label = {{"worker", std::to_string(worker.id)}};
+    const struct {
+        const char *name, *help;
+        const Counter &counter;
+    } counters[] = {
+        {"rx_packets", "Packets received from the ports.", c.rx_packets},
+        {"rx_bytes", "Bytes received from the ports.", c.rx_bytes},
+        {"tx_packets", "Packets sent on the ports and exception paths.", c.tx_packets},
+        {"tx_bytes", "Bytes sent on the ports and exception paths.", c.tx_bytes},
+        {"arp_replies", "ARP requests answered.", c.arp_replies},
+        {"icmp_echo_replies", "ICMP echo requests answered.", c.icmp_echo_replies},
+        {"icmpv6_echo_replies", "ICMPv6 echo requests answered.", c.icmpv6_echo_replies},
+        {"neighbor_advertisements", "Neighbor solicitations answered.",
+         c.neighbor_advertisements},
+        {"to_kernel_packets", "Packets handed to the kernel (exception path).", c.to_kernel},
+        {"from_kernel_packets", "Packets the kernel sent through the exception path.",
+         c.from_kernel},
+        {"steered_out_packets", "Packets passed to the worker owning their flow.", c.steered_out},
+        {"steered_in_packets", "Packets taken from other workers.", c.steered_in},
+        {"neighbour_waits", "Packets held until their next hop's MAC was known.",
+         c.neighbour_waits},
+        {"busy_cycles", "TSC cycles spent on polls that received packets.", c.busy_cycles},
+        {"idle_cycles", "TSC cycles spent on empty polls and sleeps.", c.idle_cycles},
+        {"idle_sleeps", "Sleeps of the idle backoff.", c.idle_sleeps},
+    };
+    for (const auto &counter : counters)
+        out.add(std::string("sluice_worker_") + counter.name + "_total", Type::counter,
+                counter.help, label, counter.counter.read());
+    if (worker.balancing) {
+        const auto &b = worker.balancing->counters;
+        const struct {
+            const char *name, *help;
+            const Counter &counter;
+        } balancing[] = {
+            {"new_flows", "Flows created.", b.new_flows},
+            {"to_backend_packets", "Packets balanced toward a backend.", b.to_backend_packets},
+            {"to_client_packets", "Backend answers rewritten back to the client.",
+             b.to_client_packets},
+            {"stateless_packets", "Packets balanced by Maglev alone: the flow table was full.",
+             b.stateless_packets},
+            {"icmp_errors_translated", "ICMP errors about a flow translated and passed on.",
+             b.icmp_errors},
+            {"later_fragments", "Fragments after the first, balanced as their datagram.",
+             b.later_fragments},
+            {"resets_sent", "RSTs sent to clients whose backend left a reset service.",
+             b.resets_sent},
+            {"icmp_too_big_sent", "ICMP too-big sent for packets too large to encapsulate.",
+             b.icmp_too_big_sent},
+        };
+        for (const auto &counter : balancing)
+            out.add(std::string("sluice_worker_") + counter.name + "_total", Type::counter,
+                    counter.help, label, counter.counter.read());
+        // Read across threads without a lock: possibly a poll old.
+        out.add("sluice_worker_flows", Type::gauge,
+                "Flows in the worker's table (expired ones not yet reclaimed included).", label,
+                worker.balancing->flows->size());
+    }
+    for (size_t reason = 1; reason < drop_reason_count; ++reason)
+        out.add("sluice_worker_drops_total", Type::counter, "Packets dropped, by reason.",
+                {{"worker", std::to_string(worker.id)},
+                 {"reason", drop_reason_name(DropReason(reason))}},
+                c.drops[reason].read());
+}
+
+void collect_backends(Collector &out, const MetricsView &view) {
+    for (const ServiceConfig &service : view.config.services) {
+        uint64_t service_totals[4] = {};  // packets, bytes, new flows, open flows
+        uint64_t up = 0;
+        for (const BackendConfig &backend : service.backends) {
+            const lb::BackendSlot slot = view.slots.slot(service.name, backend);
+            uint64_t packets = 0, bytes = 0, opened = 0, open = 0;
+            for (const auto &worker : view.workers) {
+                if (!worker->balancing || slot == lb::no_backend_slot)
+                    continue;
+                // Ended first: a flow opened between the reads never makes
+                // the open count wrap below zero.
+                const uint64_t ended = worker->balancing->flows->ended_flows(slot);
+                const lb::BackendCounters &c = worker->balancing->balancer->backend_counters(slot);
+                const uint64_t worker_opened = c.new_flows.read();
+                packets += c.packets.read();
+                bytes += c.bytes.read();
+                opened += worker_opened;
+                open += worker_opened - ended;
+            }
+            const char *health = view.health(service.name, backend);
+            const Labels labels = {{"service", service.name},
+                                   {"address", backend.address.to_string()},
+                                   {"port", std::to_string(backend.port)}};
+            out.add("sluice_backend_packets_total", Type::counter,
+                    "Packets balanced to and from the backend.", labels, packets);
+            out.add("sluice_backend_bytes_total", Type::counter,
+                    "Bytes balanced to and from the backend.", labels, bytes);
+            out.add("sluice_backend_new_flows_total", Type::counter,
+                    "Flows the backend was given.", labels, opened);
+            out.add("sluice_backend_active_flows", Type::gauge,
+                    "Flows of the backend in the workers' tables.", labels, open);
+            const bool is_up = std::string_view(health) != "down";
+            out.add("sluice_backend_up", Type::gauge,
+                    "1 when the backend takes flows by its health (up or unchecked), 0 when "
+                    "down.",
+                    labels, is_up);
+            out.add("sluice_backend_drained", Type::gauge,
+                    "1 when the backend is drained: no new flows, its flows go on.", labels,
+                    backend.drained);
+            out.add("sluice_backend_weight", Type::gauge, "The backend's Maglev weight.", labels,
+                    backend.weight);
+            const uint64_t values[4] = {packets, bytes, opened, open};
+            for (int i = 0; i < 4; ++i)
+                service_totals[i] += values[i];
+            up += is_up;
+        }
+        const Labels labels = {{"service", service.name}};
+        out.add("sluice_service_packets_total", Type::counter,
+                "Packets balanced to and from the service's backends.", labels,
+                service_totals[0]);
+        out.add("sluice_service_bytes_total", Type::counter,
+                "Bytes balanced to and from the service's backends.", labels, service_totals[1]);
+        out.add("sluice_service_new_flows_total", Type::counter, "Flows the service was given.",
+                labels, service_totals[2]);
+        out.add("sluice_service_active_flows", Type::gauge,
+                "Flows of the service in the workers' tables.", labels, service_totals[3]);
+        out.add("sluice_service_backends_up", Type::gauge,
+                "Backends of the service that are up or unchecked.", labels, up);
+    }
+}
+
+void collect_port(Collector &out, const std::string &name, uint16_t port_id) {
+    rte_eth_stats stats;
+    if (rte_eth_stats_get(port_id, &stats) == 0) {
+        const Labels label = {{"port", name}};
+        const struct {
+            const char *name, *help;
+            uint64_t value;
+        } basic[] = {
+            {"rx_packets", "Packets the device received.", stats.ipackets},
+            {"tx_packets", "Packets the device sent.", stats.opackets},
+            {"rx_bytes", "Bytes the device received.", stats.ibytes},
+            {"tx_bytes", "Bytes the device sent.", stats.obytes},
+            {"rx_missed", "Packets the device dropped: no room in an RX queue.", stats.imissed},
+            {"rx_errors", "Erroneous packets the device received.", stats.ierrors},
+            {"tx_errors", "Packets the device failed to send.", stats.oerrors},
+            {"rx_no_mbuf", "Receptions that failed for want of an mbuf.", stats.rx_nombuf},
+        };
+        for (const auto &stat : basic)
+            out.add(std::string("sluice_port_") + stat.name + "_total", Type::counter, stat.help,
+                    label, stat.value);
+    }
+    const int count = rte_eth_xstats_get_names(port_id, nullptr, 0);
+    if (count <= 0)
+        return;
+    std::vector<rte_eth_xstat_name> names(static_cast<size_t>(count));
+    std::vector<rte_eth_xstat> values(static_cast<size_t>(count));
+    if (rte_eth_xstats_get_names(port_id, names.data(), unsigned(count)) != count ||
+        rte_eth_xstats_get(port_id, values.data(), unsigned(count)) != count)
+        return;
+    for (const rte_eth_xstat &value : values)
+        if (value.id < names.size())
+            out.add("sluice_port_xstat_total", Type::counter,
+                    "The device's extended statistics (DPDK xstats), by name.",
+                    {{"port", name}, {"xstat", names[value.id].name}}, value.value);
+}
+
+// Label values escape backslash, double quote and newline.
+void write_label_value(std::string &out, const std::string &value) {
+    for (const char c : value) {
+        if (c == '\\' || c == '"')
+            out += '\\';
+        if (c == '\n') {
+            out += "\\n";
+            continue;
+        }
+        out += c;
+    }
+}
+
+} // namespace
+
+std::vector<MetricFamily> collect_metrics(const MetricsView &view) {
+    Collector out;
+    for (const auto &worker : view.workers)
+        collect_worker(out, *worker);
+    collect_backends(out, view);
+    for (const auto &port : view.ports) {
+        collect_port(out, port.name, port.port_id);
+        if (port.has_exception_path)
+            collect_port(out, port.exception_tap, port.exception_port_id);
+    }
+    return out.take();
+}
+
+std::string prometheus_text(const std::vector<MetricFamily> &families) {
+    std::string out;
+    for (const MetricFamily &family : families) {
+        out += "# HELP " + family.name + ' ' + family.help + '\n';
+        out += "# TYPE " + family.name +
+               (family.type == MetricFamily::Type::counter ? " counter\n" : " gauge\n");
+        for (const MetricSample &sample : family.samples) {
+            out += family.name;
+            if (!sample.labels.empty()) {
+                out += '{';
+                for (size_t i = 0; i < sample.labels.size(); ++i) {
+                    if (i)
+                        out += ',';
+                    out += sample.labels[i].first + "=\"";
+                    write_label_value(out, sample.labels[i].second);
+                    out += '"';
+                }
+                out += '}';
+            }
+            out += ' ' + std::to_string(sample.value) + '\n';
+        }
+    }
+    return out;
+}
+
+nlohmann::json metrics_json(const std::vector<MetricFamily> &families) {
+    nlohmann::json out = nlohmann::json::object();
+    for (const MetricFamily &family : families) {
+        nlohmann::json samples = nlohmann::json::array();
+        for (const MetricSample &sample : family.samples) {
+            nlohmann::json labels = nlohmann::json::object();
+            for (const auto &[key, value] : sample.labels)
+                labels[key] = value;
+            samples.push_back({{"labels", std::move(labels)}, {"value", sample.value}});
+        }
+        out[family.name] = {
+            {"type", family.type == MetricFamily::Type::counter ? "counter" : "gauge"},
+            {"help", family.help},
+            {"samples", std::move(samples)}};
+    }
+    return out;
+}
+
+} // namespace sluice::ctrl

@@ -1,0 +1,55 @@
+// sluiced's counters as metric families: per worker (traffic, cycles, drops
+// by reason), per service and backend (packets, bytes, new and open flows,
+// health), per port (the device's statistics and xstats). One collection,
+// two renderings: Prometheus text for /metrics and SIGUSR1, JSON for the API.
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "ctrl/backend_slots.h"
+#include "ctrl/config.h"
+#include "dataplane/port.h"
+#include "dataplane/worker.h"
+
+namespace sluice::ctrl {
+
+struct MetricSample {
+    std::vector<std::pair<std::string, std::string>> labels;
+    uint64_t value = 0;
+};
+
+struct MetricFamily {
+    enum class Type { counter, gauge };
+    std::string name;  // counters end in _total
+    Type type = Type::counter;
+    std::string help;
+    std::vector<MetricSample> samples;
+};
+
+// A backend's health as the checks see it: "up", "down" or "unchecked".
+using HealthOf = std::function<const char *(const std::string &service, const BackendConfig &)>;
+
+struct MetricsView {
+    const std::vector<std::unique_ptr<dataplane::WorkerContext>> &workers;
+    const std::vector<dataplane::Port> &ports;
+    const Config &config;
+    const BackendSlots &slots;
+    HealthOf health;
+};
+
+// Reads every counter once (relaxed loads; workers keep running).
+std::vector<MetricFamily> collect_metrics(const MetricsView &view);
+
+// The Prometheus text exposition format, version 0.0.4.
+std::string prometheus_text(const std::vector<MetricFamily> &families);
+// {"<name>": {"type": ..., "help": ..., "samples": [{"labels": {...}, "value": N}]}}
+nlohmann::json metrics_json(const std::vector<MetricFamily> &families);
+
+} // namespace sluice::ctrl
