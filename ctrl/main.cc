@@ -2,6 +2,9 @@
 // exception paths, launches one worker per worker lcore, and runs the control
 // plane on the main lcore until SIGTERM or SIGINT.
 #include <getopt.h>
+#include <poll.h>
+#include <sys/signalfd.h>
+#include <time.h>
 #include <signal.h>
 #include <unistd.h>
 
@@ -15,6 +18,8 @@
 #include <rte_ring.h>
 
 #include <algorithm>
+#include <cerrno>
+#include <cstring>
 #include <atomic>
 #include <cstdio>
 #include <iostream>
@@ -104,6 +109,12 @@ unsigned mempool_size(const Config &config) {
     mbufs += (workers + 1) * (4 * dataplane::max_burst * unsigned(config.ports.size()) + 512);
     mbufs += workers * dataplane::NeighbourWait::capacity;
     return mbufs + 2048;
+}
+
+uint64_t monotonic_ms() {
+    timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return uint64_t(now.tv_sec) * 1000 + uint64_t(now.tv_nsec) / 1'000'000;
 }
 
 // The signals the control plane takes: stop, counters, reload.
@@ -432,34 +443,51 @@ void Gateway::print_counters() {
 }
 
 void Gateway::wait_for_stop() {
+    // The control plane's loop: one poll() over the signals and every
+    // control-plane module, woken by whichever has work or the nearest
+    // deadline. Neighbours are refreshed every second, and every 100 ms
+    // while some are unknown (packets may be waiting for them).
     const sigset_t signals = control_signals();
-    // The control plane's clock: neighbours are refreshed every second,
-    // between signals, and every 100 ms while some are unknown (packets
-    // may be waiting for them).
-    const timespec tick{1, 0}, short_tick{0, 100'000'000};
+    const int signal_fd = signalfd(-1, &signals, SFD_CLOEXEC | SFD_NONBLOCK);
+    if (signal_fd < 0) {
+        std::printf("sluiced: signalfd: %s\n", std::strerror(errno));
+        return;
+    }
+    uint64_t next_refresh = monotonic_ms();
     for (;;) {
         const bool unresolved =
             neighbours_ &&
             known_neighbours_.size() < wanted_neighbours(config_, retired_backends_).size();
-        const int signal = sigtimedwait(&signals, nullptr, unresolved ? &short_tick : &tick);
-        if (signal < 0) {
+        const uint64_t now = monotonic_ms();
+        if (now >= next_refresh) {
             if (neighbours_)
                 refresh_neighbours();
-            continue;
+            next_refresh = now + (unresolved ? 100 : 1000);
         }
-        if (signal == SIGHUP) {
-            reload();
-            continue;
+        pollfd fds[] = {{signal_fd, POLLIN, 0}};
+        const int timeout = int(std::min<uint64_t>(next_refresh - std::min(next_refresh, now), 1000));
+        if (poll(fds, std::size(fds), timeout) < 0 && errno != EINTR) {
+            std::printf("sluiced: poll: %s\n", std::strerror(errno));
+            break;
         }
-        if (signal == SIGUSR1) {
-            std::printf("sluiced: counters\n");
-            std::fflush(stdout);
-            print_counters();
-            continue;
+        signalfd_siginfo info;
+        bool stop = false;
+        while (read(signal_fd, &info, sizeof info) == ssize_t(sizeof info)) {
+            if (info.ssi_signo == SIGHUP) {
+                reload();
+            } else if (info.ssi_signo == SIGUSR1) {
+                std::printf("sluiced: counters\n");
+                std::fflush(stdout);
+                print_counters();
+            } else {
+                std::printf("sluiced: %s, stopping\n", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+                stop = true;
+            }
         }
-        std::printf("sluiced: %s, stopping\n", signal == SIGINT ? "SIGINT" : "SIGTERM");
-        return;
+        if (stop)
+            break;
     }
+    close(signal_fd);
 }
 
 void Gateway::shut_down() {
@@ -532,7 +560,7 @@ int run(int argc, char **argv) {
         return 0;
     }
 
-    // Signals are taken by the main lcore with sigtimedwait; every thread
+    // Signals are taken by the main lcore through a signalfd; every thread
     // the EAL starts inherits this mask and never sees them.
     const sigset_t signals = control_signals();
     pthread_sigmask(SIG_BLOCK, &signals, nullptr);

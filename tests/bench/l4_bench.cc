@@ -1,11 +1,19 @@
-// The L4 pipeline benchmark: the per-packet code a worker runs
-// (parse_packet, answer_local, L4Balancer::balance), on synthetic frames in
-// memory, one core, next to a baseline that runs the same burst without the
-// balancer: parse, answer_local, swap MACs.
-// Each case prints one line:
+// The L4 pipeline benchmark: the worker's real loop (dataplane/worker.cc,
+// poll_worker: rx_burst, parse, probe, balance, buffered tx_burst) over two
+// net_ring ports, on synthetic frames in mbufs, one core; next to a baseline
+// that receives from the same ports, parses, swaps MACs and forwards
+// (testpmd's macswap). Each case prints one line:
 //   case=<name> mpps=<float> cycles_per_packet=<float>
-// Frames are restored from a pristine copy before every pass, in every case
-// (the baseline included), since the rewrites change them.
+// A pass puts `pass_packets` frames on the client port's RX ring and times
+// the polls that take them all through; between passes (untimed) the frames
+// come off the TX rings and are restored, since the rewrites change them.
+#include <rte_eal.h>
+#include <rte_eth_ring.h>
+#include <rte_ethdev.h>
+#include <rte_mbuf.h>
+#include <rte_ring.h>
+#include <sched.h>
+#include <unistd.h>
 #include <x86intrin.h>
 
 #include <algorithm>
@@ -17,8 +25,10 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/local_reply.h"
 #include "dataplane/packet_parse.h"
+#include "dataplane/port.h"
+#include "dataplane/published_snapshot.h"
+#include "dataplane/worker.h"
 #include "lb/l4_balancer.h"
 #include "tests/fixtures/packet_builder.h"
 
@@ -28,15 +38,15 @@ namespace {
 using namespace sluice::testing;
 using lb::BalanceVerdict;
 
-constexpr uint32_t headroom = 128;
-constexpr size_t frame_room = 256;  // headroom + the largest frame + slack
 size_t established_flows = 1'000'000;  // argv[2] may lower it (profiling)
 std::string only_case;  // argv[3]: run just this case (profiling)
 
 bool wanted(const char *name) { return only_case.empty() || only_case == name; }
 constexpr size_t working_set = 65'536;  // distinct frames cycled through per case
 constexpr size_t new_flow_batch = 262'144;
-constexpr size_t burst_size = 32;
+// Frames per timed pass: a few RX rings' worth, as a busy NIC delivers them.
+constexpr unsigned pass_packets = 8192;
+constexpr unsigned ring_size = 16384;
 
 const MacAddress client_mac = mac("02:00:00:00:00:02");
 const MacAddress gw_mac = mac("02:00:00:00:01:00");
@@ -112,132 +122,188 @@ std::unique_ptr<lb::Snapshot> bench_snapshot() {
                                           1, 1);
 }
 
-// Frames laid out one per `frame_room` bytes, with a pristine copy.
+// The frames of a case, cycled through pass after pass.
 struct FrameSet {
-    std::vector<uint8_t> pristine, working;
-    std::vector<uint32_t> lengths;
+    std::vector<Bytes> frames;
+    size_t next = 0;
 
-    void add(const Bytes &frame) {
-        const size_t at = pristine.size();
-        pristine.resize(at + frame_room);
-        std::memcpy(pristine.data() + at + headroom, frame.data(), frame.size());
-        lengths.push_back(uint32_t(frame.size()));
+    const Bytes &take() {
+        const Bytes &frame = frames[next];
+        next = (next + 1) % frames.size();
+        return frame;
     }
-    size_t size() const { return lengths.size(); }
-    void restore() { working = pristine; }
 };
 
 struct Result {
     double mpps, cycles_per_packet;
 };
 
-// Runs `per_burst` over every frame of the set, in bursts as rx_burst
-// delivers them, `passes` times; only that work is timed, not the restoring
-// copies between passes.
-template <typename PerBurst>
-Result measure(FrameSet &set, unsigned passes, double hz, PerBurst &&per_burst) {
-    uint64_t cycles = 0;
-    size_t packets = 0;
-    uint8_t *frames[burst_size];
-    for (unsigned pass = 0; pass < passes; ++pass) {
-        set.restore();
-        const uint64_t start = __rdtsc();
-        for (size_t first = 0; first < set.size(); first += burst_size) {
-            const size_t count = std::min(burst_size, set.size() - first);
-            for (size_t i = 0; i < count; ++i)
-                frames[i] = set.working.data() + (first + i) * frame_room + headroom;
-            per_burst(frames, set.lengths.data() + first, count);
-        }
-        cycles += __rdtsc() - start;
-        packets += set.size();
-    }
-    const double per_packet_cycles = double(cycles) / double(packets);
-    return {hz / per_packet_cycles / 1e6, per_packet_cycles};
-}
-
 void print(const char *name, const Result &r) {
     std::printf("case=%s mpps=%.2f cycles_per_packet=%.1f\n", name, r.mpps, r.cycles_per_packet);
     std::fflush(stdout);
 }
 
+// A net_ring port: the bench fills `rx`, whoever polls the port empties it
+// and sends to `tx`.
+struct BenchPort {
+    rte_ring *rx = nullptr, *tx = nullptr;
+    uint16_t port_id = 0;
+
+    BenchPort(const std::string &name, rte_mempool *pool) {
+        rx = rte_ring_create((name + "_rx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        tx = rte_ring_create((name + "_tx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
+        const int id = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, 0);
+        std::string error;
+        if (!rx || !tx || id < 0 ||
+            !dataplane::start_port(uint16_t(id), dataplane::QueueSetup{1, 1024, 1024, 1500, false},
+                                   pool, error))
+            throw std::runtime_error("bench: cannot set up port " + name + ": " + error);
+        port_id = uint16_t(id);
+    }
+};
+
+class Bench {
+public:
+    Bench(rte_mempool *pool) : pool_(pool), client_("bench_client", pool),
+                               backend_("bench_backend", pool) {
+        mbufs_.resize(pass_packets);
+        if (rte_pktmbuf_alloc_bulk(pool_, mbufs_.data(), pass_packets) != 0)
+            throw std::runtime_error("bench: mempool too small");
+    }
+
+    // A worker like sluiced's, on the two ports, balancing by `snapshot`.
+    std::unique_ptr<dataplane::WorkerContext> worker(dataplane::PublishedSnapshot &snapshot,
+                                                     size_t flow_capacity,
+                                                     lb::FlowTimeouts timeouts = {}) {
+        auto w = std::make_unique<dataplane::WorkerContext>();
+        w->settings = {32, 100, 0};
+        for (const BenchPort *port : {&client_, &backend_}) {
+            dataplane::WorkerPort view;
+            view.port_id = port->port_id;
+            view.local = &no_local_;
+            w->ports.push_back(view);
+        }
+        w->balancing = std::make_unique<dataplane::WorkerBalancing>();
+        w->balancing->snapshot = &snapshot;
+        w->balancing->flows = std::make_unique<lb::FlowTable>(uint32_t(flow_capacity),
+                                                              lb::HashKey::random(), timeouts);
+        w->balancing->balancer =
+            std::make_unique<lb::L4Balancer>(*w->balancing->flows, lb::SnatPortRange{1024, 65535});
+        dataplane::prepare_worker(*w);
+        return w;
+    }
+
+    // One pass: `pass_packets` frames from `set` on the client RX ring, then
+    // `poll` until the ring is empty; returns the TSC cycles it took.
+    template <typename Poll>
+    uint64_t pass(FrameSet &set, Poll &&poll) {
+        for (rte_mbuf *m : mbufs_) {
+            const Bytes &frame = set.take();
+            rte_pktmbuf_reset(m);
+            std::memcpy(rte_pktmbuf_append(m, uint16_t(frame.size())), frame.data(), frame.size());
+        }
+        if (rte_ring_sp_enqueue_bulk(client_.rx, reinterpret_cast<void **>(mbufs_.data()),
+                                     pass_packets, nullptr) != pass_packets)
+            throw std::runtime_error("bench: RX ring full");
+        const uint64_t start = __rdtsc();
+        while (rte_ring_count(client_.rx) != 0)
+            poll();
+        const uint64_t cycles = __rdtsc() - start;
+        // Every frame comes back, from a TX ring or from the pool (dropped).
+        unsigned back = 0;
+        for (rte_ring *tx : {client_.tx, backend_.tx})
+            back += rte_ring_sc_dequeue_burst(tx, reinterpret_cast<void **>(mbufs_.data() + back),
+                                              pass_packets - back, nullptr);
+        if (back != pass_packets) {
+            dropped_ += pass_packets - back;
+            if (rte_pktmbuf_alloc_bulk(pool_, mbufs_.data() + back, pass_packets - back) != 0)
+                throw std::runtime_error("bench: mempool too small");
+        }
+        return cycles;
+    }
+
+    uint64_t dropped() const { return dropped_; }
+    uint16_t client_port() const { return client_.port_id; }
+    uint16_t backend_port() const { return backend_.port_id; }
+
+private:
+    rte_mempool *pool_;
+    BenchPort client_, backend_;
+    LocalAddresses no_local_;
+    std::vector<rte_mbuf *> mbufs_;
+    uint64_t dropped_ = 0;
+};
+
+Result result_of(double hz, uint64_t cycles, size_t packets) {
+    const double per_packet = double(cycles) / double(packets);
+    return {hz / per_packet / 1e6, per_packet};
+}
+
 int run(unsigned passes) {
     const double hz = tsc_hz();
-    const auto snapshot = bench_snapshot();
-    LocalAddresses local;
-    local.mac = gw_mac;
-    local.add(ip("198.18.0.1"));
-    uint32_t now = 1000;
-    volatile uint64_t sink = 0;
     std::mt19937_64 random(42);
-
-    // The worker's path for a burst (dataplane/worker.cc, handle_burst):
-    // parse and probe every frame, then answer or balance each. Without a
-    // balancer it is the baseline: the same parse and answer_local, then the
-    // MACs swapped where the balancer would rewrite and address the frame.
-    auto worker_burst = [&](lb::L4Balancer *balancer, lb::BalancerCounters &counters,
-                            uint8_t **frames, const uint32_t *lengths, size_t count) {
-        ParsedPacket parsed[burst_size];
-        lb::FlowProbe probes[burst_size];
-        for (size_t i = 0; i < count; ++i) {
-            if (parse_packet(frames[i], lengths[i], parsed[i]) == DropReason::none && balancer)
-                balancer->probe(frames[i], parsed[i], probes[i]);
-        }
-        if (balancer) {
-            uint32_t new_flows = 0;
-            for (size_t i = 0; i < count; ++i)
-                balancer->prefetch_flows(probes[i], *snapshot, new_flows);
-        }
-        for (size_t i = 0; i < count; ++i) {
-            DropReason reason = DropReason::none;
-            uint32_t reply_length = lengths[i];
-            if (answer_local(frames[i], reply_length, lengths[i] + 64, parsed[i], local, reason) !=
-                LocalReply::not_local)
-                continue;
-            if (!balancer) {
-                uint8_t *frame = frames[i];
+    std::string error;
+    rte_mempool *pool = dataplane::create_mempool(0, 2 * pass_packets + 4096,
+                                                  dataplane::mbuf_data_room(1500), error);
+    if (!pool) {
+        std::fprintf(stderr, "bench: %s\n", error.c_str());
+        return 1;
+    }
+    Bench bench(pool);
+    const unsigned pass_count = std::max(passes, 1u) * unsigned(working_set / pass_packets);
+    // Baseline: receive, parse, swap MACs, send on the other port.
+    if (wanted("baseline")) {
+        FrameSet set;
+        for (size_t i = 0; i < working_set; ++i)
+            set.frames.push_back(tcp_to(ip("198.18.20.1"), i, 0x10));
+        const uint16_t in = bench.client_port(), out = bench.backend_port();
+        volatile uint64_t sink = 0;
+        auto macswap = [&] {
+            rte_mbuf *burst[32];
+            const uint16_t n = rte_eth_rx_burst(in, 0, burst, 32);
+            for (uint16_t i = 0; i < n; ++i) {
+                uint8_t *frame = rte_pktmbuf_mtod(burst[i], uint8_t *);
+                ParsedPacket parsed;
+                if (parse_packet(frame, rte_pktmbuf_data_len(burst[i]), parsed) != DropReason::none)
+                    continue;
                 uint8_t mac_bytes[6];
                 std::memcpy(mac_bytes, frame, 6);
                 std::memcpy(frame, frame + 6, 6);
                 std::memcpy(frame + 6, mac_bytes, 6);
-                sink = sink + parsed[i].l4_offset;
-                continue;
+                sink = sink + parsed.l4_offset;
             }
-            lb::FrameBuffer buffer{frames[i], lengths[i], headroom};
-            const lb::BalanceResult result =
-                balancer->balance(buffer, parsed[i], probes[i], 0, *snapshot, now, counters);
-            sink = sink + result.egress_port + uint64_t(result.verdict);
-        }
-    };
-    auto worker_path = [&](lb::L4Balancer &balancer, lb::BalancerCounters &counters,
-                           uint8_t *frame, uint32_t length) {
-        worker_burst(&balancer, counters, &frame, &length, 1);
-    };
-
-    // Baseline: the worker's burst without balancing: parse, answer_local,
-    // swap MACs, forward.
-    if (wanted("baseline")) {
-        FrameSet set;
-        for (size_t i = 0; i < working_set; ++i)
-            set.add(tcp_to(ip("198.18.20.1"), i, 0x10));
-        lb::BalancerCounters counters;
-        print("baseline", measure(set, passes, hz, [&](uint8_t **frames, const uint32_t *lengths,
-                                                        size_t n) {
-                  worker_burst(nullptr, counters, frames, lengths, n);
-              }));
+            const uint16_t sent = rte_eth_tx_burst(out, 0, burst, n);
+            if (sent < n)
+                rte_pktmbuf_free_bulk(burst + sent, n - sent);
+        };
+        uint64_t cycles = 0;
+        for (unsigned p = 0; p < pass_count; ++p)
+            cycles += bench.pass(set, macswap);
+        print("baseline", result_of(hz, cycles, size_t(pass_count) * pass_packets));
     }
+
+    auto snapshot_for = [](unsigned workers) {
+        auto published = std::make_unique<dataplane::PublishedSnapshot>(workers);
+        published->publish(bench_snapshot());
+        published->online(0);
+        return published;
+    };
+    const lb::FlowTimeouts long_timeouts{60'000'000, 60'000'000, 60'000'000, 60'000'000};
 
     // Established fullnat: 1,000,000 flows in the table, packets of random ones.
     if (wanted("fullnat_established")) {
-        lb::FlowTable flows(established_flows + established_flows / 4, lb::HashKey::random(),
-                            {60'000, 3'600'000, 60'000, 60'000});
-        lb::L4Balancer balancer(flows, {1024, 65535});
-        lb::BalancerCounters counters;
-        std::vector<uint8_t> buffer(frame_room);
-        for (size_t i = 0; i < established_flows; ++i) {
-            const Bytes syn = tcp_to(vip_fullnat, i, 0x02);
-            std::memcpy(buffer.data() + headroom, syn.data(), syn.size());
-            worker_path(balancer, counters, buffer.data() + headroom, uint32_t(syn.size()));
-        }
+        auto published = snapshot_for(1);
+        auto worker =
+            bench.worker(*published, established_flows + established_flows / 4, long_timeouts);
+        const lb::FlowTable &flows = *worker->balancing->flows;
+        auto poll = [&] { dataplane::poll_worker(*worker); dataplane::flush_worker(*worker); };
+        FrameSet syns;
+        for (size_t i = 0; i < established_flows; ++i)
+            syns.frames.push_back(tcp_to(vip_fullnat, i, 0x02));
+        for (size_t done = 0; done < established_flows; done += pass_packets)
+            bench.pass(syns, poll);
+        syns.frames.clear();
+        syns.frames.shrink_to_fit();
         if (flows.size() != established_flows) {
             std::fprintf(stderr, "bench: only %u of %zu flows inserted\n", flows.size(),
                          established_flows);
@@ -245,61 +311,74 @@ int run(unsigned passes) {
         }
         FrameSet set;
         for (size_t i = 0; i < working_set; ++i)
-            set.add(tcp_to(vip_fullnat, random() % established_flows, 0x10));
-        print("fullnat_established",
-              measure(set, passes, hz, [&](uint8_t **frames, const uint32_t *lengths, size_t n) {
-                  worker_burst(&balancer, counters, frames, lengths, n);
-              }));
-        if (counters.to_backend_packets.read() < established_flows + working_set * passes)
+            set.frames.push_back(tcp_to(vip_fullnat, random() % established_flows, 0x10));
+        const uint64_t before = worker->balancing->counters.to_backend_packets.read();
+        uint64_t cycles = 0;
+        for (unsigned p = 0; p < pass_count; ++p)
+            cycles += bench.pass(set, poll);
+        print("fullnat_established", result_of(hz, cycles, size_t(pass_count) * pass_packets));
+        if (worker->balancing->counters.to_backend_packets.read() - before !=
+            uint64_t(pass_count) * pass_packets)
             std::fprintf(stderr, "bench: fullnat_established did not forward every packet\n");
     }
 
-    // New fullnat flows: SYNs of distinct tuples into a fresh table per pass.
+    // New fullnat flows: SYNs of distinct tuples into a fresh table per batch.
     if (wanted("fullnat_new")) {
+        auto published = snapshot_for(1);
         FrameSet set;
         for (size_t i = 0; i < new_flow_batch; ++i)
-            set.add(tcp_to(vip_fullnat, i, 0x02));
+            set.frames.push_back(tcp_to(vip_fullnat, i, 0x02));
         uint64_t cycles = 0;
         size_t packets = 0;
-        for (unsigned pass = 0; pass < passes; ++pass) {
-            lb::FlowTable flows(new_flow_batch * 2, lb::HashKey::random());
-            lb::L4Balancer balancer(flows, {1024, 65535});
-            lb::BalancerCounters counters;
-            set.restore();
-            uint8_t *frames[burst_size];
-            const uint64_t start = __rdtsc();
-            for (size_t first = 0; first < set.size(); first += burst_size) {
-                const size_t count = std::min(burst_size, set.size() - first);
-                for (size_t i = 0; i < count; ++i)
-                    frames[i] = set.working.data() + (first + i) * frame_room + headroom;
-                worker_burst(&balancer, counters, frames, set.lengths.data() + first, count);
-            }
-            cycles += __rdtsc() - start;
-            packets += set.size();
-            if (counters.new_flows.read() != new_flow_batch)
+        for (unsigned p = 0; p < std::max(passes, 1u); ++p) {
+            auto worker = bench.worker(*published, new_flow_batch * 2);
+            auto poll = [&] { dataplane::poll_worker(*worker); dataplane::flush_worker(*worker); };
+            for (size_t done = 0; done < new_flow_batch; done += pass_packets)
+                cycles += bench.pass(set, poll);
+            packets += new_flow_batch;
+            if (worker->balancing->counters.new_flows.read() != new_flow_batch)
                 std::fprintf(stderr, "bench: fullnat_new made %lu flows of %zu\n",
-                             (unsigned long)counters.new_flows.read(), new_flow_batch);
+                             (unsigned long)worker->balancing->counters.new_flows.read(),
+                             new_flow_batch);
         }
-        const double per_packet = double(cycles) / double(packets);
-        print("fullnat_new", {hz / per_packet / 1e6, per_packet});
+        print("fullnat_new", result_of(hz, cycles, packets));
     }
 
     // DSR with IP-in-IP: established flows, each packet encapsulated.
     if (wanted("dsr_ipip")) {
-        lb::FlowTable flows(working_set * 2, lb::HashKey::random(),
-                            {60'000, 3'600'000, 60'000, 60'000});
-        lb::L4Balancer balancer(flows, {1024, 65535});
-        lb::BalancerCounters counters;
+        auto published = snapshot_for(1);
+        auto worker = bench.worker(*published, working_set * 2, long_timeouts);
+        auto poll = [&] { dataplane::poll_worker(*worker); dataplane::flush_worker(*worker); };
         FrameSet set;
         for (size_t i = 0; i < working_set; ++i)
-            set.add(tcp_to(vip_dsr, i, 0x02));
-        auto run_bursts = [&](uint8_t **frames, const uint32_t *lengths, size_t n) {
-            worker_burst(&balancer, counters, frames, lengths, n);
-        };
-        measure(set, 1, hz, run_bursts);  // creates the flows
-        print("dsr_ipip", measure(set, passes, hz, run_bursts));
+            set.frames.push_back(tcp_to(vip_dsr, i, 0x02));
+        for (size_t done = 0; done < working_set; done += pass_packets)
+            bench.pass(set, poll);  // creates the flows
+        uint64_t cycles = 0;
+        for (unsigned p = 0; p < pass_count; ++p)
+            cycles += bench.pass(set, poll);
+        print("dsr_ipip", result_of(hz, cycles, size_t(pass_count) * pass_packets));
     }
-    return sink == 42 ? 2 : 0;  // keeps the work observable
+    if (bench.dropped())
+        std::fprintf(stderr, "bench: %lu packets dropped\n", (unsigned long)bench.dropped());
+    return 0;
+}
+
+// The EAL on the one CPU this process may run on (tools/bench pins it with
+// taskset), without hugepages or PCI.
+bool start_eal() {
+    cpu_set_t allowed;
+    CPU_ZERO(&allowed);
+    int cpu = 0;
+    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
+        while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed))
+            ++cpu;
+    const std::string lcores = "0@" + std::to_string(cpu);
+    const std::string prefix = "sluice-bench-" + std::to_string(getpid());
+    const char *argv[] = {"bench_l4", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
+                          "--lcores", lcores.c_str(), "--log-level", "*:error",
+                          "--file-prefix", prefix.c_str()};
+    return rte_eal_init(int(std::size(argv)), const_cast<char **>(argv)) >= 0;
 }
 
 } // namespace
@@ -311,5 +390,11 @@ int main(int argc, char **argv) {
         sluice::bench::established_flows = std::stoul(argv[2]);
     if (argc > 3)
         sluice::bench::only_case = argv[3];
-    return sluice::bench::run(passes);
+    if (!sluice::bench::start_eal()) {
+        std::fprintf(stderr, "bench: the EAL did not start\n");
+        return 1;
+    }
+    const int status = sluice::bench::run(passes);
+    rte_eal_cleanup();
+    return status;
 }
