@@ -46,9 +46,11 @@ Nanoseconds timeout_of(const HealthCheckSpec &spec) {
     return Nanoseconds(std::max<uint32_t>(spec.timeout_ms, 1)) * nanoseconds_per_ms;
 }
 
-bool has_control_characters(std::string_view text) {
+// Bytes that would end the request line or a header early and let the
+// rest pass for headers of its own. A space is one only in the request line.
+bool breaks_the_request(std::string_view text, bool space_too) {
     for (const char c : text)
-        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f)
+        if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f || (space_too && c == ' '))
             return true;
     return false;
 }
@@ -229,10 +231,10 @@ void HealthChecker::set_targets(std::vector<HealthTarget> targets) {
         if (settings.spec.type == HealthCheckType::http) {
             // The config validates these; a request must not be able to
             // smuggle headers in anyway.
-            if (has_control_characters(settings.spec.method) ||
-                has_control_characters(settings.spec.path) ||
-                has_control_characters(settings.spec.host))
-                target->request_error = "local error: method, path or host holds control characters";
+            if (breaks_the_request(settings.spec.method, true) ||
+                breaks_the_request(settings.spec.path, true) ||
+                breaks_the_request(settings.spec.host, false))
+                target->request_error = "local error: method, path or host would break the request";
             else
                 target->request = build_request(settings);
         }

@@ -10,10 +10,10 @@
 // Health of a target:
 //   unchecked  no verdict yet; the caller treats it as up. A new target is
 //              unchecked, and so is one whose settings changed.
-//   up         the first pass of an unchecked target makes it up at once (it
-//              was treated as up already: making it wait for `rise` passes
-//              would only delay nothing); a down target needs `rise` passes
-//              in a row.
+//   up         the first pass of an unchecked target makes it up at once:
+//              it was treated as up already, so waiting for `rise` passes
+//              would change only its label. A down target needs `rise`
+//              passes in a row.
 //   down       `fall` failures in a row take an up or an unchecked target
 //              down. Like HAProxy, which starts servers up and takes them
 //              down after `fall` failures, rather than Envoy, which starts
@@ -52,7 +52,9 @@ const char *to_string(BackendHealth health);
 struct HealthTarget {
     std::string service;
     IpAddress address;
-    uint16_t port = 0;  // where to connect, resolved by the caller from spec.port
+    // Where to connect, resolved by the caller from spec.port; health() and
+    // stats() name the target by this same port.
+    uint16_t port = 0;
     HealthCheckSpec spec;
 
     bool operator==(const HealthTarget &) const = default;

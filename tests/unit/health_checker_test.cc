@@ -21,6 +21,7 @@
 #include <gtest/gtest.h>
 
 #include <atomic>
+#include <cerrno>
 #include <chrono>
 #include <cstring>
 #include <functional>
@@ -387,12 +388,13 @@ TEST(HealthCheckerTcp, PassesAgainstAListenerAndReportsOnce) {
     Listener listener;
     ASSERT_GE(listener.fd, 0);
     HealthChecker checker(1);
-    const HealthTarget web = target("127.0.0.1", listener.port, tcp_check(50, 200));
+    // rise 3 is for a down backend; an unchecked one is up at its first pass.
+    const HealthTarget web = target("127.0.0.1", listener.port, tcp_check(50, 200, 3, 3));
     checker.set_targets({web});
     EXPECT_EQ(checker.health(web.service, web.address, web.port), BackendHealth::unchecked);
     EXPECT_TRUE(checker.take_changes().empty());
 
-    ASSERT_TRUE(run_until_judged(checker, web));
+    ASSERT_GE(run_until(checker, 2000, [&] { return stats_of(checker, web).passes == 1; }), 0);
     EXPECT_EQ(checker.health(web.service, web.address, web.port), BackendHealth::up);
     EXPECT_EQ(changes(checker), std::vector<std::string>{where(web) + " unchecked->up: connected"});
     EXPECT_TRUE(checker.take_changes().empty());
@@ -449,6 +451,24 @@ TEST(HealthCheckerTcp, ConnectWithoutAnswerTimesOut) {
     EXPECT_GE(Clock::now() - start, milliseconds(100));
     EXPECT_EQ(checker.health(web.service, web.address, web.port), BackendHealth::down);
     EXPECT_EQ(stats_of(checker, web).last_failure, "timeout after 100 ms while connecting");
+}
+
+TEST(HealthCheckerTcp, ClosesWithAResetNotAFin) {
+    // SO_LINGER 0: the backend sees a reset and the gateway keeps no
+    // TIME_WAIT socket per check.
+    Listener listener;
+    HealthChecker checker(17);
+    const HealthTarget web = target("127.0.0.1", listener.port, tcp_check(1000, 200, 1, 1));
+    checker.set_targets({web});
+    ASSERT_TRUE(run_until_judged(checker, web));
+    pollfd queued{listener.fd, POLLIN, 0};
+    ASSERT_EQ(::poll(&queued, 1, 1000), 1);
+    const int accepted = ::accept4(listener.fd, nullptr, nullptr, SOCK_CLOEXEC);
+    ASSERT_GE(accepted, 0);
+    char byte;
+    EXPECT_EQ(::recv(accepted, &byte, 1, 0), -1);
+    EXPECT_EQ(errno, ECONNRESET);
+    ::close(accepted);
 }
 
 TEST(HealthCheckerTcp, ChecksOncePerIntervalAndSleepsBetween) {
@@ -677,6 +697,25 @@ TEST(HealthCheckerHttp, InterimResponsesAreSkipped) {
     ASSERT_TRUE(run_until_judged(checker, web));
     EXPECT_EQ(changes(checker),
               std::vector<std::string>{where(web) + " unchecked->up: HTTP status 204"});
+}
+
+TEST(HealthCheckerHttp, SettingsThatWouldBreakTheRequestFailWithoutSending) {
+    HttpServer server;
+    ASSERT_TRUE(server.ok());
+    HealthCheckSpec smuggling = http_check(50, 200, 1, 1);
+    smuggling.path = "/ HTTP/1.1\r\nX-Injected: 1\r\n\r\nGET /";
+    HealthCheckSpec spaced = http_check(50, 200, 1, 1);
+    spaced.path = "/a b";
+    const HealthTarget a = target("127.0.0.1", server.port(), smuggling, "a");
+    const HealthTarget b = target("127.0.0.1", server.port(), spaced, "b");
+    HealthChecker checker(18);
+    checker.set_targets({a, b});
+    ASSERT_TRUE(run_until_judged(checker, a));
+    ASSERT_TRUE(run_until_judged(checker, b));
+    EXPECT_EQ(stats_of(checker, a).last_failure,
+              "local error: method, path or host would break the request");
+    EXPECT_EQ(stats_of(checker, b).health, BackendHealth::down);
+    EXPECT_TRUE(server.requests().empty());
 }
 
 TEST(HealthCheckerTargets, SetTargetsKeepsWhatStaysAndResetsWhatChanged) {
