@@ -37,13 +37,15 @@ struct HttpRequest {
     const std::string *header(std::string_view name) const;
 };
 
+// A status outside 200..599, a header name that is not a token, or CR, LF or
+// NUL in a value turns the response into a 500: nothing a handler returns can
+// split the stream. 204 and 304 are sent without a body.
 struct HttpResponse {
     int status = 200;
     std::string content_type = "application/json";  // empty = no Content-Type
     std::string body;
     // Extra headers. Content-Length, Connection and Transfer-Encoding are the
-    // server's own and are dropped here; a name or value holding CR or LF
-    // turns the response into a 500.
+    // server's own and are dropped here.
     std::vector<std::pair<std::string, std::string>> headers;
 };
 
