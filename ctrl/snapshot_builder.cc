@@ -66,8 +66,11 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
         service.removed_backend_flows = config_service.removed_backend_flows;
         std::vector<lb::MaglevBackend> identities;
         for (const BackendConfig &backend : config_service.backends) {
-            service.backends.push_back({backend.address, to_network(backend.port), backend.weight});
-            identities.push_back({maglev_identity(backend), backend.weight});
+            // Drained is weight 0: no new flows, and the backend stays in the
+            // service, so its flows run on even when removed ones are reset.
+            const uint32_t weight = backend.drained ? 0 : backend.weight;
+            service.backends.push_back({backend.address, to_network(backend.port), weight});
+            identities.push_back({maglev_identity(backend), weight});
         }
         service.maglev = lb::MaglevTable(identities, config_service.maglev_size,
                                          config.lb.maglev_seed);
