@@ -5,11 +5,10 @@
 #include "ctrl/api.h"
 
 #include <algorithm>
-#include <array>
 #include <exception>
-#include <set>
 #include <string_view>
 
+#include "ctrl/api_request.h"
 #include "ctrl/config_change.h"
 #include "ctrl/config_emit.h"
 #include "ctrl/yaml_reader.h"
@@ -18,7 +17,6 @@ namespace sluice::ctrl {
 
 namespace {
 
-constexpr unsigned max_body_depth = 32;  // SERVICE is 4 deep; nothing needs more
 constexpr std::string_view metrics_type = "text/plain; version=0.0.4";
 
 // ---------------------------------------------------------------- responses
@@ -33,34 +31,7 @@ ApiResponse error_response(int status, const std::string &error,
     return json_response(status, {{"error", error}, {"field", field ? Json(*field) : Json()}});
 }
 
-// ---------------------------------------------------------------- paths
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-        return (c | 0x20) - 'a' + 10;
-    return -1;
-}
-
-// RFC 3986 section 2.1. Each segment apart, so that %2F is no separator.
-bool percent_decode(std::string_view in, std::string &out) {
-    out.clear();
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (in[i] != '%') {
-            out += in[i];
-            continue;
-        }
-        if (i + 2 >= in.size())
-            return false;
-        const int high = hex_digit(in[i + 1]), low = hex_digit(in[i + 2]);
-        if (high < 0 || low < 0)
-            return false;
-        out += char(high * 16 + low);
-        i += 2;
-    }
-    return true;
-}
+// ---------------------------------------------------------------- routes
 
 enum class Route { services, service, backends, backend, drain, undrain, config, reload, stats,
                    metrics };
@@ -117,106 +88,9 @@ std::vector<std::string_view> methods(Route route) {
     return {};
 }
 
-// ---------------------------------------------------------------- auth
-
-// Takes as long whatever `given` is: the loop runs over the expected token,
-// and every byte is compared.
-bool same_secret(std::string_view given, std::string_view expected) {
-    unsigned char difference = given.size() != expected.size();
-    for (size_t i = 0; i < expected.size(); ++i)
-        difference |= static_cast<unsigned char>(expected[i] ^ (i < given.size() ? given[i] : 0));
-    return difference == 0;
-}
-
-bool is_space(char c) { return c == ' ' || c == '\t'; }
-
-// The token of "Bearer TOKEN" (the scheme in any case, RFC 9110 section
-// 11.1), or "" for any other header.
-std::string_view bearer_token(std::string_view header) {
-    while (!header.empty() && is_space(header.front()))
-        header.remove_prefix(1);
-    while (!header.empty() && is_space(header.back()))
-        header.remove_suffix(1);
-    constexpr std::string_view scheme = "bearer";
-    if (header.size() <= scheme.size() || !is_space(header[scheme.size()]))
-        return {};
-    for (size_t i = 0; i < scheme.size(); ++i)
-        if ((header[i] | 0x20) != scheme[i])
-            return {};
-    header.remove_prefix(scheme.size());
-    while (!header.empty() && is_space(header.front()))
-        header.remove_prefix(1);
-    return header;
-}
-
-// ---------------------------------------------------------------- bodies
-
-// A request body as JSON: nothing, or the response that refuses it. Besides
-// JSON's own rules, a key twice in one object is refused, as in the file
-// (RFC 8259 leaves it to the receiver; the loader says "duplicate key").
 std::optional<ApiResponse> parse_body(const std::string &text, Json &out) {
-    struct Frame {
-        bool array = false;
-        size_t index = 0;  // of the element being read, in an array
-        std::string key;   // being read, in an object
-        std::set<std::string> keys;
-    };
-    std::vector<Frame> frames;
-    std::optional<std::string> duplicate;
-    bool too_deep = false;
-    auto element_done = [&] {
-        if (!frames.empty() && frames.back().array)
-            ++frames.back().index;
-    };
-    const Json::parser_callback_t callback = [&](int depth, Json::parse_event_t event,
-                                                 Json &parsed) {
-        using Event = Json::parse_event_t;
-        switch (event) {
-        case Event::object_start:
-        case Event::array_start:
-            if (depth >= int(max_body_depth)) {
-                too_deep = true;
-                return false;  // skipped; the parser itself does not recurse
-            }
-            frames.push_back({event == Event::array_start, 0, {}, {}});
-            break;
-        case Event::key: {
-            Frame &frame = frames.back();
-            frame.key = parsed.get<std::string>();
-            if (!frame.keys.insert(frame.key).second && !duplicate) {
-                std::string path;
-                for (size_t i = 0; i + 1 < frames.size(); ++i)
-                    path = frames[i].array ? path + "[" + std::to_string(frames[i].index) + "]"
-                                           : join(path, printable(frames[i].key));
-                duplicate = join(path, printable(frame.key));
-            }
-            break;
-        }
-        case Event::object_end:
-        case Event::array_end:
-            frames.pop_back();
-            element_done();
-            break;
-        case Event::value:
-            element_done();
-            break;
-        }
-        return true;
-    };
-    try {
-        out = Json::parse(text, callback);
-    } catch (const Json::exception &e) {
-        // "[json.exception.parse_error.101] parse error at line 1, ..."
-        std::string what = e.what();
-        if (const size_t end = what.find("] "); what[0] == '[' && end != std::string::npos)
-            what.erase(0, end + 2);
-        return error_response(400, "malformed JSON: " + what);
-    }
-    if (too_deep)
-        return error_response(400, "the JSON body is nested deeper than " +
-                                       std::to_string(max_body_depth) + " levels");
-    if (duplicate)
-        return error_response(422, "duplicate key", *duplicate);
+    if (auto refused = parse_json_body(text, out))
+        return error_response(refused->status, refused->error, refused->field);
     return std::nullopt;
 }
 
@@ -308,14 +182,8 @@ ApiResponse Call::run() {
     if (path.empty() || path[0] != '/')
         return error_response(404, "no such path: " + quoted(path));
     std::vector<std::string> segments;
-    for (size_t at = 1; at <= path.size();) {
-        const size_t end = std::min(path.find('/', at), path.size());
-        std::string segment;
-        if (!percent_decode(std::string_view(path).substr(at, end - at), segment))
-            return error_response(400, "malformed percent-encoding in the path " + quoted(path));
-        segments.push_back(std::move(segment));
-        at = end + 1;
-    }
+    if (!path_segments(path, segments))
+        return error_response(400, "malformed percent-encoding in the path " + quoted(path));
     const std::optional<Match> m = match(segments);
     if (!m)
         return error_response(404, "no such path: " + quoted(path));
@@ -326,7 +194,7 @@ ApiResponse Call::run() {
         for (const std::string_view method : allowed)
             allow += (allow.empty() ? "" : ", ") + std::string(method);
         ApiResponse response = error_response(
-            405, quoted(request_.method) + " is not allowed on " + path + "; allowed: " + allow);
+            405, quoted(request_.method) + " is not allowed on " + printable(path) + "; allowed: " + allow);
         response.headers.emplace_back("Allow", allow);
         return response;
     }

@@ -6,6 +6,7 @@
 
 #include <gtest/gtest.h>
 
+#include "ctrl/api_request.h"
 #include "ctrl/config_emit.h"
 
 namespace sluice::ctrl {
@@ -663,6 +664,54 @@ TEST_F(ApiTest, WrongMethodIs405WithAllow) {
         expect_refused(r, 405, std::nullopt, "is not allowed on");
         EXPECT_EQ(header(r, "Allow"), allow) << request;
     }
+}
+
+// ------------------------------------------------------- reading a request
+
+TEST(ApiRequest, PathSegmentsAreDecodedOneByOne) {
+    std::vector<std::string> s;
+    ASSERT_TRUE(path_segments("/api/v1/services/web/backends/%5B2001:db8::1%5D%3a80", s));
+    EXPECT_EQ(s, (std::vector<std::string>{"api", "v1", "services", "web", "backends",
+                                           "[2001:db8::1]:80"}));
+    ASSERT_TRUE(path_segments("/a/%2F/", s));
+    EXPECT_EQ(s, (std::vector<std::string>{"a", "/", ""}));
+    EXPECT_FALSE(path_segments("/a%", s));
+    EXPECT_FALSE(path_segments("/a%4", s));
+    EXPECT_FALSE(path_segments("/a%g0", s));
+}
+
+TEST(ApiRequest, BearerToken) {
+    EXPECT_EQ(bearer_token("Bearer abc"), "abc");
+    EXPECT_EQ(bearer_token("BEARER\tabc  "), "abc");
+    EXPECT_EQ(bearer_token("Bearer"), "");
+    EXPECT_EQ(bearer_token("Bearer   "), "");
+    EXPECT_EQ(bearer_token("Bearerabc"), "");
+    EXPECT_EQ(bearer_token("Basic abc"), "");
+    EXPECT_EQ(bearer_token(""), "");
+}
+
+TEST(ApiRequest, SameSecret) {
+    EXPECT_TRUE(same_secret("s3cret", "s3cret"));
+    EXPECT_FALSE(same_secret("s3cre", "s3cret"));
+    EXPECT_FALSE(same_secret("s3crett", "s3cret"));
+    EXPECT_FALSE(same_secret("s3creT", "s3cret"));
+    EXPECT_FALSE(same_secret("", "s3cret"));
+    // A longer guess whose start is right is still wrong.
+    EXPECT_FALSE(same_secret(std::string("s3cret\0", 7), "s3cret"));
+}
+
+TEST(ApiRequest, DuplicateKeysAreFoundWhereverTheyAre) {
+    Json j;
+    auto field = [&](const std::string &text) {
+        const auto error = parse_json_body(text, j);
+        return error ? error->field.value_or("(null)") : std::string("(none)");
+    };
+    EXPECT_EQ(field(R"({"a": 1, "b": [1, {"c": 2}], "d": {"e": {}}})"), "(none)");
+    EXPECT_EQ(field(R"({"a": 1, "a": 2})"), "a");
+    EXPECT_EQ(field(R"({"b": [1, [2, 3], {"c": 2, "c": 3}]})"), "b[2].c");
+    EXPECT_EQ(field(R"([{"x": {"y": [0, 0, {"z": 1, "z": 1}]}}])"), "[0].x.y[2].z");
+    // The same key in two objects is no duplicate.
+    EXPECT_EQ(field(R"([{"a": 1}, {"a": 2}])"), "(none)");
 }
 
 } // namespace
