@@ -122,8 +122,8 @@ std::string address_and_port(const BackendConfig &backend) {
            std::to_string(backend.port);
 }
 
-// A backend's value of backend_json(), with the port that the client may
-// send as a number or as a string of digits; 0 when it says none.
+// The port of a BACKEND body: a number or a string of digits, 0 when there
+// is none; nothing when it is no port at all (the loader then says why).
 std::optional<uint16_t> json_port(const Json &body) {
     if (!body.contains("port"))
         return 0;
@@ -193,8 +193,8 @@ ApiResponse Call::run() {
         std::string allow;
         for (const std::string_view method : allowed)
             allow += (allow.empty() ? "" : ", ") + std::string(method);
-        ApiResponse response = error_response(
-            405, quoted(request_.method) + " is not allowed on " + printable(path) + "; allowed: " + allow);
+        ApiResponse response = error_response(405, quoted(request_.method) + " is not allowed on " +
+                                                        printable(path) + "; allowed: " + allow);
         response.headers.emplace_back("Allow", allow);
         return response;
     }

@@ -300,11 +300,13 @@ std::optional<HealthCheckSpec> ConfigLoader::read_health_check(const Field &f,
         if (items.empty())
             fail(*v, "expected at least one status or range, got an empty sequence");
         for (const Field &item : items) {
-            const std::string what = "a status like \"200\" or a range like \"200-399\", in 100..599";
+            const std::string what =
+                "a status like \"200\" or a range like \"200-399\", in 100..599";
             const std::string &text = scalar(item, what);
             const size_t dash = text.find('-');
-            const auto low = http_status(std::string_view(text).substr(0, dash));
-            const auto high = dash == text.npos ? low : http_status(std::string_view(text).substr(dash + 1));
+            const std::string_view view(text);
+            const auto low = http_status(view.substr(0, dash));
+            const auto high = dash == text.npos ? low : http_status(view.substr(dash + 1));
             if (!low || !high)
                 fail(item, "expected " + what + ", got " + quoted(text));
             if (*low > *high)

@@ -227,11 +227,13 @@ TEST_F(ApiTest, WrongTypeIs422) {
                    "got nothing");
     expect_refused(call("POST", "/api/v1/services", start + R"("backends": {}})"), 422,
                    "backends", "expected a sequence, got a map");
-    expect_refused(call("POST", "/api/v1/services", start + R"("health_check": {"type": "http", "rise": -1}})"),
+    expect_refused(call("POST", "/api/v1/services",
+                        start + R"("health_check": {"type": "http", "rise": -1}})"),
                    422, "health_check.rise", "expected a number of checks in 1..100, got \"-1\"");
     expect_refused(call("POST", "/api/v1/services", "[1, 2]"), 422, std::nullopt,
                    "expected a map, got a sequence");
-    expect_refused(call("POST", "/api/v1/services", R"({"name": ["x"], "vip": "198.18.10.9", "protocol": "tcp"})"),
+    expect_refused(call("POST", "/api/v1/services",
+                        R"({"name": ["x"], "vip": "198.18.10.9", "protocol": "tcp"})"),
                    422, "name", "expected a service name of 1..63 characters of a-z, 0-9, '_', "
                                 "'-', got a sequence");
 }
@@ -291,7 +293,8 @@ TEST_F(ApiTest, DuplicateVipAndPortIs422) {
 TEST_F(ApiTest, DuplicateBackendsInABody) {
     expect_refused(call("POST", "/api/v1/services",
                         R"({"name": "x", "vip": "198.18.10.9", "protocol": "tcp", "mode": "nat",
-                            "backends": [{"address": "198.18.1.13"}, {"address": "198.18.1.13"}]})"),
+                            "backends": [{"address": "198.18.1.13"},
+                                         {"address": "198.18.1.13"}]})"),
                    422, "backends[1]",
                    "duplicate backend '198.18.1.13 port 0', first defined at backends[0]");
 }
