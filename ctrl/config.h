@@ -143,8 +143,8 @@ struct ApiConfig {
     uint16_t listen_port = 8480;  // 0: any free port (tests)
     // The bearer token of mutating calls; empty: the API is read-only.
     std::string token;
-    // Where `token` was read from (its first line), or empty when the file
-    // gave it inline.
+    // The file whose first line `token` is, or empty when api.token gave
+    // the token itself.
     std::string token_file;
     size_t max_body_bytes = 65536;  // bigger request bodies get 413
     unsigned max_clients = 64;      // more connections are refused (503)
