@@ -144,7 +144,7 @@ Config ConfigLoader::read(const YAML::Node &document) const {
     Config config;
     config.source = source_;
     const Section top = map({document, "", document.Mark()},
-                            {"eal", "cores", "worker", "ports", "routes", "lb", "services"});
+                            {"eal", "cores", "worker", "ports", "routes", "lb", "services", "api"});
     if (const Field *f = top.find("eal"))
         read_eal(*f, config.eal);
     read_cores(top, config);
@@ -157,6 +157,8 @@ Config ConfigLoader::read(const YAML::Node &document) const {
         read_lb(*f, config.lb);
     if (const Field *f = top.find("services"))
         read_services(*f, config);
+    if (const Field *f = top.find("api"))
+        read_api(*f, config);
     return config;
 }
 
@@ -374,6 +376,12 @@ void ConfigLoader::read_addresses(const Field &f, std::map<std::string, int> &se
         claim(seen, ip.to_string(), item, "address");
         addresses.push_back(*a);
     }
+}
+
+bool Config::operator==(const Config &other) const {
+    return eal == other.eal && cores == other.cores && worker == other.worker &&
+           ports == other.ports && routes == other.routes && lb == other.lb &&
+           services == other.services && api == other.api;
 }
 
 std::string PortConfig::device_name() const { return device.substr(0, device.find(',')); }

@@ -5,10 +5,12 @@
 
 #include <stdexcept>
 #include <map>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "ctrl/health_check_spec.h"
 #include "dataplane/net_addr.h"
 #include "lb/snapshot.h"
 
@@ -70,8 +72,12 @@ using lb::RemovedBackendFlows;
 struct BackendConfig {
     IpAddress address;
     uint16_t port = 0;    // 0: the port the client connected to
-    uint32_t weight = 1;  // 0: takes no new flows (drained)
-    bool drained = false; // takes no new flows; its flows go on
+    uint32_t weight = 1;  // 0: takes no new flows
+    // Takes no new flows whatever its weight, which it keeps for when it is
+    // undrained; its flows run on (whatever removed_backend_flows says).
+    bool drained = false;
+
+    bool operator==(const BackendConfig &) const = default;
 };
 
 // An L4 service: a VIP, protocol and port balanced over backends.
@@ -86,7 +92,11 @@ struct ServiceConfig {
     uint16_t gue_port = 6080;
     uint32_t maglev_size = 65537;
     RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
+    // Absent: the backends are always up.
+    std::optional<HealthCheckSpec> health_check;
     std::vector<BackendConfig> backends;
+
+    bool operator==(const ServiceConfig &) const = default;
 };
 
 // A static route: `prefix` is reached through the gateway `via`, which is
@@ -112,6 +122,39 @@ struct LbConfig {
     uint64_t maglev_seed = 0;            // the same on every instance of a cluster
     unsigned flow_table_size = 262144;   // flows per worker
     FlowTimeoutConfig timeouts;
+
+    bool operator==(const LbConfig &) const = default;
+};
+
+// The management API's TLS: HTTPS instead of HTTP. The files are PEM; the
+// loader only checks that they can be read, the API server loads them.
+struct ApiTlsConfig {
+    std::string certificate;  // the server's certificate chain
+    std::string private_key;
+    std::string client_ca;    // non-empty: clients must show a certificate it signed
+
+    bool operator==(const ApiTlsConfig &) const = default;
+};
+
+// The REST management API (docs/api.md). It runs on the control plane's
+// kernel sockets, not on the DPDK ports.
+struct ApiConfig {
+    IpAddress listen_address{AddressFamily::ipv4, {127, 0, 0, 1}};
+    uint16_t listen_port = 8480;  // 0: any free port (tests)
+    // The bearer token of mutating calls; empty: the API is read-only.
+    std::string token;
+    // The file whose first line `token` is, or empty when api.token gave
+    // the token itself.
+    std::string token_file;
+    size_t max_body_bytes = 65536;  // bigger request bodies get 413
+    unsigned max_clients = 64;      // more connections are refused (503)
+    std::optional<ApiTlsConfig> tls;
+
+    bool read_only() const { return token.empty(); }
+    // "127.0.0.1:8480" or "[::1]:8480", as the config writes it.
+    std::string listen() const;
+
+    bool operator==(const ApiConfig &) const = default;
 };
 
 struct Config {
@@ -123,8 +166,14 @@ struct Config {
     std::vector<RouteConfig> routes;
     LbConfig lb;
     std::vector<ServiceConfig> services;
+    ApiConfig api;
     // Not errors, but worth saying at start-up ("FILE:LINE:COLUMN: KEY: ...").
     std::vector<std::string> warnings;
+
+    // The settings, not where they came from: `source` and `warnings` (whose
+    // positions are the file's) are left out, so that a config equals itself
+    // written out and read back (ctrl/config_emit.h).
+    bool operator==(const Config &other) const;
 };
 
 // Thrown by the loader; what() is "FILE:LINE:COLUMN: KEY: MESSAGE".

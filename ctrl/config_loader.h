@@ -1,7 +1,8 @@
 // The config loader's sections, one member function each, on top of the
 // strict YAML readers. Private to ctrl/: config.cc holds the EAL, cores,
 // worker and ports sections; config_routes.cc the static routes;
-// config_services.cc the load-balancing ones.
+// config_services.cc the load-balancing ones; config_api.cc the management
+// API's.
 #pragma once
 
 #include "ctrl/config.h"
@@ -40,7 +41,12 @@ private:
                                const RouteTable &routes) const;
     void read_backends(const Field &f, const Config &config, const RouteTable &routes,
                        ServiceConfig &service) const;
+    std::optional<HealthCheckSpec> read_health_check(const Field &f,
+                                                     const ServiceConfig &service) const;
     IpAddress unicast_address(const Field &f) const;
+
+    // config_api.cc
+    void read_api(const Field &f, Config &config) const;
 
     unsigned cpus_;
 };

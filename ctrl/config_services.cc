@@ -3,6 +3,7 @@
 // without starting DPDK is checked here, so that a service the data plane
 // could not serve as written never gets past --check.
 #include <algorithm>
+#include <optional>
 #include <set>
 #include <tuple>
 
@@ -26,6 +27,22 @@ bool is_service_name(std::string_view s) {
 }
 
 const char *family_name(const IpAddress &a) { return a.is_v4() ? "IPv4" : "IPv6"; }
+
+// Visible ASCII: what an HTTP request line and Host header carry unescaped.
+bool is_visible(std::string_view s) {
+    return std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 0x7f; });
+}
+bool is_http_path(std::string_view s) {
+    return !s.empty() && s.size() <= 1024 && s[0] == '/' && is_visible(s);
+}
+bool is_http_host(std::string_view s) { return s.size() <= 255 && is_visible(s); }
+
+std::optional<uint16_t> http_status(std::string_view text) {
+    const auto n = parse_unsigned(text);
+    if (!n || *n < 100 || *n > 599)
+        return std::nullopt;
+    return uint16_t(*n);
+}
 
 } // namespace
 
@@ -113,7 +130,7 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
                                          const RouteTable &routes) const {
     const Section s = map(f, {"name", "vip", "protocol", "port", "mode", "local_addresses",
                               "encapsulation", "gue_port", "maglev_size",
-                              "removed_backend_flows", "backends"});
+                              "removed_backend_flows", "health_check", "backends"});
     ServiceConfig service;
     service.name = text(require(s, "name"),
                         "a service name of 1..63 characters of a-z, 0-9, '_', '-'",
@@ -179,6 +196,8 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
     }
     if (const Field *v = s.find("removed_backend_flows"))
         service.removed_backend_flows = RemovedBackendFlows(choice(*v, {"keep", "reset"}));
+    if (const Field *v = s.find("health_check"))
+        service.health_check = read_health_check(*v, service);
     if (const Field *v = s.find("backends"))
         read_backends(*v, config, routes, service);
     if (service.backends.size() > service.maglev_size)
@@ -193,7 +212,7 @@ void ConfigLoader::read_backends(const Field &f, const Config &config, const Rou
     const bool dsr = service.mode == ForwardingMode::dsr;
     std::map<std::string, int> seen;
     for (const Field &item : sequence(f)) {
-        const Section s = map(item, {"address", "port", "weight"});
+        const Section s = map(item, {"address", "port", "weight", "drained"});
         BackendConfig backend;
         const Field &address = require(s, "address");
         backend.address = unicast_address(address);
@@ -217,8 +236,10 @@ void ConfigLoader::read_backends(const Field &f, const Config &config, const Rou
         if (port.exception_tap.empty())
             fail(address, "port " + port.name + ", where " + next_hop +
                               " is, has no exception_path to resolve its MAC through");
-        if (const Field *v = s.find("port")) {
-            backend.port = uint16_t(integer(*v, 1, 65535, "a port"));
+        if (const Field *v = s.find("port"))
+            backend.port = uint16_t(integer(*v, 0, 65535, "a port (0: the client's)"));
+        // 0 means what leaving port out does (the API writes it that way).
+        if (const Field *v = s.find("port"); v && backend.port != 0) {
             if (service.port == 0)
                 fail(*v, "a service on every port keeps the client's port: leave port out");
             if (dsr && backend.port != service.port)
@@ -227,10 +248,75 @@ void ConfigLoader::read_backends(const Field &f, const Config &config, const Rou
         }
         if (const Field *v = s.find("weight"))
             backend.weight = integer(*v, 0, max_weight, "a weight");
+        if (const Field *v = s.find("drained"))
+            backend.drained = boolean(*v);
         claim(seen, backend.address.to_string() + " port " + std::to_string(backend.port), item,
               "backend");
         service.backends.push_back(backend);
     }
+}
+
+std::optional<HealthCheckSpec> ConfigLoader::read_health_check(const Field &f,
+                                                               const ServiceConfig &service) const {
+    const Section s = map(f, {"type", "interval_ms", "timeout_ms", "rise", "fall", "port",
+                              "method", "path", "host", "expected_status"});
+    HealthCheckSpec check;
+    if (const Field *v = s.find("type"))  // in HealthCheckType's order
+        check.type = HealthCheckType(choice(*v, {"tcp", "http"}));
+    if (const Field *v = s.find("interval_ms"))
+        check.interval_ms = integer(*v, 100, 3'600'000, "milliseconds");
+    if (const Field *v = s.find("timeout_ms"))
+        check.timeout_ms = integer(*v, 10, check.interval_ms, "milliseconds (up to interval_ms)");
+    else if (check.timeout_ms > check.interval_ms)
+        fail(s.self.mark, join(s.self.path, "timeout_ms"),
+             "the default of " + std::to_string(check.timeout_ms) +
+                 " ms is longer than interval_ms: set a timeout up to " +
+                 std::to_string(check.interval_ms));
+    if (const Field *v = s.find("rise"))
+        check.rise = integer(*v, 1, 100, "a number of checks");
+    if (const Field *v = s.find("fall"))
+        check.fall = integer(*v, 1, 100, "a number of checks");
+    if (const Field *v = s.find("port"))
+        check.port = uint16_t(integer(*v, 0, 65535, "a port (0: the backend's)"));
+    // Backends of a service on every port have no port of their own.
+    if (check.port == 0 && service.port == 0)
+        fail(s.find("port") ? *s.find("port") : Field{{}, join(s.self.path, "port"), s.self.mark},
+             "a service on every port has no port to check: set health_check.port");
+
+    const bool http = check.type == HealthCheckType::http;
+    for (const char *key : {"method", "path", "host", "expected_status"})
+        if (const Field *v = s.find(key); v && !http)
+            fail(*v, "only http health checks send a request: leave " + std::string(key) +
+                         " out or set type: http");
+    if (const Field *v = s.find("method"))
+        check.method = choice(*v, {"GET", "HEAD"}) == 0 ? "GET" : "HEAD";
+    if (const Field *v = s.find("path"))
+        check.path = text(*v, "a path starting with '/', of up to 1024 visible ASCII characters",
+                          is_http_path);
+    if (const Field *v = s.find("host"))
+        check.host = text(*v, "a Host header of up to 255 visible ASCII characters", is_http_host);
+    if (const Field *v = s.find("expected_status")) {
+        const std::vector<Field> items = sequence(*v);
+        if (items.empty())
+            fail(*v, "expected at least one status or range, got an empty sequence");
+        for (const Field &item : items) {
+            const std::string what =
+                "a status like \"200\" or a range like \"200-399\", in 100..599";
+            const std::string &text = scalar(item, what);
+            const size_t dash = text.find('-');
+            const std::string_view view(text);
+            const auto low = http_status(view.substr(0, dash));
+            const auto high = dash == text.npos ? low : http_status(view.substr(dash + 1));
+            if (!low || !high)
+                fail(item, "expected " + what + ", got " + quoted(text));
+            if (*low > *high)
+                fail(item, "expected the lower status first, got " + quoted(text));
+            check.expected_status.emplace_back(*low, *high);
+        }
+    } else if (http) {
+        check.expected_status = {{200, 399}};
+    }
+    return check;
 }
 
 } // namespace sluice::ctrl

@@ -70,9 +70,12 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
             const BackendState state = state_of(config_service, backend);
             if (state.down)
                 continue;
+            // Drained is weight 0: no new flows, and the backend stays in the
+            // service, so its flows run on even when removed ones are reset.
+            const uint32_t weight = backend.drained ? 0 : backend.weight;
             service.backends.push_back(
-                {backend.address, to_network(backend.port), backend.weight, state.slot});
-            identities.push_back({maglev_identity(backend), backend.weight});
+                {backend.address, to_network(backend.port), weight, state.slot});
+            identities.push_back({maglev_identity(backend), weight});
         }
         service.maglev = lb::MaglevTable(identities, config_service.maglev_size,
                                          config.lb.maglev_seed);

@@ -24,6 +24,10 @@ namespace sluice::ctrl {
 // Text for a message: quoted, escaped, and cut short, since it may be anything.
 std::string printable(std::string_view text, size_t limit = 60);
 std::string quoted(std::string_view text);
+// Exact matches, so that std::quoted, found by argument-dependent lookup
+// wherever <iomanip> is included, never wins.
+inline std::string quoted(const std::string &text) { return quoted(std::string_view(text)); }
+inline std::string quoted(const char *text) { return quoted(std::string_view(text)); }
 // "a map", "a sequence", "nothing" or the quoted scalar.
 std::string describe(const YAML::Node &n);
 // Digits only: no sign, no fraction, no base prefix, no leading zero (YAML 1.1
@@ -74,6 +78,12 @@ public:
     }
     [[noreturn]] void fail(const Field &f, const std::string &message) const {
         fail(f.mark, f.path, message);
+    }
+
+    // A Config::warnings line about `f`, positioned like an error.
+    std::string warning(const Field &f, const std::string &message) const {
+        return source_ + ":" + std::to_string(f.mark.line + 1) + ":" +
+               std::to_string(f.mark.column + 1) + ": " + f.path + ": " + message;
     }
 
     Section map(const Field &f, std::initializer_list<std::string_view> keys) const {
@@ -153,6 +163,11 @@ public:
             ++i;
         }
         fail(f, "expected " + expected + ", got " + quoted(text));
+    }
+
+    // YAML 1.1's yes, no, on and off are not booleans here.
+    bool boolean(const Field &f) const {
+        return choice(f, {"false", "true"}) == 1;
     }
 
     std::string text(const Field &f, const std::string &what, Rule rule) const {

@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include "tests/fixtures/temp_file.h"
+
 #include <unistd.h>
 
 #include <cctype>
@@ -673,6 +675,358 @@ services:
     EXPECT_EQ(c.warnings[0].rfind("small.yaml:4:5: services[0].maglev_size: 7 is less than 100 x 2 backends", 0), 0u)
         << c.warnings[0];
 }
+
+} // namespace
+} // namespace sluice::ctrl
+
+// The management API's section, health checks and drained backends.
+namespace sluice::ctrl {
+namespace {
+
+using test::TempFile;
+
+#define API_PORTS                                                                          \
+    "ports:\n  - name: back\n    device: net_null0\n    exception_path: {tap: tb}\n"           \
+    "    addresses: [198.18.1.1/24, \"2001:db8:0:2::1/64\"]\n"
+// A nat service on port 80, its health check at line 12.
+#define NAT_SERVICE(check)                                                                 \
+    API_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n    protocol: tcp\n"            \
+              "    port: 80\n    mode: nat\n    health_check: " check "\n"                     \
+              "    backends: [{address: 198.18.1.11}]\n"
+// A nat service on port 80 with one backend, at line 13.
+#define NAT_BACKEND(backend)                                                               \
+    API_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n    protocol: tcp\n"            \
+              "    port: 80\n    mode: nat\n    backends:\n      - " backend "\n"
+
+TEST(ConfigApi, Defaults) {
+    const Config c = load_config_text(minimal_yaml, "min.yaml", 2);
+    EXPECT_EQ(c.api.listen(), "127.0.0.1:8480");
+    EXPECT_TRUE(c.api.listen_address.is_loopback());
+    EXPECT_EQ(c.api.listen_port, 8480);
+    EXPECT_EQ(c.api.token, "");
+    EXPECT_EQ(c.api.token_file, "");
+    EXPECT_TRUE(c.api.read_only());
+    EXPECT_EQ(c.api.max_body_bytes, 65536u);
+    EXPECT_EQ(c.api.max_clients, 64u);
+    EXPECT_FALSE(c.api.tls);
+    EXPECT_TRUE(c.warnings.empty());
+}
+
+TEST(ConfigApi, EveryKeySet) {
+    const TempFile token("0123456789abcdef-token\r\nsecond line is ignored\n");
+    const TempFile cert("-----BEGIN CERTIFICATE-----\n"), key("key\n"), ca("ca\n");
+    const Config c = load_config_text(std::string(minimal_yaml) +
+                                          "api:\n"
+                                          "  listen: \"[::1]:9000\"\n"
+                                          "  token_file: " + token.path() + "\n"
+                                          "  max_body_bytes: 1024\n"
+                                          "  max_clients: 4096\n"
+                                          "  tls:\n"
+                                          "    certificate: " + cert.path() + "\n"
+                                          "    private_key: " + key.path() + "\n"
+                                          "    client_ca: " + ca.path() + "\n",
+                                      "api.yaml", 2);
+    EXPECT_FALSE(c.api.listen_address.is_v4());
+    EXPECT_EQ(c.api.listen(), "[::1]:9000");
+    EXPECT_EQ(c.api.token, "0123456789abcdef-token");
+    EXPECT_EQ(c.api.token_file, token.path());
+    EXPECT_FALSE(c.api.read_only());
+    EXPECT_EQ(c.api.max_body_bytes, 1024u);
+    EXPECT_EQ(c.api.max_clients, 4096u);
+    ASSERT_TRUE(c.api.tls);
+    EXPECT_EQ(c.api.tls->certificate, cert.path());
+    EXPECT_EQ(c.api.tls->private_key, key.path());
+    EXPECT_EQ(c.api.tls->client_ca, ca.path());
+    EXPECT_TRUE(c.warnings.empty()) << c.warnings[0];
+}
+
+TEST(ConfigApi, InlineTokenAndAnyPort) {
+    const Config c = load_config_text(std::string(minimal_yaml) +
+                                          "api: {listen: 198.18.0.1:0, token: s3cret}\n",
+                                      "api.yaml", 2);
+    EXPECT_EQ(c.api.listen(), "198.18.0.1:0");
+    EXPECT_EQ(c.api.token, "s3cret");
+    EXPECT_EQ(c.api.token_file, "");
+    EXPECT_FALSE(c.api.tls);
+    // Short, and in clear text on an address other hosts reach.
+    ASSERT_EQ(c.warnings.size(), 2u);
+    EXPECT_EQ(c.warnings[0], "api.yaml:5:36: api.token: a token of 6 characters is easy to "
+                             "guess; use 16 or more");
+    EXPECT_EQ(c.warnings[1], "api.yaml:5:15: api.listen: 198.18.0.1:0 is not a loopback "
+                             "address and api.tls is not set: the token travels in clear text");
+}
+
+TEST(ConfigApi, TokenFileReadableByAllIsAWarning) {
+    const TempFile token("0123456789abcdef0123\n", 0644);
+    const Config c = load_config_text(
+        std::string(minimal_yaml) + "api: {token_file: " + token.path() + "}\n", "api.yaml", 2);
+    EXPECT_EQ(c.api.token, "0123456789abcdef0123");
+    ASSERT_EQ(c.warnings.size(), 1u);
+    EXPECT_NE(c.warnings[0].find("api.token_file: \"" + token.path() +
+                                 "\" can be read by every user of this host"),
+              std::string::npos)
+        << c.warnings[0];
+}
+
+// Rejected with `key` and a message containing `message`.
+void expect_rejected(const std::string &yaml, const std::string &key, const std::string &message) {
+    try {
+        load_config_text(yaml, "bad.yaml", 2);
+        FAIL() << "loaded: " << yaml;
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.key(), key) << e.what();
+        EXPECT_NE(e.message().find(message), std::string::npos) << e.what();
+    }
+}
+
+TEST(ConfigApi, BadTokenFiles) {
+    const TempFile empty(""), blank("\nsecond\n"), spaced("two words\n");
+    const TempFile huge(std::string(5000, 'x'));
+    const std::string api = std::string(minimal_yaml) + "api: {token_file: ";
+    expect_rejected(api + empty.path() + "}\n", "api.token_file",
+                    "the first line of \"" + empty.path() + "\" is empty: it must hold the token");
+    expect_rejected(api + blank.path() + "}\n", "api.token_file", "is empty");
+    expect_rejected(api + spaced.path() + "}\n", "api.token_file",
+                    "is not a token: expected 1..4096 visible ASCII characters, without spaces");
+    expect_rejected(api + huge.path() + "}\n", "api.token_file", "is not a token");
+    // The message never shows the token.
+    try {
+        load_config_text(api + spaced.path() + "}\n", "bad.yaml", 2);
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(std::string(e.what()).find("two words"), std::string::npos) << e.what();
+    }
+}
+
+TEST(ConfigApi, UnreadableTlsFile) {
+    const TempFile cert("cert\n"), locked("key\n", 0);
+    if (geteuid() == 0)
+        GTEST_SKIP() << "root reads files whatever their mode";
+    expect_rejected(std::string(minimal_yaml) + "api:\n  tls: {certificate: " + cert.path() +
+                        ", private_key: " + locked.path() + "}\n",
+                    "api.tls.private_key",
+                    "cannot read \"" + locked.path() + "\": Permission denied");
+}
+
+TEST(ConfigHealthCheck, EveryKeySet) {
+    const Config c = load_config_text(NAT_SERVICE(R"({type: http, interval_ms: 500,
+      timeout_ms: 500, rise: 1, fall: 100, port: 8081, method: HEAD,
+      path: "/healthz?full=1", host: web.example, expected_status: ["200", "204-299", 302]})"),
+                                      "hc.yaml", 4);
+    ASSERT_EQ(c.services.size(), 1u);
+    ASSERT_TRUE(c.services[0].health_check);
+    const HealthCheckSpec &h = *c.services[0].health_check;
+    EXPECT_EQ(h.type, HealthCheckType::http);
+    EXPECT_EQ(h.interval_ms, 500u);
+    EXPECT_EQ(h.timeout_ms, 500u);
+    EXPECT_EQ(h.rise, 1u);
+    EXPECT_EQ(h.fall, 100u);
+    EXPECT_EQ(h.port, 8081);
+    EXPECT_EQ(h.method, "HEAD");
+    EXPECT_EQ(h.path, "/healthz?full=1");
+    EXPECT_EQ(h.host, "web.example");
+    EXPECT_EQ(h.expected_status, (std::vector<std::pair<uint16_t, uint16_t>>{
+                                     {200, 200}, {204, 299}, {302, 302}}));
+}
+
+TEST(ConfigHealthCheck, Defaults) {
+    const Config none = load_config_text(NAT_SERVICE("{}"), "hc.yaml", 4);
+    ASSERT_TRUE(none.services[0].health_check);
+    EXPECT_EQ(*none.services[0].health_check, HealthCheckSpec{});
+
+    const Config http = load_config_text(NAT_SERVICE("{type: http}"), "hc.yaml", 4);
+    HealthCheckSpec expected;
+    expected.type = HealthCheckType::http;
+    expected.expected_status = {{200, 399}};
+    EXPECT_EQ(*http.services[0].health_check, expected);
+    EXPECT_EQ(http.services[0].health_check->method, "GET");
+    EXPECT_EQ(http.services[0].health_check->path, "/");
+    EXPECT_EQ(http.services[0].health_check->host, "");
+
+    // No health_check: no checks, backends always up.
+    const Config lab = load_config_text(lab_yaml, "lab.yaml", 4);
+    EXPECT_TRUE(lab.services.empty());
+    const Config plain = load_config_text(
+        API_PORTS "services: [{name: web, vip: 198.18.10.1, protocol: tcp, mode: nat}]\n",
+        "plain.yaml", 4);
+    EXPECT_FALSE(plain.services[0].health_check);
+}
+
+TEST(ConfigBackend, DrainedAndPortZero) {
+    const Config c = load_config_text(API_PORTS R"(services:
+  - name: web
+    vip: 198.18.10.1
+    protocol: tcp
+    port: 80
+    mode: dsr
+    backends:
+      - {address: 198.18.1.11, drained: true, weight: 3}
+      - {address: 198.18.1.12, drained: false, port: 0}
+      - {address: 198.18.1.13, port: 80}
+  - name: all
+    vip: 198.18.10.2
+    protocol: udp
+    mode: nat
+    health_check: {port: 53}
+    backends: [{address: 198.18.1.11, port: 0}]
+)",
+                                      "drained.yaml", 4);
+    const auto &web = c.services[0].backends;
+    ASSERT_EQ(web.size(), 3u);
+    EXPECT_TRUE(web[0].drained);
+    EXPECT_EQ(web[0].weight, 3u);  // kept for when it is undrained
+    EXPECT_FALSE(web[1].drained);
+    EXPECT_EQ(web[1].port, 0);
+    EXPECT_FALSE(web[2].drained);
+    EXPECT_EQ(web[2].port, 80);
+    EXPECT_EQ(c.services[1].backends[0].port, 0);
+    EXPECT_EQ(c.services[1].health_check->port, 53);
+}
+
+const BadConfig bad_api_configs[] = {
+    // api (at line 2).
+    {"api is a sequence", PORT "api: [listen]\n", 2, 6, "api", "expected a map, got a sequence"},
+    {"unknown key in api", PORT "api: {port: 80}\n", 2, 7, "api.port",
+     "unknown key, expected one of: listen, token, token_file, max_body_bytes, max_clients, "
+     "tls"},
+    {"listen without a port", PORT "api: {listen: 127.0.0.1}\n", 2, 15, "api.listen",
+     "expected ADDRESS:PORT or [IPV6]:PORT like 127.0.0.1:8480 or [::1]:8480, got "
+     "\"127.0.0.1\""},
+    {"listen on IPv6 without brackets", PORT "api: {listen: \"::1:8480\"}\n", 2, 15, "api.listen",
+     "got \"::1:8480\""},
+    {"listen on IPv4 in brackets", PORT "api: {listen: \"[127.0.0.1]:80\"}\n", 2, 15,
+     "api.listen", "got \"[127.0.0.1]:80\""},
+    {"listen port out of range", PORT "api: {listen: \"127.0.0.1:65536\"}\n", 2, 15,
+     "api.listen", "got \"127.0.0.1:65536\""},
+    {"listen on a name", PORT "api: {listen: \"localhost:8480\"}\n", 2, 15, "api.listen",
+     "got \"localhost:8480\""},
+    {"listen on a multicast address", PORT "api: {listen: \"224.0.0.1:80\"}\n", 2, 15,
+     "api.listen", "expected an address of this host, got 224.0.0.1"},
+    {"token and token_file", PORT "api: {token: abcdefghijklmnopq, token_file: /x}\n", 2, 45,
+     "api.token_file", "give token or token_file, not both"},
+    {"token with a space", PORT "api: {token: \"two words\"}\n", 2, 14, "api.token",
+     "expected a token of 1..4096 visible ASCII characters, without spaces, got 9 characters "
+     "with a space or a control or non-ASCII character"},
+    {"empty token", PORT "api: {token: \"\"}\n", 2, 14, "api.token",
+     "expected a token of 1..4096 visible ASCII characters, without spaces, got 0 characters"},
+    {"token is a map", PORT "api: {token: {a: b}}\n", 2, 14, "api.token", "got a map"},
+    {"token file that does not exist", PORT "api: {token_file: /nonexistent/sluice-token}\n", 2,
+     19, "api.token_file",
+     "cannot read \"/nonexistent/sluice-token\": No such file or directory"},
+    {"token file is a directory", PORT "api: {token_file: /}\n", 2, 19, "api.token_file",
+     "cannot read \"/\": it is a directory"},
+    {"token file is a device", PORT "api: {token_file: /dev/null}\n", 2, 19, "api.token_file",
+     "cannot read \"/dev/null\": it is not a regular file"},
+    {"empty token file name", PORT "api: {token_file: \"\"}\n", 2, 19, "api.token_file",
+     "expected a file name, got \"\""},
+    {"max_body_bytes too small", PORT "api: {max_body_bytes: 100}\n", 2, 23,
+     "api.max_body_bytes", "expected a number of bytes in 1024..16777216, got 100"},
+    {"max_clients zero", PORT "api: {max_clients: 0}\n", 2, 20, "api.max_clients",
+     "expected a number of connections in 1..4096, got 0"},
+    {"max_clients negative", PORT "api: {max_clients: -1}\n", 2, 20, "api.max_clients",
+     "got \"-1\""},
+    {"tls without private_key", PORT "api:\n  tls: {certificate: /etc/os-release}\n", 3, 8,
+     "api.tls.private_key", "required key is missing"},
+    {"tls certificate that does not exist",
+     PORT "api:\n  tls: {certificate: /nonexistent/cert.pem, private_key: /nonexistent/k}\n", 3,
+     22, "api.tls.certificate", "cannot read \"/nonexistent/cert.pem\": No such file"},
+    {"tls certificate is a device", PORT "api:\n  tls:\n    certificate: /dev/null\n", 4,
+     18, "api.tls.certificate", "it is not a regular file"},
+    {"tls client_ca that does not exist",
+     PORT "api:\n  tls: {certificate: /etc/os-release, private_key: /etc/os-release,\n"
+          "        client_ca: /nonexistent/ca.pem}\n",
+     4, 20, "api.tls.client_ca", "cannot read \"/nonexistent/ca.pem\": No such file"},
+    {"unknown key in tls", PORT "api:\n  tls: {ca: x}\n", 3, 9, "api.tls.ca",
+     "unknown key, expected one of: certificate, private_key, client_ca"},
+
+    // health_check (at line 12, its value at column 19).
+    {"health_check is a scalar", NAT_SERVICE("tcp"), 12, 19, "services[0].health_check",
+     "expected a map, got \"tcp\""},
+    {"unknown key in a health check", NAT_SERVICE("{interval: 5}"), 12, 20,
+     "services[0].health_check.interval",
+     "unknown key, expected one of: type, interval_ms, timeout_ms, rise, fall, port, method, "
+     "path, host, expected_status"},
+    {"unknown health check type", NAT_SERVICE("{type: icmp}"), 12, 26,
+     "services[0].health_check.type", "expected one of tcp, http, got \"icmp\""},
+    {"interval too short", NAT_SERVICE("{interval_ms: 99}"), 12, 33,
+     "services[0].health_check.interval_ms", "expected milliseconds in 100..3600000, got 99"},
+    {"interval too long", NAT_SERVICE("{interval_ms: 3600001}"), 12, 33,
+     "services[0].health_check.interval_ms", "got 3600001"},
+    {"timeout longer than the interval", NAT_SERVICE("{interval_ms: 500, timeout_ms: 501}"), 12,
+     50, "services[0].health_check.timeout_ms",
+     "expected milliseconds (up to interval_ms) in 10..500, got 501"},
+    {"timeout too short", NAT_SERVICE("{timeout_ms: 9}"), 12, 32,
+     "services[0].health_check.timeout_ms", "in 10..2000, got 9"},
+    {"default timeout longer than the interval", NAT_SERVICE("{interval_ms: 500}"), 12, 19,
+     "services[0].health_check.timeout_ms",
+     "the default of 1000 ms is longer than interval_ms: set a timeout up to 500"},
+    {"rise zero", NAT_SERVICE("{rise: 0}"), 12, 26, "services[0].health_check.rise",
+     "expected a number of checks in 1..100, got 0"},
+    {"fall too many", NAT_SERVICE("{fall: 101}"), 12, 26, "services[0].health_check.fall",
+     "expected a number of checks in 1..100, got 101"},
+    {"check port out of range", NAT_SERVICE("{port: 65536}"), 12, 26,
+     "services[0].health_check.port", "expected a port (0: the backend's) in 0..65535"},
+    {"method on a tcp check", NAT_SERVICE("{method: GET}"), 12, 28,
+     "services[0].health_check.method",
+     "only http health checks send a request: leave method out or set type: http"},
+    {"expected_status on a tcp check", NAT_SERVICE("{type: tcp, expected_status: [200]}"), 12,
+     48, "services[0].health_check.expected_status", "only http health checks send a request"},
+    {"unknown method", NAT_SERVICE("{type: http, method: POST}"), 12, 40,
+     "services[0].health_check.method", "expected one of GET, HEAD, got \"POST\""},
+    {"path without a slash", NAT_SERVICE("{type: http, path: healthz}"), 12, 38,
+     "services[0].health_check.path",
+     "expected a path starting with '/', of up to 1024 visible ASCII characters, got "
+     "\"healthz\""},
+    {"path with a space", NAT_SERVICE("{type: http, path: \"/a b\"}"), 12, 38,
+     "services[0].health_check.path", "got \"/a b\""},
+    {"host with a space", NAT_SERVICE("{type: http, host: \"a b\"}"), 12, 38,
+     "services[0].health_check.host",
+     "expected a Host header of up to 255 visible ASCII characters, got \"a b\""},
+    {"status out of range", NAT_SERVICE("{type: http, expected_status: [600]}"), 12, 50,
+     "services[0].health_check.expected_status[0]",
+     "expected a status like \"200\" or a range like \"200-399\", in 100..599, got \"600\""},
+    {"status that is no number", NAT_SERVICE("{type: http, expected_status: [\"2xx\"]}"), 12,
+     50, "services[0].health_check.expected_status[0]", "got \"2xx\""},
+    {"status range upside down", NAT_SERVICE("{type: http, expected_status: [\"399-200\"]}"),
+     12, 50, "services[0].health_check.expected_status[0]",
+     "expected the lower status first, got \"399-200\""},
+    {"status range open", NAT_SERVICE("{type: http, expected_status: [\"200-\"]}"), 12, 50,
+     "services[0].health_check.expected_status[0]", "got \"200-\""},
+    {"no expected status", NAT_SERVICE("{type: http, expected_status: []}"), 12, 49,
+     "services[0].health_check.expected_status",
+     "expected at least one status or range, got an empty sequence"},
+    {"expected_status is a scalar", NAT_SERVICE("{type: http, expected_status: 200}"), 12, 49,
+     "services[0].health_check.expected_status", "expected a sequence, got \"200\""},
+    {"every-port service without a check port",
+     API_PORTS "services:\n  - {name: all, vip: 198.18.10.1, protocol: tcp, mode: nat,\n"
+               "     health_check: {type: tcp}}\n",
+     8, 20, "services[0].health_check.port",
+     "a service on every port has no port to check: set health_check.port"},
+    {"every-port service with check port 0",
+     API_PORTS "services:\n  - {name: all, vip: 198.18.10.1, protocol: tcp, mode: nat,\n"
+               "     health_check: {port: 0}}\n",
+     8, 27, "services[0].health_check.port", "a service on every port has no port to check"},
+
+    // drained (the backend at line 13, drained's value at column 41).
+    {"drained is yes", NAT_BACKEND("{address: 198.18.1.11, drained: yes}"), 13, 41,
+     "services[0].backends[0].drained", "expected one of false, true, got \"yes\""},
+    {"drained is 1", NAT_BACKEND("{address: 198.18.1.11, drained: 1}"), 13, 41,
+     "services[0].backends[0].drained", "expected one of false, true, got \"1\""},
+    {"drained is empty", NAT_BACKEND("{address: 198.18.1.11, drained: }"), 13, 32,
+     "services[0].backends[0].drained", "got nothing"},
+    {"unknown key in a backend", NAT_BACKEND("{address: 198.18.1.11, drain: true}"), 13, 32,
+     "services[0].backends[0].drain",
+     "unknown key, expected one of: address, port, weight, drained"},
+    {"backend port out of range", NAT_BACKEND("{address: 198.18.1.11, port: 65536}"), 13, 38,
+     "services[0].backends[0].port", "expected a port (0: the client's) in 0..65535"},
+};
+
+INSTANTIATE_TEST_SUITE_P(ConfigApi, BadConfigTest, testing::ValuesIn(bad_api_configs),
+                         [](const testing::TestParamInfo<BadConfig> &info) {
+                             std::string name;
+                             for (const char *c = info.param.description; *c; ++c)
+                                 name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+                             return name;
+                         });
 
 } // namespace
 } // namespace sluice::ctrl
