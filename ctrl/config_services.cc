@@ -108,12 +108,15 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
         auto &ports = listeners[{service.vip.to_string(), service.protocol}];
         const char *protocol = service.protocol == 6 ? "tcp" : "udp";
         const std::string where = service.vip.to_string() + " " + protocol;
+        // A clash is the VIP's: the field an operator (or an API client) fixes.
+        const YAML::Node vip_node = item.node["vip"];
+        const Field vip{vip_node, join(item.path, "vip"), vip_node.Mark()};
         if (!ports.empty() && (service.port == 0 || ports.count(0)))
-            fail(item, "service on every port of " + where + " overlaps the one at line " +
-                           std::to_string(ports.begin()->second));
+            fail(vip, "service on every port of " + where + " overlaps the one at line " +
+                          std::to_string(ports.begin()->second));
         if (const auto other = ports.find(service.port); other != ports.end())
-            fail(item, "duplicate service " + where + " port " + std::to_string(service.port) +
-                           ", first defined at line " + std::to_string(other->second));
+            fail(vip, "duplicate service " + where + " port " + std::to_string(service.port) +
+                          ", first defined at line " + std::to_string(other->second));
         ports.emplace(service.port, item.mark.line + 1);
 
         if (service.maglev_size < 100 * std::max<size_t>(service.backends.size(), 1))

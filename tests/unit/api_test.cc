@@ -273,11 +273,11 @@ TEST_F(ApiTest, DuplicateKeyIs422) {
 }
 
 TEST_F(ApiTest, DuplicateVipAndPortIs422) {
-    // The new service is the second of the two: the loader blames it.
+    // The new service is the second of the two: the loader blames its VIP.
     expect_refused(call("POST", "/api/v1/services",
                         R"({"name": "web2", "vip": "198.18.10.1", "protocol": "tcp",
                             "port": 80, "mode": "nat"})"),
-                   422, std::nullopt,
+                   422, "vip",
                    "duplicate service 198.18.10.1 tcp port 80, first defined at services[0] "
                    "(web)");
     // The changed service is the first: the other one is blamed, by its
@@ -285,7 +285,7 @@ TEST_F(ApiTest, DuplicateVipAndPortIs422) {
     expect_refused(call("PUT", "/api/v1/services/web",
                         R"({"vip": "198.18.10.2", "protocol": "udp", "port": 53,
                             "mode": "nat"})"),
-                   422, "services[1]",
+                   422, "services[1].vip",
                    "duplicate service 198.18.10.2 udp port 53, first defined at services[0] "
                    "(web)");
 }

@@ -518,11 +518,11 @@ const BadConfig bad_configs[] = {
      "    local_addresses: [198.18.1.100]\n", 12, 22, "services[0].local_addresses",
      "only fullnat services have local (SNAT) addresses"},
     {"duplicate service", LB_PORTS SERVICE "    mode: nat\n"
-     "  - {name: web2, vip: 198.18.10.1, protocol: tcp, port: 80, mode: nat}\n", 12, 5,
-     "services[1]", "duplicate service 198.18.10.1 tcp port 80, first defined at line 7"},
+     "  - {name: web2, vip: 198.18.10.1, protocol: tcp, port: 80, mode: nat}\n", 12, 23,
+     "services[1].vip", "duplicate service 198.18.10.1 tcp port 80, first defined at line 7"},
     {"service on every port overlapping one port", LB_PORTS SERVICE "    mode: nat\n"
-     "  - {name: all, vip: 198.18.10.1, protocol: tcp, mode: nat}\n", 12, 5, "services[1]",
-     "service on every port of 198.18.10.1 tcp overlaps"},
+     "  - {name: all, vip: 198.18.10.1, protocol: tcp, mode: nat}\n", 12, 22,
+     "services[1].vip", "service on every port of 198.18.10.1 tcp overlaps"},
     {"duplicate service name", LB_PORTS SERVICE "    mode: nat\n"
      "  - {name: web, vip: 198.18.10.2, protocol: tcp, mode: nat}\n", 12, 5, "services[1]",
      "duplicate service name 'web'"},
