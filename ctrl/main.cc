@@ -28,8 +28,11 @@
 #include <random>
 #include <vector>
 
+#include "ctrl/api.h"
 #include "ctrl/backend_slots.h"
 #include "ctrl/config.h"
+#include "ctrl/health_checker.h"
+#include "ctrl/http_server.h"
 #include "ctrl/metrics.h"
 #include "ctrl/neighbours.h"
 #include "ctrl/snapshot_builder.h"
@@ -140,7 +143,8 @@ private:
     bool open_ports(std::string &error);
     void start_balancing();
     void refresh_neighbours();
-    void reload();
+    // Re-reads the config file (SIGHUP, the API): "" or why nothing changed.
+    std::string reload();
     // Makes `next` the running config: its services, routes and balancing
     // settings take effect in a new snapshot. "" or why nothing changed.
     std::string apply_config(Config next);
@@ -150,6 +154,15 @@ private:
     void steer_return_traffic();
     bool launch_workers(std::string &error);
     void print_counters();
+    std::vector<MetricFamily> metrics() const;
+
+    // The management API and the health checks, on the control plane's loop.
+    bool start_api(std::string &error);
+    HttpResponse serve(const HttpRequest &request);
+    nlohmann::json backend_status(const std::string &service, const BackendConfig &backend) const;
+    void update_health_targets();
+    void take_health_changes();
+    BackendHealth health_of(const ServiceConfig &service, const BackendConfig &backend) const;
 
     Config config_;
     const std::string path_;
@@ -172,6 +185,12 @@ private:
     std::vector<IpAddress> retired_backends_;
     BackendSlots backend_slots_;
     uint64_t generation_ = 0;
+
+    HealthChecker health_;
+    // Health state changes, by service, backend address and port.
+    std::map<std::tuple<std::string, std::string, uint16_t>, uint64_t> health_changes_;
+    std::unique_ptr<ManagementApi> api_;
+    HttpServer http_;
 };
 
 bool Gateway::start(std::string &error) {
@@ -188,6 +207,9 @@ bool Gateway::start(std::string &error) {
         return false;
     start_balancing();
     if (!launch_workers(error))
+        return false;
+    update_health_targets();
+    if (!start_api(error))
         return false;
     if (neighbours_) {
         // The kernel resolves the backends through the running workers. Give
@@ -265,7 +287,8 @@ void Gateway::refresh_neighbours() {
 
 void Gateway::publish_snapshot() {
     const auto state_of = [this](const ServiceConfig &service, const BackendConfig &backend) {
-        return BackendState{backend_slots_.slot(service.name, backend), false};
+        return BackendState{backend_slots_.slot(service.name, backend),
+                            health_of(service, backend) == BackendHealth::down};
     };
     snapshot_->publish(build_snapshot(config_, ports_, retired_backends_, known_neighbours_,
                                       state_of, ++generation_));
@@ -287,23 +310,24 @@ bool Gateway::backend_slot_idle(lb::BackendSlot slot) const {
 // effect at once, in a new snapshot; established flows keep their backends.
 // A file that fails validation, or that changes what only a restart can
 // (EAL, cores, worker tuning, ports), changes nothing.
-void Gateway::reload() {
+std::string Gateway::reload() {
     Config next;
     try {
         next = load_config_file(path_, cpus_);
     } catch (const ConfigError &e) {
         std::printf("sluiced: reload refused, nothing changed: %s\n", e.what());
-        return;
+        return e.what();
     }
     for (const std::string &warning : next.warnings)
         std::printf("sluiced: warning: %s\n", warning.c_str());
     const std::string refused = apply_config(std::move(next));
     if (!refused.empty()) {
         std::printf("sluiced: reload refused, nothing changed: %s\n", refused.c_str());
-        return;
+        return refused;
     }
     std::printf("sluiced: reloaded %s: %zu service(s), generation %lu\n", path_.c_str(),
                 config_.services.size(), (unsigned long)generation_);
+    return "";
 }
 
 std::string Gateway::apply_config(Config next) {
@@ -311,6 +335,7 @@ std::string Gateway::apply_config(Config next) {
                         : !(next.cores == config_.cores)   ? "cores"
                         : !(next.worker == config_.worker) ? "worker"
                         : !(next.ports == config_.ports)   ? "ports"
+                        : !(next.api == config_.api)       ? "api"
                         : !(next.lb.flow_table_size == config_.lb.flow_table_size &&
                             next.lb.timeouts == config_.lb.timeouts)
                             ? "lb.flow_table_size and lb.timeouts"
@@ -327,6 +352,7 @@ std::string Gateway::apply_config(Config next) {
                 retired_backends_.end())
                 retired_backends_.push_back(backend.address);
     config_ = std::move(next);
+    update_health_targets();
     publish_snapshot();
     steer_return_traffic();
     refresh_neighbours();
@@ -435,10 +461,145 @@ bool Gateway::launch_workers(std::string &error) {
     return true;
 }
 
+std::vector<MetricFamily> Gateway::metrics() const {
+    return collect_metrics(MetricsView{
+        workers_, ports_, config_, backend_slots_,
+        [this](const ServiceConfig &service, const BackendConfig &backend) {
+            return to_string(health_of(service, backend));
+        },
+        [this](const std::string &service, const BackendConfig &backend) {
+            const auto found = health_changes_.find(
+                {service, backend.address.to_string(), backend.port});
+            return found == health_changes_.end() ? uint64_t(0) : found->second;
+        }});
+}
+
+// The port a backend's check connects to, which is also how the checker
+// knows the target: the check's own, else the backend's, else the service's.
+uint16_t health_check_port(const ServiceConfig &service, const BackendConfig &backend) {
+    return service.health_check->port     ? service.health_check->port
+           : backend.port                  ? backend.port
+                                           : service.port;
+}
+
+BackendHealth Gateway::health_of(const ServiceConfig &service,
+                                 const BackendConfig &backend) const {
+    if (!service.health_check)
+        return BackendHealth::unchecked;
+    return health_.health(service.name, backend.address, health_check_port(service, backend));
+}
+
+void Gateway::update_health_targets() {
+    std::vector<HealthTarget> targets;
+    for (const ServiceConfig &service : config_.services)
+        if (service.health_check)
+            for (const BackendConfig &backend : service.backends)
+                targets.push_back({service.name, backend.address,
+                                   health_check_port(service, backend), *service.health_check});
+    health_.set_targets(std::move(targets));
+}
+
+// Health verdicts since the last call: logged, counted, and published when
+// they change whether a backend takes flows.
+void Gateway::take_health_changes() {
+    bool publish = false;
+    for (const HealthChange &change : health_.take_changes()) {
+        const ServiceConfig *service = nullptr;
+        for (const ServiceConfig &candidate : config_.services)
+            if (candidate.name == change.service && candidate.health_check)
+                service = &candidate;
+        if (!service)
+            continue;  // a target the config no longer has
+        for (const BackendConfig &backend : service->backends) {
+            if (backend.address != change.address ||
+                health_check_port(*service, backend) != change.port)
+                continue;
+            ++health_changes_[{service->name, backend.address.to_string(), backend.port}];
+        }
+        std::printf("sluiced: health: %s %s port %u: %s -> %s%s%s\n", change.service.c_str(),
+                    change.address.to_string().c_str(), unsigned(change.port),
+                    to_string(change.from), to_string(change.to),
+                    change.reason.empty() ? "" : ": ", change.reason.c_str());
+        publish = publish || (change.from == BackendHealth::down) != (change.to == BackendHealth::down);
+    }
+    if (publish)
+        publish_snapshot();
+}
+
+nlohmann::json Gateway::backend_status(const std::string &service,
+                                       const BackendConfig &backend) const {
+    const BackendTotals totals = backend_totals(workers_, backend_slots_.slot(service, backend));
+    const char *health = "unchecked";
+    for (const ServiceConfig &candidate : config_.services)
+        if (candidate.name == service)
+            health = to_string(health_of(candidate, backend));
+    return {{"health", health},
+            {"packets", totals.packets},
+            {"bytes", totals.bytes},
+            {"active_flows", totals.active_flows},
+            {"new_flows", totals.new_flows}};
+}
+
+bool Gateway::start_api(std::string &error) {
+    ApiHooks hooks;
+    hooks.config = [this]() -> const Config & { return config_; };
+    hooks.apply = [this](Config next) { return apply_config(std::move(next)); };
+    hooks.reload = [this](uint64_t &generation, size_t &services) {
+        const std::string refused = reload();
+        generation = generation_;
+        services = config_.services.size();
+        return refused;
+    };
+    hooks.stats = [this] { return metrics_json(metrics()); };
+    hooks.backend_status = [this](const std::string &service, const BackendConfig &backend) {
+        return backend_status(service, backend);
+    };
+    hooks.metrics = [this] { return prometheus_text(metrics()); };
+    api_ = std::make_unique<ManagementApi>(std::move(hooks));
+
+    const ApiConfig &api = config_.api;
+    HttpServerSettings settings;
+    settings.listen = api.listen();
+    settings.max_body_bytes = api.max_body_bytes;
+    settings.max_clients = api.max_clients;
+    if (api.tls) {
+        settings.tls_certificate = api.tls->certificate;
+        settings.tls_private_key = api.tls->private_key;
+        settings.tls_client_ca = api.tls->client_ca;
+    }
+    if (!http_.start(settings, [this](const HttpRequest &request) { return serve(request); },
+                     error)) {
+        error = "api: " + error;
+        return false;
+    }
+    std::printf("sluiced: API on %s://%s%s\n", api.tls ? "https" : "http", api.listen().c_str(),
+                api.read_only() ? " (read-only: no token configured)" : "");
+    return true;
+}
+
+HttpResponse Gateway::serve(const HttpRequest &request) {
+    ApiRequest call;
+    call.method = request.method;
+    call.path = request.target.substr(0, request.target.find('?'));
+    call.query = request.query;
+    call.body = request.body;
+    if (const std::string *authorization = request.header("authorization"))
+        call.authorization = *authorization;
+    const ApiResponse answer = api_->handle(call);
+    // Changes are worth a line in the log; reads are not.
+    if (request.method != "GET" && request.method != "HEAD")
+        std::printf("sluiced: api: %s %s from %s: %d\n", request.method.c_str(),
+                    call.path.c_str(), request.peer.c_str(), answer.status);
+    HttpResponse response;
+    response.status = answer.status;
+    response.content_type = answer.content_type;
+    response.body = answer.body;
+    response.headers = answer.headers;
+    return response;
+}
+
 void Gateway::print_counters() {
-    const auto health = [](const std::string &, const BackendConfig &) { return "unchecked"; };
-    std::cout << prometheus_text(
-        collect_metrics(MetricsView{workers_, ports_, config_, backend_slots_, health}));
+    std::cout << prometheus_text(metrics());
     std::cout.flush();
 }
 
@@ -464,8 +625,11 @@ void Gateway::wait_for_stop() {
                 refresh_neighbours();
             next_refresh = now + (unresolved ? 100 : 1000);
         }
-        pollfd fds[] = {{signal_fd, POLLIN, 0}};
-        const int timeout = int(std::min<uint64_t>(next_refresh - std::min(next_refresh, now), 1000));
+        pollfd fds[] = {{signal_fd, POLLIN, 0}, {http_.fd(), POLLIN, 0}, {health_.fd(), POLLIN, 0}};
+        int timeout = int(std::min<uint64_t>(next_refresh - std::min(next_refresh, now), 1000));
+        for (const int wanted : {http_.timeout_ms(), health_.timeout_ms()})
+            if (wanted >= 0)
+                timeout = std::min(timeout, wanted);
         if (poll(fds, std::size(fds), timeout) < 0 && errno != EINTR) {
             std::printf("sluiced: poll: %s\n", std::strerror(errno));
             break;
@@ -486,7 +650,11 @@ void Gateway::wait_for_stop() {
         }
         if (stop)
             break;
+        health_.service();
+        take_health_changes();
+        http_.service();
     }
+    http_.stop();
     close(signal_fd);
 }
 
@@ -582,5 +750,8 @@ int run(int argc, char **argv) {
 
 int main(int argc, char **argv) {
     setvbuf(stdout, nullptr, _IOLBF, 0);
+    // A client of the API or a health-checked backend that goes away must
+    // cost a failed write, not the gateway.
+    signal(SIGPIPE, SIG_IGN);
     return sluice::ctrl::run(argc, argv);
 }

@@ -96,61 +96,54 @@ void collect_worker(Collector &out, const dataplane::WorkerContext &worker) {
 
 void collect_backends(Collector &out, const MetricsView &view) {
     for (const ServiceConfig &service : view.config.services) {
-        uint64_t service_totals[4] = {};  // packets, bytes, new flows, open flows
+        BackendTotals service_totals;
         uint64_t up = 0;
         for (const BackendConfig &backend : service.backends) {
-            const lb::BackendSlot slot = view.slots.slot(service.name, backend);
-            uint64_t packets = 0, bytes = 0, opened = 0, open = 0;
-            for (const auto &worker : view.workers) {
-                if (!worker->balancing || slot == lb::no_backend_slot)
-                    continue;
-                // Ended first: a flow opened between the reads never makes
-                // the open count wrap below zero.
-                const uint64_t ended = worker->balancing->flows->ended_flows(slot);
-                const lb::BackendCounters &c = worker->balancing->balancer->backend_counters(slot);
-                const uint64_t worker_opened = c.new_flows.read();
-                packets += c.packets.read();
-                bytes += c.bytes.read();
-                opened += worker_opened;
-                open += worker_opened - ended;
-            }
-            const char *health = view.health(service.name, backend);
+            const BackendTotals totals =
+                backend_totals(view.workers, view.slots.slot(service.name, backend));
+            const char *health = view.health(service, backend);
             const Labels labels = {{"service", service.name},
                                    {"address", backend.address.to_string()},
                                    {"port", std::to_string(backend.port)}};
             out.add("sluice_backend_packets_total", Type::counter,
-                    "Packets balanced to and from the backend.", labels, packets);
+                    "Packets balanced to and from the backend.", labels, totals.packets);
             out.add("sluice_backend_bytes_total", Type::counter,
-                    "Bytes balanced to and from the backend.", labels, bytes);
+                    "Bytes balanced to and from the backend.", labels, totals.bytes);
             out.add("sluice_backend_new_flows_total", Type::counter,
-                    "Flows the backend was given.", labels, opened);
+                    "Flows the backend was given.", labels, totals.new_flows);
             out.add("sluice_backend_active_flows", Type::gauge,
-                    "Flows of the backend in the workers' tables.", labels, open);
+                    "Flows of the backend in the workers' tables.", labels, totals.active_flows);
             const bool is_up = std::string_view(health) != "down";
             out.add("sluice_backend_up", Type::gauge,
                     "1 when the backend takes flows by its health (up or unchecked), 0 when "
                     "down.",
                     labels, is_up);
+            out.add("sluice_backend_health_changes_total", Type::counter,
+                    "Times the backend's health check verdict changed.", labels,
+                    view.health_changes(service.name, backend));
             out.add("sluice_backend_drained", Type::gauge,
                     "1 when the backend is drained: no new flows, its flows go on.", labels,
                     backend.drained);
             out.add("sluice_backend_weight", Type::gauge, "The backend's Maglev weight.", labels,
                     backend.weight);
-            const uint64_t values[4] = {packets, bytes, opened, open};
-            for (int i = 0; i < 4; ++i)
-                service_totals[i] += values[i];
+            service_totals.packets += totals.packets;
+            service_totals.bytes += totals.bytes;
+            service_totals.new_flows += totals.new_flows;
+            service_totals.active_flows += totals.active_flows;
             up += is_up;
         }
         const Labels labels = {{"service", service.name}};
         out.add("sluice_service_packets_total", Type::counter,
                 "Packets balanced to and from the service's backends.", labels,
-                service_totals[0]);
+                service_totals.packets);
         out.add("sluice_service_bytes_total", Type::counter,
-                "Bytes balanced to and from the service's backends.", labels, service_totals[1]);
+                "Bytes balanced to and from the service's backends.", labels,
+                service_totals.bytes);
         out.add("sluice_service_new_flows_total", Type::counter, "Flows the service was given.",
-                labels, service_totals[2]);
+                labels, service_totals.new_flows);
         out.add("sluice_service_active_flows", Type::gauge,
-                "Flows of the service in the workers' tables.", labels, service_totals[3]);
+                "Flows of the service in the workers' tables.", labels,
+                service_totals.active_flows);
         out.add("sluice_service_backends_up", Type::gauge,
                 "Backends of the service that are up or unchecked.", labels, up);
     }
@@ -206,6 +199,27 @@ void write_label_value(std::string &out, const std::string &value) {
 }
 
 } // namespace
+
+BackendTotals backend_totals(const std::vector<std::unique_ptr<dataplane::WorkerContext>> &workers,
+                             lb::BackendSlot slot) {
+    BackendTotals totals;
+    if (slot == lb::no_backend_slot)
+        return totals;
+    for (const auto &worker : workers) {
+        if (!worker->balancing)
+            continue;
+        // Ended first: a flow opened between the reads never makes the open
+        // count wrap below zero.
+        const uint64_t ended = worker->balancing->flows->ended_flows(slot);
+        const lb::BackendCounters &c = worker->balancing->balancer->backend_counters(slot);
+        const uint64_t opened = c.new_flows.read();
+        totals.packets += c.packets.read();
+        totals.bytes += c.bytes.read();
+        totals.new_flows += opened;
+        totals.active_flows += opened - ended;
+    }
+    return totals;
+}
 
 std::vector<MetricFamily> collect_metrics(const MetricsView &view) {
     Collector out;

@@ -34,7 +34,9 @@ struct MetricFamily {
 };
 
 // A backend's health as the checks see it: "up", "down" or "unchecked".
-using HealthOf = std::function<const char *(const std::string &service, const BackendConfig &)>;
+using HealthOf = std::function<const char *(const ServiceConfig &, const BackendConfig &)>;
+// How many times its health changed.
+using HealthChangesOf = std::function<uint64_t(const std::string &service, const BackendConfig &)>;
 
 struct MetricsView {
     const std::vector<std::unique_ptr<dataplane::WorkerContext>> &workers;
@@ -42,7 +44,15 @@ struct MetricsView {
     const Config &config;
     const BackendSlots &slots;
     HealthOf health;
+    HealthChangesOf health_changes;
 };
+
+// One backend's counters, summed over the workers.
+struct BackendTotals {
+    uint64_t packets = 0, bytes = 0, new_flows = 0, active_flows = 0;
+};
+BackendTotals backend_totals(const std::vector<std::unique_ptr<dataplane::WorkerContext>> &workers,
+                             lb::BackendSlot slot);
 
 // Reads every counter once (relaxed loads; workers keep running).
 std::vector<MetricFamily> collect_metrics(const MetricsView &view);
