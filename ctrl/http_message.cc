@@ -10,8 +10,8 @@ namespace sluice::ctrl {
 
 namespace {
 
-// A chunk-size line longer than this is refused; its extensions are ignored,
-// but must end somewhere.
+// A chunk-size line must end (its CR included) within this many bytes: its
+// extensions are ignored, but must end somewhere.
 constexpr size_t kMaxChunkSizeLine = 1024;
 
 char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
@@ -363,18 +363,20 @@ HttpParseStep HttpRequestParser::parse_head(std::string_view input) {
         return {HttpParseEvent::need_more, consumed};
     const size_t from = head_scanned_ >= 3 ? head_scanned_ - 3 : 0;
     const size_t end = input.find("\r\n\r\n", from);
+    // Past the limit, whether the head is whole or not. Which status depends
+    // on where the first line ends, never on how much has arrived, so the
+    // answer is the same however the bytes were split.
+    if ((end == std::string_view::npos ? input.size() : end + 4) > limits_.max_header_bytes) {
+        const size_t line_end = input.find("\r\n");
+        if (line_end == std::string_view::npos || line_end + 2 > limits_.max_header_bytes)
+            return fail(414, "the request line is too long", consumed);
+        return fail(431, "the request header section is too large", consumed);
+    }
     if (end == std::string_view::npos) {
         head_scanned_ = input.size();
-        if (input.size() > limits_.max_header_bytes) {
-            if (input.find("\r\n") == std::string_view::npos)
-                return fail(414, "the request line is too long", consumed);
-            return fail(431, "the request header section is too large", consumed);
-        }
         return {HttpParseEvent::need_more, consumed};
     }
     const size_t head_size = end + 4;
-    if (head_size > limits_.max_header_bytes)
-        return fail(431, "the request header section is too large", consumed);
 
     const std::string_view head = input.substr(0, head_size);
     const size_t line_end = head.find("\r\n");
@@ -422,11 +424,12 @@ HttpParseStep HttpRequestParser::parse_body(std::string_view input) {
             break;
         case Stage::chunk_size: {
             const size_t end = pending.find("\r\n");
-            if (end == std::string_view::npos) {
-                if (pending.size() > kMaxChunkSizeLine)
-                    return fail(400, "malformed chunk size", consumed);
+            // Refused on its length alone, however much of it has arrived.
+            if (end == std::string_view::npos ? pending.size() > kMaxChunkSizeLine
+                                              : end >= kMaxChunkSizeLine)
+                return fail(400, "malformed chunk size", consumed);
+            if (end == std::string_view::npos)
                 return {HttpParseEvent::need_more, consumed};
-            }
             const std::optional<uint64_t> size = parse_chunk_size(pending.substr(0, end));
             if (!size)
                 return fail(400, "malformed chunk size", consumed);

@@ -9,7 +9,8 @@
 // `Transfer-Encoding: chunked` (decoded here; trailers are read and dropped).
 // Every refusal carries the status that answers it: 400 malformed, 413 body
 // too large, 414 request line too long, 417 unknown expectation, 431 header or
-// trailer section too large, 501 unknown transfer coding, 505 not HTTP/1.x.
+// trailer section too large, 501 unknown transfer coding, 505 not HTTP/1.x;
+// the same refusal however the bytes were split.
 #pragma once
 
 #include <cstddef>
@@ -55,7 +56,9 @@ struct HttpFraming {
 };
 
 struct HttpLimits {
-    size_t max_header_bytes = 16384;  // request line and headers (414/431); trailers (431)
+    // Request line and headers: 431, or 414 when the request line with its
+    // CRLF alone is longer. The trailer section: 431.
+    size_t max_header_bytes = 16384;
     size_t max_body_bytes = 65536;    // decoded body (413)
 };
 

@@ -439,6 +439,19 @@ TEST(HttpRequestParser, LimitsHoldExactlyAtTheirBoundaries) {
     const std::string line = "GET /" + std::string(95, 'u');
     EXPECT_EQ(describe(feed(line, 0, limits)), "unconsumed 100 receiving\n");
     EXPECT_EQ(parse_whole_and_split(line + "u", limits).error_status, 414);
+    // Whole or in pieces, a request line that does not fit with its CRLF is
+    // a 414, and a head too large beside a line that fits a 431.
+    const auto line_of = [](size_t size) { return "GET /" + std::string(size - 14, 'u') + " HTTP/1.1"; };
+    EXPECT_EQ(parse_whole_and_split(line_of(98) + "\r\nHost: x\r\n\r\n", limits).error_status, 431);
+    EXPECT_EQ(parse_whole_and_split(line_of(99) + "\r\nHost: x\r\n\r\n", limits).error_status, 414);
+    EXPECT_EQ(parse_whole_and_split(line_of(300) + "\r\nHost: x\r\n\r\n", limits).error_status, 414);
+
+    // A chunk-size line ends within 1 KiB, its CR included, whole or in pieces.
+    const auto chunk_line_of = [](size_t size) {
+        return chunked("5;" + std::string(size - 2, 'e') + "\r\nhello\r\n0\r\n\r\n");
+    };
+    EXPECT_EQ(parse_whole_and_split(chunk_line_of(1023)).requests.size(), 1u);
+    EXPECT_EQ(parse_whole_and_split(chunk_line_of(1024)).error_status, 400);
 
     EXPECT_EQ(parse_whole_and_split(post("/", std::string(10, 'b')), limits).requests.size(), 1u);
     EXPECT_EQ(parse_whole_and_split(post("/", std::string(11, 'b')), limits).error_status, 413);
