@@ -293,7 +293,10 @@ void HealthChecker::service() noexcept {
     const int ready = ::epoll_wait(epoll_, events, int(std::size(events)), 0);
     Nanoseconds now = monotonic_now();
     for (int i = 0; i < ready; ++i) {
-        const auto target = targets_.find(events[i].data.u64);
+        // Copied first: epoll_event is packed on x86-64, and find() would bind
+        // a reference to the misaligned field (UBSan stops the tests there).
+        const TargetId id = events[i].data.u64;
+        const auto target = targets_.find(id);
         if (target != targets_.end() && target->second->phase != CheckPhase::idle)
             on_ready(*target->second, events[i].events, now);
     }

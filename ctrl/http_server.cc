@@ -17,10 +17,8 @@
 #include <cerrno>
 #include <chrono>
 #include <climits>
-#include <cstdio>
 #include <cstring>
 #include <ctime>
-#include <optional>
 
 namespace sluice::ctrl {
 
@@ -45,161 +43,11 @@ constexpr int64_t kLingerMs = 2000;
 // Connections over max_clients being told 503; beyond this they are closed
 // without an answer, so a flood cannot grow the table.
 constexpr unsigned kMaxRejecting = 16;
-constexpr size_t kMaxChunkSizeLine = 1024;
 
 int64_t now_ms() {
     return std::chrono::duration_cast<std::chrono::milliseconds>(
                std::chrono::steady_clock::now().time_since_epoch())
         .count();
-}
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
-// RFC 9110 5.6.2: the characters of a token (methods, header names).
-bool is_token_char(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
-}
-
-bool is_token(std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), is_token_char);
-}
-
-// RFC 9110 5.5: field values are visible characters, obs-text, SP and HTAB.
-bool is_field_value(std::string_view text) {
-    return std::all_of(text.begin(), text.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte == '\t' || (byte >= 0x20 && byte != 0x7f);
-    });
-}
-
-std::string_view trim_whitespace(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-        text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-        text.remove_suffix(1);
-    return text;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
-// Calls `each` with every comma-separated element of a header list, trimmed.
-template <typename Each>
-void for_each_element(std::string_view list, Each each) {
-    while (true) {
-        const size_t comma = list.find(',');
-        const std::string_view element = trim_whitespace(list.substr(0, comma));
-        if (!element.empty())
-            each(element);
-        if (comma == std::string_view::npos)
-            return;
-        list.remove_prefix(comma + 1);
-    }
-}
-
-bool percent_decode(std::string_view text, std::string &decoded) {
-    decoded.clear();
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '%') {
-            decoded += text[i];
-            continue;
-        }
-        if (i + 2 >= text.size())
-            return false;
-        const int high = hex_value(text[i + 1]), low = hex_value(text[i + 2]);
-        // A decoded NUL would cut the path short wherever it meets C strings.
-        if (high < 0 || low < 0 || (high == 0 && low == 0))
-            return false;
-        decoded += char(high * 16 + low);
-        i += 2;
-    }
-    return true;
-}
-
-const char *reason_phrase(int status) {
-    switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 202: return "Accepted";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 409: return "Conflict";
-    case 411: return "Length Required";
-    case 413: return "Content Too Large";
-    case 414: return "URI Too Long";
-    case 415: return "Unsupported Media Type";
-    case 417: return "Expectation Failed";
-    case 422: return "Unprocessable Content";
-    case 429: return "Too Many Requests";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 501: return "Not Implemented";
-    case 503: return "Service Unavailable";
-    case 505: return "HTTP Version Not Supported";
-    default: return "";
-    }
-}
-
-std::string json_escape(std::string_view text) {
-    std::string escaped;
-    for (const char c : text) {
-        if (c == '"' || c == '\\') {
-            escaped += '\\';
-            escaped += c;
-        } else if (static_cast<unsigned char>(c) < 0x20) {
-            char code[8];
-            std::snprintf(code, sizeof code, "\\u%04x", unsigned(c));
-            escaped += code;
-        } else {
-            escaped += c;
-        }
-    }
-    return escaped;
-}
-
-HttpResponse error_response(int status, std::string_view message) {
-    HttpResponse response;
-    response.status = status;
-    response.body = "{\"error\": \"" + json_escape(message) + "\", \"field\": null}";
-    return response;
-}
-
-// RFC 9110 6.6.1, IMF-fixdate; by hand, because strftime's names follow the locale.
-std::string http_date() {
-    static const char *const days[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char *const months[] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                         "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    const time_t now = std::time(nullptr);
-    tm utc{};
-    gmtime_r(&now, &utc);
-    char text[40];
-    std::snprintf(text, sizeof text, "%s, %02d %s %04d %02d:%02d:%02d GMT", days[utc.tm_wday],
-                  utc.tm_mday, months[utc.tm_mon], utc.tm_year + 1900, utc.tm_hour, utc.tm_min,
-                  utc.tm_sec);
-    return text;
 }
 
 std::string peer_text(const sockaddr_storage &address) {
@@ -361,194 +209,9 @@ std::string certificate_subject(X509 *certificate) {
     return subject;
 }
 
-// What a request head says about the message and the connection.
-struct Framing {
-    int minor_version = 1;
-    bool chunked = false;
-    size_t content_length = 0;
-    bool keep_alive = true;
-    bool expect_continue = false;
-};
-
-struct ParseError {
-    int status;
-    std::string message;
-};
-
-// RFC 9112 3: method SP request-target SP HTTP-version.
-std::optional<ParseError> parse_request_line(std::string_view line, HttpRequest &request,
-                                             Framing &framing) {
-    const size_t first_space = line.find(' ');
-    const size_t second_space = first_space == std::string_view::npos
-                                    ? std::string_view::npos
-                                    : line.find(' ', first_space + 1);
-    if (second_space == std::string_view::npos)
-        return ParseError{400, "malformed request line"};
-    const std::string_view method = line.substr(0, first_space);
-    const std::string_view target = line.substr(first_space + 1, second_space - first_space - 1);
-    const std::string_view version = line.substr(second_space + 1);
-    const bool target_ok = !target.empty() && std::all_of(target.begin(), target.end(), [](char c) {
-        return c > 0x20 && c < 0x7f;
-    });
-    if (!is_token(method) || !target_ok)
-        return ParseError{400, "malformed request line"};
-    if (version.size() != 8 || version.substr(0, 5) != "HTTP/" || version[6] != '.' ||
-        hex_value(version[5]) < 0 || hex_value(version[5]) > 9 || hex_value(version[7]) < 0 ||
-        hex_value(version[7]) > 9)
-        return ParseError{400, "malformed HTTP version"};
-    if (version[5] != '1')
-        return ParseError{505, "only HTTP/1.0 and HTTP/1.1 are supported"};
-    // RFC 9110 6.2: a later 1.x minor version is answered as 1.1.
-    framing.minor_version = version[7] == '0' ? 0 : 1;
-    framing.keep_alive = framing.minor_version == 1;
-
-    request.method = std::string(method);
-    request.target = std::string(target);
-    if (target == "*" && method == "OPTIONS") {
-        request.path = "*";
-        return std::nullopt;
-    }
-    std::string_view path_and_query = target;
-    bool absolute = false;
-    // RFC 9112 3.2.2: a server accepts the absolute form as well.
-    for (const std::string_view scheme : {"http://", "https://"})
-        if (target.size() > scheme.size() &&
-            equals_ignoring_case(target.substr(0, scheme.size()), scheme)) {
-            const std::string_view rest = target.substr(scheme.size());
-            const size_t authority_end = rest.find_first_of("/?");
-            path_and_query = authority_end == std::string_view::npos ? "" : rest.substr(authority_end);
-            absolute = true;
-        }
-    if (!absolute && path_and_query.front() != '/')
-        return ParseError{400, "invalid request target"};
-    const size_t question = path_and_query.find('?');
-    const std::string_view raw_path = path_and_query.substr(0, question);
-    if (question != std::string_view::npos)
-        request.query = std::string(path_and_query.substr(question + 1));
-    if (!percent_decode(raw_path.empty() ? "/" : raw_path, request.path))
-        return ParseError{400, "invalid percent-encoding in the request path"};
-    return std::nullopt;
-}
-
-// The header lines after the request line, and the framing they imply
-// (RFC 9112 6 and 9.3; RFC 9110 7.2 and 10.1.1).
-std::optional<ParseError> parse_headers(std::string_view lines, HttpRequest &request,
-                                        Framing &framing) {
-    unsigned hosts = 0;
-    bool has_content_length = false, has_transfer_encoding = false, chunked_last = false;
-    std::string expect;
-    while (!lines.empty()) {
-        const size_t end = lines.find("\r\n");
-        const std::string_view line = lines.substr(0, end);
-        lines.remove_prefix(end == std::string_view::npos ? lines.size() : end + 2);
-        if (line.empty())
-            break;
-        if (line.front() == ' ' || line.front() == '\t')
-            return ParseError{400, "obsolete header line folding"};
-        const size_t colon = line.find(':');
-        if (colon == std::string_view::npos || !is_token(line.substr(0, colon)))
-            return ParseError{400, "malformed header line"};
-        const std::string_view value = trim_whitespace(line.substr(colon + 1));
-        if (!is_field_value(value))
-            return ParseError{400, "invalid character in a header value"};
-        std::string name(line.substr(0, colon));
-        std::transform(name.begin(), name.end(), name.begin(), lower);
-
-        if (name == "host") {
-            ++hosts;
-        } else if (name == "content-length") {
-            // Repeated identical values are one value (RFC 9110 8.6); anything
-            // else could frame the body two ways.
-            size_t length = 0;
-            if (value.empty() || value.size() > 18 ||
-                !std::all_of(value.begin(), value.end(), [](char c) { return c >= '0' && c <= '9'; }))
-                return ParseError{400, "invalid Content-Length"};
-            for (const char digit : value)
-                length = length * 10 + size_t(digit - '0');
-            if (has_content_length && length != framing.content_length)
-                return ParseError{400, "conflicting Content-Length headers"};
-            has_content_length = true;
-            framing.content_length = length;
-        } else if (name == "transfer-encoding") {
-            has_transfer_encoding = true;
-            bool unsupported = false;
-            for_each_element(value, [&](std::string_view coding) {
-                // Only chunked is understood; a coding after chunked, or
-                // chunked twice, leaves the message without framing.
-                if (!equals_ignoring_case(coding, "chunked") || chunked_last)
-                    unsupported = true;
-                chunked_last = true;
-            });
-            if (unsupported)
-                return ParseError{501, "only the chunked transfer coding is supported"};
-        } else if (name == "connection") {
-            for_each_element(value, [&](std::string_view option) {
-                if (equals_ignoring_case(option, "close"))
-                    framing.keep_alive = false;
-                else if (equals_ignoring_case(option, "keep-alive") && framing.minor_version == 0)
-                    framing.keep_alive = true;
-            });
-        } else if (name == "expect") {
-            expect = std::string(value);
-        }
-        request.headers.emplace_back(std::move(name), std::string(value));
-    }
-    // Connection: close wins over keep-alive whatever their order.
-    for (const auto &[name, value] : request.headers)
-        if (name == "connection")
-            for_each_element(value, [&](std::string_view option) {
-                if (equals_ignoring_case(option, "close"))
-                    framing.keep_alive = false;
-            });
-    if (hosts > 1 || (hosts == 0 && framing.minor_version == 1))
-        return ParseError{400, "an HTTP/1.1 request needs exactly one Host header"};
-    if (has_transfer_encoding) {
-        if (has_content_length)
-            return ParseError{400, "both Content-Length and Transfer-Encoding"};
-        if (framing.minor_version == 0)
-            return ParseError{400, "Transfer-Encoding in an HTTP/1.0 request"};
-        if (!chunked_last)
-            return ParseError{400, "Transfer-Encoding without a coding"};
-        framing.chunked = true;
-    }
-    if (!expect.empty()) {
-        if (!equals_ignoring_case(expect, "100-continue"))
-            return ParseError{417, "only Expect: 100-continue is supported"};
-        // RFC 9110 10.1.1: an HTTP/1.0 client's expectation is ignored.
-        framing.expect_continue = framing.minor_version == 1;
-    }
-    return std::nullopt;
-}
-
-// RFC 9112 7.1: chunk-size [ chunk-ext ]; the extensions are ignored.
-std::optional<uint64_t> parse_chunk_size(std::string_view line) {
-    size_t digits = 0;
-    uint64_t size = 0;
-    while (digits < line.size() && hex_value(line[digits]) >= 0) {
-        if (digits == 15)
-            return std::nullopt;  // beyond any body we would take
-        size = size * 16 + uint64_t(hex_value(line[digits]));
-        ++digits;
-    }
-    const std::string_view extensions = trim_whitespace(line.substr(digits));
-    if (digits == 0 || (!extensions.empty() && extensions.front() != ';') ||
-        !is_field_value(extensions))
-        return std::nullopt;
-    return size;
-}
-
 } // namespace
 
-const std::string *HttpRequest::header(std::string_view name) const {
-    for (const auto &[key, value] : headers)
-        if (equals_ignoring_case(key, name))
-            return &value;
-    return nullptr;
-}
-
 struct HttpServer::Connection {
-    enum class Stage { head, sized_body, chunk_size, chunk_data, chunk_end, trailers };
-
     uint64_t id = 0;
     int fd = -1;
     SSL *tls = nullptr;
@@ -572,13 +235,7 @@ struct HttpServer::Connection {
     std::string in, out;
     size_t in_pos = 0, out_pos = 0;  // consumed from in, written from out
 
-    // The request being received.
-    Stage stage = Stage::head;
-    size_t head_scanned = 0;  // bytes after in_pos already searched for the head's end
-    size_t body_left = 0;     // of the sized body, or of the current chunk
-    size_t trailer_bytes = 0;
-    HttpRequest request;
-    Framing framing;
+    HttpRequestParser parser;  // of the request being received, from input()
 
     ~Connection() {
         if (tls)
@@ -591,8 +248,6 @@ struct HttpServer::Connection {
     bool can_read() const {
         return !close_after_write && !peer_closed && !lingering && output_waiting() < kOutputHighWater;
     }
-    // A request has begun to arrive (not only blank lines between requests).
-    bool receiving_request() const { return stage != Stage::head || head_scanned > 0; }
 };
 
 HttpServer::HttpServer() = default;
@@ -768,6 +423,7 @@ void HttpServer::accept_clients(int64_t now) {
         connection->peer = peer_text(address);
         connection->over_capacity = over_capacity;
         connection->last_activity = now;
+        connection->parser = HttpRequestParser({settings_.max_header_bytes, settings_.max_body_bytes});
         const int on = 1;
         // Answers are written whole; waiting to coalesce them only adds latency.
         ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &on, sizeof on);
@@ -1012,7 +668,7 @@ void HttpServer::expire(int64_t now) {
         // RFC 9110 15.5.9: tell a client whose request never finished; an
         // idle keep-alive connection is closed without a word.
         const bool answer = !connection.lingering && !connection.handshaking &&
-                            !connection.close_after_write && connection.receiving_request();
+                            !connection.close_after_write && connection.parser.receiving();
         if (!answer) {
             close_connection(id);
             continue;
@@ -1032,43 +688,25 @@ void HttpServer::process_input(Connection &connection, int64_t now) {
             connection.waiting_for_output_room = true;
             break;
         }
-        if (connection.stage == Connection::Stage::head) {
-            std::string_view pending = connection.input();
-            if (!pending.empty() && !connection.request_started)
-                connection.request_started = now;
-            // RFC 9112 2.2: blank lines before a request line are ignored.
-            while (connection.head_scanned == 0 && pending.substr(0, 2) == "\r\n") {
-                connection.in_pos += 2;
-                pending.remove_prefix(2);
-            }
-            if (pending.empty() || pending == "\r")
-                break;
-            const size_t from = connection.head_scanned >= 3 ? connection.head_scanned - 3 : 0;
-            const size_t end = pending.find("\r\n\r\n", from);
-            if (end == std::string_view::npos) {
-                connection.head_scanned = pending.size();
-                if (pending.size() > settings_.max_header_bytes) {
-                    if (pending.find("\r\n") == std::string_view::npos)
-                        fail(connection, 414, "the request line is too long");
-                    else
-                        fail(connection, 431, "the request header section is too large");
-                }
-                break;
-            }
-            const size_t head_size = end + 4;
-            if (head_size > settings_.max_header_bytes) {
-                fail(connection, 431, "the request header section is too large");
-                break;
-            }
-            if (!begin_request(connection, pending.substr(0, head_size)))
-                break;
+        const std::string_view pending = connection.input();
+        if (!pending.empty() && !connection.request_started)
+            connection.request_started = now;
+        const HttpParseStep step = connection.parser.parse(pending);
+        connection.in_pos += step.consumed;
+        if (step.event == HttpParseEvent::need_more)
+            break;
+        if (step.event == HttpParseEvent::error) {
+            const HttpParseError &error = connection.parser.error();
+            fail(connection, error.status, error.message);
+            break;
+        }
+        if (step.event == HttpParseEvent::head) {
+            // RFC 9110 10.1.1: a client that already sends the body needs no 100.
+            if (connection.parser.continue_expected() && connection.input().empty())
+                connection.out += kHttpContinue;
             continue;
         }
-        if (!receive_body(connection))
-            break;
         dispatch(connection);
-        connection.stage = Connection::Stage::head;
-        connection.head_scanned = 0;
         connection.request_started = 0;
     }
     if (connection.in_pos == connection.in.size()) {
@@ -1080,179 +718,35 @@ void HttpServer::process_input(Connection &connection, int64_t now) {
     }
 }
 
-// Parses the head of the next request; false (with an answer queued) when it
-// is refused.
-bool HttpServer::begin_request(Connection &connection, std::string_view head) {
-    connection.request = HttpRequest{};
-    connection.framing = Framing{};
-    const size_t line_end = head.find("\r\n");
-    std::optional<ParseError> error =
-        parse_request_line(head.substr(0, line_end), connection.request, connection.framing);
-    if (!error)
-        error = parse_headers(head.substr(line_end + 2), connection.request, connection.framing);
-    if (error) {
-        fail(connection, error->status, error->message);
-        return false;
-    }
-    const Framing &framing = connection.framing;
-    if (!framing.chunked && framing.content_length > settings_.max_body_bytes) {
-        fail(connection, 413,
-             "the request body is larger than " + std::to_string(settings_.max_body_bytes) + " bytes");
-        return false;
-    }
-    connection.in_pos += head.size();
-    connection.head_scanned = 0;
-    connection.stage = framing.chunked ? Connection::Stage::chunk_size : Connection::Stage::sized_body;
-    connection.body_left = framing.content_length;
-    // RFC 9110 10.1.1: a client that already sends the body needs no 100.
-    const bool body_expected = framing.chunked || framing.content_length > 0;
-    if (framing.expect_continue && body_expected && connection.input().empty())
-        connection.out += "HTTP/1.1 100 Continue\r\n\r\n";
-    return true;
-}
-
-// Takes body bytes from the input; true once the body is whole. False when
-// more input is needed or the body was refused (with an answer queued).
-bool HttpServer::receive_body(Connection &connection) {
-    using Stage = Connection::Stage;
-    std::string &body = connection.request.body;
-    while (true) {
-        const std::string_view pending = connection.input();
-        switch (connection.stage) {
-        case Stage::head:
-            return false;
-        case Stage::sized_body:
-        case Stage::chunk_data: {
-            const size_t taken = std::min(pending.size(), connection.body_left);
-            body.append(pending.data(), taken);
-            connection.in_pos += taken;
-            connection.body_left -= taken;
-            if (connection.body_left > 0)
-                return false;
-            if (connection.stage == Stage::sized_body)
-                return true;
-            connection.stage = Stage::chunk_end;
-            break;
-        }
-        case Stage::chunk_end:
-            if (pending.size() < 2)
-                return false;
-            if (pending.substr(0, 2) != "\r\n") {
-                fail(connection, 400, "a chunk is not followed by CRLF");
-                return false;
-            }
-            connection.in_pos += 2;
-            connection.stage = Stage::chunk_size;
-            break;
-        case Stage::chunk_size: {
-            const size_t end = pending.find("\r\n");
-            if (end == std::string_view::npos) {
-                if (pending.size() > kMaxChunkSizeLine)
-                    fail(connection, 400, "malformed chunk size");
-                return false;
-            }
-            const std::optional<uint64_t> size = parse_chunk_size(pending.substr(0, end));
-            if (!size) {
-                fail(connection, 400, "malformed chunk size");
-                return false;
-            }
-            if (*size > settings_.max_body_bytes - std::min(body.size(), settings_.max_body_bytes)) {
-                fail(connection, 413,
-                     "the request body is larger than " + std::to_string(settings_.max_body_bytes) +
-                         " bytes");
-                return false;
-            }
-            connection.in_pos += end + 2;
-            connection.body_left = size_t(*size);
-            connection.stage = *size ? Stage::chunk_data : Stage::trailers;
-            connection.trailer_bytes = 0;
-            break;
-        }
-        case Stage::trailers: {
-            // RFC 9112 7.1.2: trailer fields are read and dropped.
-            const size_t end = pending.find("\r\n");
-            const size_t line_bytes = end == std::string_view::npos ? pending.size() : end + 2;
-            if (connection.trailer_bytes + line_bytes > settings_.max_header_bytes) {
-                fail(connection, 431, "the request trailer section is too large");
-                return false;
-            }
-            if (end == std::string_view::npos)
-                return false;
-            const std::string_view line = pending.substr(0, end);
-            connection.in_pos += line_bytes;
-            if (line.empty())
-                return true;
-            connection.trailer_bytes += line_bytes;
-            const size_t colon = line.find(':');
-            if (colon == std::string_view::npos || !is_token(line.substr(0, colon)) ||
-                !is_field_value(line.substr(colon + 1))) {
-                fail(connection, 400, "malformed trailer line");
-                return false;
-            }
-            break;
-        }
-        }
-    }
-}
-
 void HttpServer::dispatch(Connection &connection) {
-    connection.request.peer = connection.peer;
-    connection.request.client_subject = connection.client_subject;
+    HttpRequest &request = connection.parser.request();
+    request.peer = connection.peer;
+    request.client_subject = connection.client_subject;
     HttpResponse response;
     try {
-        response = handler_(connection.request);
+        response = handler_(request);
     } catch (...) {
-        response = error_response(500, "internal error while handling the request");
+        response = http_error_response(500, "internal error while handling the request");
     }
-    const bool keep_alive = connection.framing.keep_alive;
-    queue_response(connection, response, keep_alive, connection.request.method == "HEAD");
-    if (!keep_alive)
+    const HttpFraming &framing = connection.parser.framing();
+    queue_response(connection, response,
+                   {framing.keep_alive, framing.minor_version, request.method == "HEAD"});
+    if (!framing.keep_alive)
         connection.close_after_write = true;
-    connection.request = HttpRequest{};
+    connection.parser.reset();  // the request and its body are not kept while idle
 }
 
 // Refuses the request being received: an error answer, then close.
 void HttpServer::fail(Connection &connection, int status, std::string_view message) {
-    queue_response(connection, error_response(status, message), false, false);
+    queue_response(connection, http_error_response(status, message), {});
     connection.close_after_write = true;
     connection.in.clear();
     connection.in_pos = 0;
 }
 
 void HttpServer::queue_response(Connection &connection, const HttpResponse &response,
-                                bool keep_alive, bool head_only) {
-    const auto bad_text = [](const std::string &text) {
-        return text.find_first_of("\r\n") != std::string::npos || text.find('\0') != std::string::npos;
-    };
-    bool valid = response.status >= 200 && response.status <= 599 && !bad_text(response.content_type);
-    for (const auto &[name, value] : response.headers)
-        valid = valid && is_token(name) && !bad_text(value);
-    if (!valid) {
-        queue_response(connection, error_response(500, "the handler returned an invalid response"),
-                       keep_alive, head_only);
-        return;
-    }
-    // RFC 9110 6.4.1 and 8.6: 204 and 304 carry no content, 204 no length.
-    const bool no_content = response.status == 204 || response.status == 304;
-    std::string &out = connection.out;
-    out += "HTTP/1.1 " + std::to_string(response.status) + " " + reason_phrase(response.status) +
-           "\r\nDate: " + http_date() + "\r\n";
-    if (!response.content_type.empty() && !no_content)
-        out += "Content-Type: " + response.content_type + "\r\n";
-    if (response.status != 204)
-        out += "Content-Length: " + std::to_string(no_content ? 0 : response.body.size()) + "\r\n";
-    for (const auto &[name, value] : response.headers)
-        if (!equals_ignoring_case(name, "content-length") &&
-            !equals_ignoring_case(name, "connection") &&
-            !equals_ignoring_case(name, "transfer-encoding"))
-            out += name + ": " + value + "\r\n";
-    if (!keep_alive)
-        out += "Connection: close\r\n";
-    else if (connection.framing.minor_version == 0)
-        out += "Connection: keep-alive\r\n";
-    out += "\r\n";
-    if (!head_only && !no_content)
-        out += response.body;
+                                const HttpAnswerFraming &framing) {
+    append_http_response(connection.out, response, framing, http_date(std::time(nullptr)));
 }
 
 } // namespace sluice::ctrl

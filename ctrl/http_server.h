@@ -4,12 +4,9 @@
 // becomes readable when a socket has work, service() does that work, and
 // timeout_ms() says when the next idle connection must be closed.
 //
-// Parsing is strict (RFC 9112): CRLF line ends only, no obs-fold, no
-// whitespace before a header's colon, a Host header on HTTP/1.1, never both
-// Content-Length and Transfer-Encoding. Request bodies may be sent with
-// Content-Length or `Transfer-Encoding: chunked` (decoded here; trailers are
-// read and dropped). Every error answer is JSON {"error": "...", "field": null}
-// and closes the connection.
+// Requests are parsed and answers written by ctrl/http_message (strict RFC
+// 9112; chunked bodies decoded). Every error answer is JSON
+// {"error": "...", "field": null} and closes the connection.
 #pragma once
 
 #include <cstddef>
@@ -22,32 +19,11 @@
 #include <utility>
 #include <vector>
 
+#include "ctrl/http_message.h"
+
 using SSL_CTX = struct ssl_ctx_st;
 
 namespace sluice::ctrl {
-
-struct HttpRequest {
-    std::string method, target, path, query;  // path is percent-decoded; query raw
-    std::vector<std::pair<std::string, std::string>> headers;  // names lower-cased
-    std::string body;    // de-chunked when it came chunked
-    std::string peer;    // "198.18.0.1:40000" or "[2001:db8::1]:40000"
-    std::string client_subject;  // verified TLS client certificate's subject (RFC 2253), else empty
-
-    // The first header called `name` (any case), or nullptr.
-    const std::string *header(std::string_view name) const;
-};
-
-// A status outside 200..599, a header name that is not a token, or CR, LF or
-// NUL in a value turns the response into a 500: nothing a handler returns can
-// split the stream. 204 and 304 are sent without a body.
-struct HttpResponse {
-    int status = 200;
-    std::string content_type = "application/json";  // empty = no Content-Type
-    std::string body;
-    // Extra headers. Content-Length, Connection and Transfer-Encoding are the
-    // server's own and are dropped here.
-    std::vector<std::pair<std::string, std::string>> headers;
-};
 
 // Called from service(), one request at a time, in the order they arrive on
 // each connection. An exception it throws becomes a 500; it must not stop()
@@ -106,12 +82,10 @@ private:
     void expire(int64_t now);
 
     void process_input(Connection &connection, int64_t now);
-    bool begin_request(Connection &connection, std::string_view head);
-    bool receive_body(Connection &connection);
     void dispatch(Connection &connection);
     void fail(Connection &connection, int status, std::string_view message);
-    void queue_response(Connection &connection, const HttpResponse &response, bool keep_alive,
-                        bool head_only);
+    void queue_response(Connection &connection, const HttpResponse &response,
+                        const HttpAnswerFraming &framing);
 
     HttpServerSettings settings_;
     HttpHandler handler_;
