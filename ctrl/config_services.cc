@@ -101,6 +101,7 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
     std::map<std::string, int> names;
     // (VIP, protocol) → the ports in use and where, to refuse overlaps.
     std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;
+    size_t backends = 0;
     for (const Field &item : sequence(f)) {
         ServiceConfig service = read_service(item, config, routes);
         claim(names, service.name, item, "service name");
@@ -125,6 +126,12 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
                 std::to_string(item.mark.column + 1) + ": " + item.path +
                 ".maglev_size: " + std::to_string(service.maglev_size) + " is less than 100 x " +
                 plural(service.backends.size(), "backend") + ": shares will be uneven");
+        backends += service.backends.size();
+        // The workers count per backend in a fixed number of slots.
+        if (backends > lb::max_backend_slots)
+            fail(item, "too many backends: the services have " + std::to_string(backends) +
+                           " so far, and the gateway counts at most " +
+                           std::to_string(lb::max_backend_slots));
         config.services.push_back(std::move(service));
     }
 }

@@ -1030,3 +1030,41 @@ INSTANTIATE_TEST_SUITE_P(ConfigApi, BadConfigTest, testing::ValuesIn(bad_api_con
 
 } // namespace
 } // namespace sluice::ctrl
+
+namespace sluice::ctrl {
+namespace {
+
+// Backends on one /20: `count` of them, as a flow sequence.
+std::string many_backends(unsigned first, unsigned count) {
+    std::string list;
+    for (unsigned i = first; i < first + count; ++i)
+        list += std::string(list.empty() ? "" : ", ") + "{address: 198.18." +
+                std::to_string(16 + i / 256) + "." + std::to_string(i % 256) + "}";
+    return "[" + list + "]";
+}
+
+TEST(Config, BackendsBeyondTheCounterSlotsAreRefused) {
+    const auto config_with = [](unsigned second) {
+        return std::string("ports:\n"
+                           "  - {name: back, device: net_null0, addresses: [198.18.16.1/20],\n"
+                           "     exception_path: {tap: tb}}\n"
+                           "services:\n"
+                           "  - {name: a, vip: 198.18.10.1, protocol: udp, port: 53, mode: nat,\n"
+                           "     backends: ") + many_backends(2, 2048) + "}\n" +
+               "  - {name: b, vip: 198.18.10.2, protocol: udp, port: 53, mode: nat,\n"
+               "     backends: " + many_backends(2, second) + "}\n";
+    };
+    EXPECT_EQ(load_config_text(config_with(2048), "full.yaml", 2).services.size(), 2u);
+    try {
+        load_config_text(config_with(2049), "over.yaml", 2);
+        ADD_FAILURE() << "4097 backends were accepted";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.key(), "services[1]");
+        EXPECT_NE(e.message().find("too many backends: the services have 4097"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
+} // namespace
+} // namespace sluice::ctrl
