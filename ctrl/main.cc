@@ -520,7 +520,8 @@ void Gateway::take_health_changes() {
                     change.address.to_string().c_str(), unsigned(change.port),
                     to_string(change.from), to_string(change.to),
                     change.reason.empty() ? "" : ": ", change.reason.c_str());
-        publish = publish || (change.from == BackendHealth::down) != (change.to == BackendHealth::down);
+        const bool was_down = change.from == BackendHealth::down;
+        publish = publish || was_down != (change.to == BackendHealth::down);
     }
     if (publish)
         publish_snapshot();
@@ -644,7 +645,8 @@ void Gateway::wait_for_stop() {
                 std::fflush(stdout);
                 print_counters();
             } else {
-                std::printf("sluiced: %s, stopping\n", info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
+                std::printf("sluiced: %s, stopping\n",
+                            info.ssi_signo == SIGINT ? "SIGINT" : "SIGTERM");
                 stop = true;
             }
         }

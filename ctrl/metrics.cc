@@ -2,6 +2,7 @@
 
 #include <rte_ethdev.h>
 
+#include <initializer_list>
 #include <map>
 
 namespace sluice::ctrl {
@@ -28,60 +29,65 @@ private:
     std::map<std::string, size_t> index_;
 };
 
+// A counter's name (without prefix and _total), its help and its value.
+struct CounterValue {
+    const char *name, *help;
+    uint64_t value;
+};
+
+void add_counters(Collector &out, const std::string &prefix, const Labels &labels,
+                  std::initializer_list<CounterValue> counters) {
+    for (const CounterValue &counter : counters)
+        out.add(prefix + counter.name + "_total", Type::counter, counter.help, labels,
+                counter.value);
+}
+
 void collect_worker(Collector &out, const dataplane::WorkerContext &worker) {
     const auto &c = worker.counters;
     const Labels label = {{"worker", std::to_string(worker.id)}};
-    const struct {
-        const char *name, *help;
-        const Counter &counter;
-    } counters[] = {
-        {"rx_packets", "Packets received from the ports.", c.rx_packets},
-        {"rx_bytes", "Bytes received from the ports.", c.rx_bytes},
-        {"tx_packets", "Packets sent on the ports and exception paths.", c.tx_packets},
-        {"tx_bytes", "Bytes sent on the ports and exception paths.", c.tx_bytes},
-        {"arp_replies", "ARP requests answered.", c.arp_replies},
-        {"icmp_echo_replies", "ICMP echo requests answered.", c.icmp_echo_replies},
-        {"icmpv6_echo_replies", "ICMPv6 echo requests answered.", c.icmpv6_echo_replies},
+    add_counters(out, "sluice_worker_", label, {
+        {"rx_packets", "Packets received from the ports.", c.rx_packets.read()},
+        {"rx_bytes", "Bytes received from the ports.", c.rx_bytes.read()},
+        {"tx_packets", "Packets sent on the ports and exception paths.", c.tx_packets.read()},
+        {"tx_bytes", "Bytes sent on the ports and exception paths.", c.tx_bytes.read()},
+        {"arp_replies", "ARP requests answered.", c.arp_replies.read()},
+        {"icmp_echo_replies", "ICMP echo requests answered.", c.icmp_echo_replies.read()},
+        {"icmpv6_echo_replies", "ICMPv6 echo requests answered.", c.icmpv6_echo_replies.read()},
         {"neighbor_advertisements", "Neighbor solicitations answered.",
-         c.neighbor_advertisements},
-        {"to_kernel_packets", "Packets handed to the kernel (exception path).", c.to_kernel},
+         c.neighbor_advertisements.read()},
+        {"to_kernel_packets", "Packets handed to the kernel (exception path).", c.to_kernel.read()},
         {"from_kernel_packets", "Packets the kernel sent through the exception path.",
-         c.from_kernel},
-        {"steered_out_packets", "Packets passed to the worker owning their flow.", c.steered_out},
-        {"steered_in_packets", "Packets taken from other workers.", c.steered_in},
+         c.from_kernel.read()},
+        {"steered_out_packets", "Packets passed to the worker owning their flow.",
+         c.steered_out.read()},
+        {"steered_in_packets", "Packets taken from other workers.", c.steered_in.read()},
         {"neighbour_waits", "Packets held until their next hop's MAC was known.",
-         c.neighbour_waits},
-        {"busy_cycles", "TSC cycles spent on polls that received packets.", c.busy_cycles},
-        {"idle_cycles", "TSC cycles spent on empty polls and sleeps.", c.idle_cycles},
-        {"idle_sleeps", "Sleeps of the idle backoff.", c.idle_sleeps},
-    };
-    for (const auto &counter : counters)
-        out.add(std::string("sluice_worker_") + counter.name + "_total", Type::counter,
-                counter.help, label, counter.counter.read());
+         c.neighbour_waits.read()},
+        {"busy_cycles", "TSC cycles spent on polls that received packets.", c.busy_cycles.read()},
+        {"idle_cycles", "TSC cycles spent on empty polls and sleeps.", c.idle_cycles.read()},
+        {"idle_sleeps", "Sleeps of the idle backoff.", c.idle_sleeps.read()},
+    });
+
     if (worker.balancing) {
         const auto &b = worker.balancing->counters;
-        const struct {
-            const char *name, *help;
-            const Counter &counter;
-        } balancing[] = {
-            {"new_flows", "Flows created.", b.new_flows},
-            {"to_backend_packets", "Packets balanced toward a backend.", b.to_backend_packets},
+        add_counters(out, "sluice_worker_", label, {
+            {"new_flows", "Flows created.", b.new_flows.read()},
+            {"to_backend_packets", "Packets balanced toward a backend.",
+             b.to_backend_packets.read()},
             {"to_client_packets", "Backend answers rewritten back to the client.",
-             b.to_client_packets},
+             b.to_client_packets.read()},
             {"stateless_packets", "Packets balanced by Maglev alone: the flow table was full.",
-             b.stateless_packets},
+             b.stateless_packets.read()},
             {"icmp_errors_translated", "ICMP errors about a flow translated and passed on.",
-             b.icmp_errors},
+             b.icmp_errors.read()},
             {"later_fragments", "Fragments after the first, balanced as their datagram.",
-             b.later_fragments},
+             b.later_fragments.read()},
             {"resets_sent", "RSTs sent to clients whose backend left a reset service.",
-             b.resets_sent},
+             b.resets_sent.read()},
             {"icmp_too_big_sent", "ICMP too-big sent for packets too large to encapsulate.",
-             b.icmp_too_big_sent},
-        };
-        for (const auto &counter : balancing)
-            out.add(std::string("sluice_worker_") + counter.name + "_total", Type::counter,
-                    counter.help, label, counter.counter.read());
+             b.icmp_too_big_sent.read()},
+        });
+
         // Read across threads without a lock: possibly a poll old.
         out.add("sluice_worker_flows", Type::gauge,
                 "Flows in the worker's table (expired ones not yet reclaimed included).", label,
@@ -153,10 +159,7 @@ void collect_port(Collector &out, const std::string &name, uint16_t port_id) {
     rte_eth_stats stats;
     if (rte_eth_stats_get(port_id, &stats) == 0) {
         const Labels label = {{"port", name}};
-        const struct {
-            const char *name, *help;
-            uint64_t value;
-        } basic[] = {
+        add_counters(out, "sluice_port_", label, {
             {"rx_packets", "Packets the device received.", stats.ipackets},
             {"tx_packets", "Packets the device sent.", stats.opackets},
             {"rx_bytes", "Bytes the device received.", stats.ibytes},
@@ -165,10 +168,7 @@ void collect_port(Collector &out, const std::string &name, uint16_t port_id) {
             {"rx_errors", "Erroneous packets the device received.", stats.ierrors},
             {"tx_errors", "Packets the device failed to send.", stats.oerrors},
             {"rx_no_mbuf", "Receptions that failed for want of an mbuf.", stats.rx_nombuf},
-        };
-        for (const auto &stat : basic)
-            out.add(std::string("sluice_port_") + stat.name + "_total", Type::counter, stat.help,
-                    label, stat.value);
+        });
     }
     const int count = rte_eth_xstats_get_names(port_id, nullptr, 0);
     if (count <= 0)

@@ -260,6 +260,14 @@ struct BadConfig {
 
 std::ostream &operator<<(std::ostream &os, const BadConfig &b) { return os << b.description; }
 
+// A test's name: its description with every other character an underscore.
+std::string bad_config_name(const testing::TestParamInfo<BadConfig> &info) {
+    std::string name;
+    for (const char *c = info.param.description; *c; ++c)
+        name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
+    return name;
+}
+
 class BadConfigTest : public testing::TestWithParam<BadConfig> {};
 
 TEST_P(BadConfigTest, IsRejectedWithPosition) {
@@ -535,12 +543,7 @@ const BadConfig bad_configs[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, testing::ValuesIn(bad_configs),
-                         [](const testing::TestParamInfo<BadConfig> &info) {
-                             std::string name;
-                             for (const char *c = info.param.description; *c; ++c)
-                                 name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
-                             return name;
-                         });
+                         bad_config_name);
 
 } // namespace
 } // namespace sluice::ctrl
@@ -1021,12 +1024,7 @@ const BadConfig bad_api_configs[] = {
 };
 
 INSTANTIATE_TEST_SUITE_P(ConfigApi, BadConfigTest, testing::ValuesIn(bad_api_configs),
-                         [](const testing::TestParamInfo<BadConfig> &info) {
-                             std::string name;
-                             for (const char *c = info.param.description; *c; ++c)
-                                 name += std::isalnum(static_cast<unsigned char>(*c)) ? *c : '_';
-                             return name;
-                         });
+                         bad_config_name);
 
 } // namespace
 } // namespace sluice::ctrl
