@@ -1,14 +1,13 @@
 #include "ctrl/http_server.h"
 
+#include "ctrl/tls.h"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
-#include <openssl/bio.h>
 #include <openssl/err.h>
-#include <openssl/pem.h>
 #include <openssl/ssl.h>
-#include <openssl/x509.h>
 #include <sys/epoll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -102,113 +101,6 @@ bool parse_listen_address(const std::string &text, sockaddr_storage &address,
     return true;
 }
 
-// Everything OpenSSL queued about the last failure, oldest first.
-std::string openssl_errors() {
-    std::string text;
-    while (const unsigned long code = ERR_get_error()) {
-        const char *reason = ERR_reason_error_string(code);
-        if (!text.empty())
-            text += ": ";
-        text += reason ? reason : "error " + std::to_string(code);
-    }
-    return text.empty() ? "unknown error" : text;
-}
-
-// OpenSSL's socket BIO writes with write(2), which raises SIGPIPE when the
-// peer has gone, and sluiced does not ignore SIGPIPE. This BIO is the socket
-// BIO with its writes made by send(MSG_NOSIGNAL).
-int send_without_sigpipe(BIO *bio, const char *data, int length) {
-    BIO_clear_retry_flags(bio);
-    int fd = -1;
-    BIO_get_fd(bio, &fd);
-    const ssize_t sent = ::send(fd, data, size_t(length), MSG_NOSIGNAL);
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        BIO_set_retry_write(bio);
-    return int(sent);
-}
-
-const BIO_METHOD *socket_without_sigpipe() {
-    static BIO_METHOD *const method = [] {
-        const BIO_METHOD *socket = BIO_s_socket();
-        BIO_METHOD *own = BIO_meth_new(BIO_TYPE_SOCKET, "socket without SIGPIPE");
-        BIO_meth_set_write(own, send_without_sigpipe);
-        BIO_meth_set_read(own, BIO_meth_get_read(socket));
-        BIO_meth_set_puts(own, BIO_meth_get_puts(socket));
-        BIO_meth_set_ctrl(own, BIO_meth_get_ctrl(socket));
-        BIO_meth_set_create(own, BIO_meth_get_create(socket));
-        BIO_meth_set_destroy(own, BIO_meth_get_destroy(socket));
-        return own;
-    }();
-    return method;
-}
-
-int no_password(char *, int, int, void *) { return 0; }
-
-SSL_CTX *tls_context(const HttpServerSettings &settings, std::string &error) {
-    if (settings.tls_certificate.empty() || settings.tls_private_key.empty()) {
-        error = "TLS needs both a certificate and a private key";
-        return nullptr;
-    }
-    ERR_clear_error();
-    SSL_CTX *context = SSL_CTX_new(TLS_server_method());
-    if (!context) {
-        error = "cannot create a TLS context: " + openssl_errors();
-        return nullptr;
-    }
-    SSL_CTX_set_min_proto_version(context, TLS1_2_VERSION);
-    // Client-initiated renegotiation costs the server a handshake per request.
-    SSL_CTX_set_options(context, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
-    // Output is written from a buffer that grows and is compacted between retries.
-    SSL_CTX_set_mode(context, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
-    const auto failed = [&](std::string what) {
-        error = std::move(what) + ": " + openssl_errors();
-        SSL_CTX_free(context);
-        return nullptr;
-    };
-    const char *certificate = settings.tls_certificate.c_str();
-    if (SSL_CTX_use_certificate_chain_file(context, certificate) != 1)
-        return failed("cannot load TLS certificate " + settings.tls_certificate);
-    // Read apart from its use, so that "cannot read" and "does not match"
-    // are told apart. An encrypted key fails here: no one is at a terminal.
-    BIO *key_file = BIO_new_file(settings.tls_private_key.c_str(), "r");
-    EVP_PKEY *key = key_file ? PEM_read_bio_PrivateKey(key_file, nullptr, no_password, nullptr)
-                             : nullptr;
-    BIO_free(key_file);
-    if (!key)
-        return failed("cannot load TLS private key " + settings.tls_private_key);
-    const bool key_taken = SSL_CTX_use_PrivateKey(context, key) == 1;
-    EVP_PKEY_free(key);
-    if (!key_taken || SSL_CTX_check_private_key(context) != 1)
-        return failed("TLS private key " + settings.tls_private_key +
-                      " does not match certificate " + settings.tls_certificate);
-    if (!settings.tls_client_ca.empty()) {
-        const char *ca = settings.tls_client_ca.c_str();
-        if (SSL_CTX_load_verify_locations(context, ca, nullptr) != 1)
-            return failed("cannot load TLS client CA " + settings.tls_client_ca);
-        STACK_OF(X509_NAME) *names = SSL_load_client_CA_file(ca);
-        if (!names)
-            return failed("cannot load TLS client CA " + settings.tls_client_ca);
-        SSL_CTX_set_client_CA_list(context, names);
-        SSL_CTX_set_verify(context, SSL_VERIFY_PEER | SSL_VERIFY_FAIL_IF_NO_PEER_CERT, nullptr);
-        // Session resumption with client verification needs a context id.
-        static const unsigned char session_context[] = "sluice-api";
-        SSL_CTX_set_session_id_context(context, session_context, sizeof session_context - 1);
-    }
-    return context;
-}
-
-std::string certificate_subject(X509 *certificate) {
-    BIO *text = BIO_new(BIO_s_mem());
-    if (!text)
-        return {};
-    X509_NAME_print_ex(text, X509_get_subject_name(certificate), 0, XN_FLAG_RFC2253);
-    char *data = nullptr;
-    const long length = BIO_get_mem_data(text, &data);
-    std::string subject(data, size_t(std::max(length, 0L)));
-    BIO_free(text);
-    return subject;
-}
-
 } // namespace
 
 struct HttpServer::Connection {
@@ -260,7 +152,8 @@ bool HttpServer::start(const HttpServerSettings &settings, HttpHandler handler, 
     handler_ = std::move(handler);
     const bool tls = !settings.tls_certificate.empty() || !settings.tls_private_key.empty() ||
                      !settings.tls_client_ca.empty();
-    if (tls && !(tls_ = tls_context(settings, error)))
+    if (tls && !(tls_ = tls_server_context(settings.tls_certificate, settings.tls_private_key,
+                              settings.tls_client_ca, error)))
         return false;
 
     sockaddr_storage address{};
