@@ -303,7 +303,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         }
     }
 
-    const NextHop *next_hop = snapshot.find_next_hop(reverse.source, reverse.family);
+    const NextHop *next_hop = snapshot.next_hop_of(slot, reverse.source, reverse.family);
     if (!next_hop)
         return dropped(DropReason::next_hop_unresolved);
     if (!next_hop->resolved)  // the flow is kept: the retry finds it

@@ -53,18 +53,39 @@ Snapshot::Snapshot(std::vector<Service> services, std::vector<EgressPort> ports,
             slot = (slot + 1) & (size - 1);
         next_hops_[slot] = {key, true, next_hop};
     }
+    // Each backend's next hop by its slot, looked up once here rather than
+    // hashed for every packet of its flows.
+    for (const Service &service : services_)
+        for (const Backend &backend : service.backends) {
+            if (backend.slot == no_backend_slot)
+                continue;
+            if (backend.slot >= next_hop_by_slot_.size())
+                next_hop_by_slot_.resize(size_t(backend.slot) + 1, no_next_hop);
+            std::array<uint8_t, 16> address{};
+            std::memcpy(address.data(), backend.address.bytes.data(),
+                        backend.address.is_v4() ? 4 : 16);
+            // An index, not a pointer: it stays right if the snapshot moves.
+            next_hop_by_slot_[backend.slot] =
+                next_hop_index(address, backend.address.is_v4() ? 4 : 6);
+        }
 }
 
-const NextHop *Snapshot::find_next_hop(const std::array<uint8_t, 16> &address,
-                                       uint8_t family) const {
+uint32_t Snapshot::next_hop_index(const std::array<uint8_t, 16> &address,
+                                  uint8_t family) const {
     FlowKey key;
     key.destination = address;
     key.family = family;
     const size_t mask = next_hops_.size() - 1;
     for (size_t slot = slot_hash(key) & mask; next_hops_[slot].used; slot = (slot + 1) & mask)
         if (next_hops_[slot].key == key)
-            return &next_hops_[slot].next_hop;
-    return nullptr;
+            return uint32_t(slot);
+    return no_next_hop;
+}
+
+const NextHop *Snapshot::find_next_hop(const std::array<uint8_t, 16> &address,
+                                       uint8_t family) const {
+    const uint32_t index = next_hop_index(address, family);
+    return index == no_next_hop ? nullptr : &next_hops_[index].next_hop;
 }
 
 uint32_t Snapshot::find_service(const FlowKey &packet) const {

@@ -85,6 +85,15 @@ public:
     // Where packets to `address` (16 bytes as in FlowKey) leave, or null when
     // the gateway knows no way there.
     const NextHop *find_next_hop(const std::array<uint8_t, 16> &address, uint8_t family) const;
+    // The same for the backend in `slot` at `address`: by the slot when this
+    // snapshot has the backend (one indexed load), by the address otherwise
+    // (a backend that left: its flows may still run).
+    const NextHop *next_hop_of(BackendSlot slot, const std::array<uint8_t, 16> &address,
+                               uint8_t family) const {
+        if (slot < next_hop_by_slot_.size() && next_hop_by_slot_[slot] != no_next_hop)
+            return &next_hops_[next_hop_by_slot_[slot]].next_hop;
+        return find_next_hop(address, family);
+    }
 
     const std::vector<Service> &services() const { return services_; }
     const std::vector<EgressPort> &ports() const { return ports_; }
@@ -126,6 +135,10 @@ private:
         NextHop next_hop;
     };
     std::vector<NextHopSlot> next_hops_;  // open addressing like slots_
+    static constexpr uint32_t no_next_hop = UINT32_MAX;
+    // The index in next_hops_ of `address`'s entry, or no_next_hop.
+    uint32_t next_hop_index(const std::array<uint8_t, 16> &address, uint8_t family) const;
+    std::vector<uint32_t> next_hop_by_slot_;  // indexes of next_hops_, by BackendSlot
     HashKey maglev_key_;
     uint64_t generation_;
 };

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <tuple>
 
 #include "lb/snapshot.h"
 
@@ -87,6 +88,31 @@ TEST(Snapshot, NextHops) {
     ASSERT_NE(b, nullptr);
     EXPECT_FALSE(b->resolved);
     EXPECT_EQ(snapshot.find_next_hop(packet_to("198.18.1.12", 0, 0).destination, 4), nullptr);
+}
+
+TEST(Snapshot, NextHopsBySlotAgreeWithTheAddressAndFallBackToIt) {
+    NextHop one, two;
+    one.egress_port = 1;
+    two.egress_port = 2;
+    std::vector<Service> services;
+    services.push_back(service("web", "198.18.10.1", 6, 80));
+    services[0].backends = {{ip("198.18.1.11"), 0, 1, 7}, {ip("2001:db8:0:2::12"), 0, 1, 3}};
+    Snapshot moved(std::move(services), {},
+                   {{ip("198.18.1.11"), one}, {ip("2001:db8:0:2::12"), two},
+                    {ip("198.18.1.13"), two}},
+                   1, 1);
+    const Snapshot snapshot = std::move(moved);  // indexes, not pointers, survive a move
+    const auto address = [](const char *text) { return packet_to(text, 0, 0).destination; };
+    for (const auto &[slot, text, family] :
+         {std::tuple{BackendSlot(7), "198.18.1.11", 4}, {BackendSlot(3), "2001:db8:0:2::12", 6}})
+        EXPECT_EQ(snapshot.next_hop_of(slot, address(text), uint8_t(family)),
+                  snapshot.find_next_hop(address(text), uint8_t(family)))
+            << text;
+    EXPECT_EQ(snapshot.next_hop_of(3, address("2001:db8:0:2::12"), 6)->egress_port, 2);
+    // A backend that left (no slot in this snapshot) is found by its address.
+    EXPECT_EQ(snapshot.next_hop_of(5, address("198.18.1.13"), 4)->egress_port, 2);
+    EXPECT_EQ(snapshot.next_hop_of(no_backend_slot, address("198.18.1.11"), 4)->egress_port, 1);
+    EXPECT_EQ(snapshot.next_hop_of(9, address("198.18.1.99"), 4), nullptr);
 }
 
 } // namespace
