@@ -13,14 +13,16 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <functional>
+#include <iterator>
 #include <string>
-#include <thread>
+#include <vector>
 
 namespace sluice::ctrl {
 namespace {
@@ -454,6 +456,28 @@ TEST(EndpointFile, ReadsJsonAsJsonWritersWriteIt) {
                                   "f", out),
               "");
     EXPECT_EQ(out.size(), 2u);
+}
+
+// The fuzz target's seeds: the good ones read, each bad one refused with a
+// position, and no exception from either.
+TEST(EndpointFile, TheFuzzSeedsAreReadOrRefused) {
+    const std::filesystem::path corpus =
+        std::filesystem::path(SLUICE_SOURCE_DIR) / "tests/fuzz/corpus/endpoint_file";
+    std::vector<std::string> good;
+    for (const auto &entry : std::filesystem::directory_iterator(corpus)) {
+        std::ifstream in(entry.path(), std::ios::binary);
+        const std::string text{std::istreambuf_iterator<char>(in), {}};
+        const std::string name = entry.path().filename();
+        EndpointSet out;
+        const std::string error = parse_endpoint_file(text, name, out);
+        if (error.empty())
+            good.push_back(name);
+        else
+            EXPECT_TRUE(error.starts_with(name + ":")) << error;
+    }
+    std::sort(good.begin(), good.end());
+    EXPECT_EQ(good, (std::vector<std::string>{"every-key.json", "every-key.yaml",
+                                              "tabs-escapes.json"}));
 }
 
 } // namespace
