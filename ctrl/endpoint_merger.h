@@ -118,11 +118,13 @@ struct MergerSettings {
     std::chrono::milliseconds deletion_grace{30'000};
 };
 
-// "" or why a feed's backend cannot join `service`: the loader's checks of a
-// backend that need the whole config (address family, a route to it, not a
-// port's address or the VIP, the port rules of the service's mode). A
-// refused endpoint is left out and reported, so that one bad endpoint does
-// not keep every other change of the merged config from being published.
+// "" or why a feed's backend cannot join `service` (as configured, with the
+// config's backends only): the loader's checks of a backend, which need the
+// whole config (address family, a route to it, not a port's address or the
+// VIP, the port rules of the service's mode). A refused endpoint is left out
+// and reported, so that one bad endpoint does not keep every other change of
+// the merged config from being published. Called on every merge, for live
+// and leaving endpoints alike: a route removed since refuses them too.
 using BackendCheck =
     std::function<std::string(const ServiceConfig &service, const BackendConfig &backend)>;
 
