@@ -2,37 +2,12 @@
 
 #include <set>
 
+#include "ctrl/http_message.h"
 #include "ctrl/yaml_reader.h"
 
 namespace sluice::ctrl {
 
 namespace {
-
-int hex_digit(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if ((c | 0x20) >= 'a' && (c | 0x20) <= 'f')
-        return (c | 0x20) - 'a' + 10;
-    return -1;
-}
-
-bool percent_decode(std::string_view in, std::string &out) {
-    out.clear();
-    for (size_t i = 0; i < in.size(); ++i) {
-        if (in[i] != '%') {
-            out += in[i];
-            continue;
-        }
-        if (i + 2 >= in.size())
-            return false;
-        const int high = hex_digit(in[i + 1]), low = hex_digit(in[i + 2]);
-        if (high < 0 || low < 0)
-            return false;
-        out += char(high * 16 + low);
-        i += 2;
-    }
-    return true;
-}
 
 bool is_space(char c) { return c == ' ' || c == '\t'; }
 

@@ -72,24 +72,6 @@ void for_each_element(std::string_view list, Each each) {
     }
 }
 
-bool percent_decode(std::string_view text, std::string &decoded) {
-    decoded.clear();
-    for (size_t i = 0; i < text.size(); ++i) {
-        if (text[i] != '%') {
-            decoded += text[i];
-            continue;
-        }
-        if (i + 2 >= text.size())
-            return false;
-        const int high = hex_value(text[i + 1]), low = hex_value(text[i + 2]);
-        // A decoded NUL would cut the path short wherever it meets C strings.
-        if (high < 0 || low < 0 || (high == 0 && low == 0))
-            return false;
-        decoded += char(high * 16 + low);
-        i += 2;
-    }
-    return true;
-}
 
 // RFC 9112 3: method SP request-target SP HTTP-version.
 std::optional<HttpParseError> parse_request_line(std::string_view line, HttpRequest &request,
@@ -308,6 +290,25 @@ std::string json_escape(std::string_view text) {
 }
 
 } // namespace
+
+bool percent_decode(std::string_view text, std::string &decoded) {
+    decoded.clear();
+    for (size_t i = 0; i < text.size(); ++i) {
+        if (text[i] != '%') {
+            decoded += text[i];
+            continue;
+        }
+        if (i + 2 >= text.size())
+            return false;
+        const int high = hex_value(text[i + 1]), low = hex_value(text[i + 2]);
+        // A decoded NUL would cut the path short wherever it meets C strings.
+        if (high < 0 || low < 0 || (high == 0 && low == 0))
+            return false;
+        decoded += char(high * 16 + low);
+        i += 2;
+    }
+    return true;
+}
 
 const std::string *HttpRequest::header(std::string_view name) const {
     for (const auto &[key, value] : headers)

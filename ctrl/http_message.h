@@ -147,4 +147,8 @@ HttpResponse http_error_response(int status, std::string_view message);
 // RFC 9110 5.6.7, IMF-fixdate: "Sun, 06 Nov 1994 08:49:37 GMT".
 std::string http_date(std::time_t when);
 
+// RFC 3986 2.1 percent-decoding. False for a bad escape or an encoded NUL,
+// which would cut a path short wherever it meets C strings.
+bool percent_decode(std::string_view text, std::string &decoded);
+
 } // namespace sluice::ctrl
