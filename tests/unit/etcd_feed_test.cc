@@ -1,11 +1,15 @@
-// The etcd feed against a real etcd (tests/fixtures/etcd_server.h), driven
-// as sluiced's loop drives it: poll(fd, timeout_ms) then service(). Its
-// promises: a complete first view, puts and deletes in well under a second,
-// bad keys skipped and reported, the last view kept while etcd is gone, a
-// resync after compaction, changes made while cut off replayed without a
-// reload, a hung etcd noticed, 10,000 endpoints loaded in bounded time, auth
-// and TLS. Writes go through the real etcdctl, or the JSON gateway for bulk.
+// The etcd feed and registration against a real etcd (tests/fixtures/
+// etcd_server.h), driven as sluiced's loop drives them: poll(fd, timeout_ms)
+// then service(). The feed's promises: a complete first view, puts and
+// deletes in well under a second, bad keys skipped and reported, the last
+// view kept while etcd is gone, a resync after compaction, changes made
+// while cut off replayed without a reload, a hung etcd noticed, 10,000
+// endpoints loaded in bounded time, auth and TLS. The registration's: the
+// key while alive, gone on stop() and by lease expiry after a crash, back
+// after its lease was lost. Writes go through the real etcdctl, or the JSON
+// gateway for bulk.
 #include "ctrl/etcd_feed.h"
+#include "ctrl/etcd_registration.h"
 
 #include <poll.h>
 
@@ -495,6 +499,68 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
     }
     std::error_code ignored;
     std::filesystem::remove_all(dir, ignored);
+}
+
+TEST_F(EtcdFeedTest, RegistrationLivesWithItsLeaseAndGoesOnStop) {
+    EtcdRegistration registration(settings_for(etcd().endpoint(), "/t/gateways"), "gw-1",
+                                  R"({"vips": ["198.18.0.10"], "healthy": true})", 3, 16);
+    EXPECT_FALSE(registration.status().registered);
+    ASSERT_TRUE(drive(registration, milliseconds(3000),
+                      [&] { return registration.status().registered; }))
+        << registration.status().detail;
+    EXPECT_EQ(registration.status().key, "/t/gateways/gw-1");
+    EXPECT_EQ(get(etcd(), "/t/gateways/gw-1"), R"({"vips": ["198.18.0.10"], "healthy": true})");
+
+    registration.set_value(R"({"vips": ["198.18.0.10"], "healthy": false})");
+    ASSERT_TRUE(drive(registration, milliseconds(3000), [&] {
+        return registration.status().registered &&
+               get(etcd(), "/t/gateways/gw-1") == R"({"vips": ["198.18.0.10"], "healthy": false})";
+    }));
+    // Renewed every TTL / 3: alive well past its TTL.
+    drive_for(registration, milliseconds(3500));
+    EXPECT_GE(registration.status().keepalives, 2u);
+    EXPECT_EQ(registration.status().grants, 1u);
+    EXPECT_NE(get(etcd(), "/t/gateways/gw-1"), "");
+
+    registration.stop();
+    ASSERT_TRUE(drive(registration, milliseconds(2000), [&] { return registration.stopped(); }));
+    EXPECT_EQ(registration.status().detail, "stopped");
+    EXPECT_EQ(get(etcd(), "/t/gateways/gw-1"), "");  // revoked: gone at once
+}
+
+TEST_F(EtcdFeedTest, RegistrationGoesByLeaseExpiryWhenTheProcessDies) {
+    auto registration = std::make_unique<EtcdRegistration>(
+        settings_for(etcd().endpoint(), "/t/gateways"), "gw-2", R"({"healthy": true})", 3, 17);
+    ASSERT_TRUE(drive(*registration, milliseconds(3000),
+                      [&] { return registration->status().registered; }));
+    registration.reset();  // no stop(): as if the process died
+    const auto died = Clock::now();
+    EXPECT_NE(get(etcd(), "/t/gateways/gw-2"), "");
+    while (get(etcd(), "/t/gateways/gw-2") != "" && ms_since(died) < 8000)
+        std::this_thread::sleep_for(milliseconds(200));
+    const double gone = ms_since(died);
+    std::printf("[   info   ] registration key gone %.0f ms after the process died (TTL 3 s)\n",
+                gone);
+    EXPECT_EQ(get(etcd(), "/t/gateways/gw-2"), "");
+    EXPECT_GT(gone, 1000.0);  // by expiry, not at once
+}
+
+TEST_F(EtcdFeedTest, RegistrationComesBackAfterItsLeaseWasLost) {
+    EtcdRegistration registration(settings_for(etcd().endpoint(), "/t/gateways"), "gw-3",
+                                  R"({"healthy": true})", 3, 18);
+    ASSERT_TRUE(drive(registration, milliseconds(3000),
+                      [&] { return registration.status().registered; }));
+    char lease[32];
+    std::snprintf(lease, sizeof lease, "%llx",
+                  static_cast<unsigned long long>(registration.status().lease));
+    ASSERT_EQ(etcd().etcdctl({"lease", "revoke", lease}), 0);
+    EXPECT_EQ(get(etcd(), "/t/gateways/gw-3"), "");
+    ASSERT_TRUE(drive(registration, milliseconds(4000), [&] {
+        return registration.status().grants == 2 && registration.status().registered;
+    })) << registration.status().detail;
+    EXPECT_EQ(get(etcd(), "/t/gateways/gw-3"), R"({"healthy": true})");
+    registration.stop();
+    ASSERT_TRUE(drive(registration, milliseconds(2000), [&] { return registration.stopped(); }));
 }
 
 } // namespace
