@@ -98,7 +98,7 @@ bool any_tls(const std::vector<EtcdEndpoint> &endpoints) {
 }
 
 std::vector<EtcdEndpoint> parse_endpoints(const EtcdSettings &settings) {
-    if (const std::string error = validate_etcd_settings(settings); !error.empty())
+    if (const std::string error = validate(settings); !error.empty())
         throw std::invalid_argument("etcd settings: " + error);
     std::vector<EtcdEndpoint> endpoints;
     for (const std::string &text : settings.endpoints)
@@ -144,7 +144,7 @@ std::optional<EtcdEndpoint> parse_etcd_endpoint(std::string_view text) {
     return endpoint;
 }
 
-std::string validate_etcd_settings(const EtcdSettings &s) {
+std::string validate(const EtcdSettings &s) {
     if (s.endpoints.empty())
         return "endpoints: at least one is needed";
     bool tls = false;

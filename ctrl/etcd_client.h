@@ -34,6 +34,7 @@
 namespace sluice::ctrl {
 
 struct EtcdSettings {
+    std::string name;  // the feed's name in the config, for FeedStatus; unused by the registration
     // Client URLs: "127.0.0.1:2379", "http://[2001:db8::1]:2379",
     // "https://198.18.0.5:2379". Addresses, not names: resolving a name
     // would block the control plane's loop.
@@ -58,8 +59,9 @@ struct EtcdSettings {
     size_t max_response_bytes = 64 << 20;  // one answer, or one watch response
 };
 
-// "" or why not ("endpoints[1]: expected [http[s]://]address:port, got \"x\"").
-std::string validate_etcd_settings(const EtcdSettings &settings);
+// "" or why the settings cannot be used, naming the field:
+// "endpoints[1]: expected [http[s]://]address:port (...), got \"x\"".
+std::string validate(const EtcdSettings &settings);
 std::optional<EtcdEndpoint> parse_etcd_endpoint(std::string_view text);
 
 std::string base64_encode(std::string_view bytes);
@@ -77,7 +79,7 @@ std::string etcd_error_text(int status, const std::string &body);
 
 class EtcdSession {
 public:
-    // Throws std::invalid_argument for settings that validate_etcd_settings
+    // Throws std::invalid_argument for settings that validate()
     // refuses, std::runtime_error when the TLS files cannot be loaded or no
     // epoll fd can be made. `seed` draws the backoff's jitter.
     EtcdSession(EtcdSettings settings, uint64_t seed);

@@ -56,11 +56,11 @@ std::optional<std::string> bytes_field(const EtcdJson &object, const char *key) 
 
 } // namespace
 
-EtcdFeed::EtcdFeed(std::string name, EtcdSettings settings)
-    : EtcdFeed(std::move(name), std::move(settings), std::random_device{}()) {}
+EtcdFeed::EtcdFeed(EtcdSettings settings)
+    : EtcdFeed(std::move(settings), std::random_device{}()) {}
 
-EtcdFeed::EtcdFeed(std::string name, EtcdSettings settings, uint64_t seed)
-    : name_(std::move(name)), session_(std::move(settings), seed),
+EtcdFeed::EtcdFeed(EtcdSettings settings, uint64_t seed)
+    : session_(std::move(settings), seed),
       key_prefix_(session_.settings().prefix + "/"), range_end_(prefix_range_end(key_prefix_)) {
     start();
 }
@@ -368,7 +368,7 @@ bool EtcdFeed::take_endpoints(EndpointSet &out) {
 
 FeedStatus EtcdFeed::status() const {
     FeedStatus status;
-    status.name = name_;
+    status.name = session_.settings().name;
     status.kind = "etcd";
     status.health = health_;
     status.updates = updates_;

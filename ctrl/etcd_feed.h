@@ -41,9 +41,11 @@ namespace sluice::ctrl {
 
 class EtcdFeed final : public EndpointFeed {
 public:
-    // Throws as EtcdSession does for bad settings (validate_etcd_settings).
-    EtcdFeed(std::string name, EtcdSettings settings);
-    EtcdFeed(std::string name, EtcdSettings settings, uint64_t seed);  // jitter seeded for tests
+    // Starts connecting at once. Throws std::invalid_argument when validate()
+    // refuses the settings, std::runtime_error when the TLS files cannot be
+    // loaded or no epoll fd can be made.
+    explicit EtcdFeed(EtcdSettings settings);        // jitter from std::random_device
+    EtcdFeed(EtcdSettings settings, uint64_t seed);  // jitter seeded for tests
 
     int fd() const override { return session_.fd(); }
     int timeout_ms() const override { return session_.timeout_ms(); }
@@ -82,7 +84,6 @@ private:
     static bool erase(View &view, std::string_view service, std::string_view id);
     void delete_key(const std::string &key);
 
-    std::string name_;
     EtcdSession session_;
     std::string key_prefix_;  // prefix + "/"
     std::string range_end_;

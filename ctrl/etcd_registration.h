@@ -29,7 +29,7 @@ class EtcdRegistration {
 public:
     // The key is settings.prefix + "/" + instance. Throws std::invalid_argument
     // for an empty instance, one with '/', a TTL under 3 s, or settings that
-    // validate_etcd_settings refuses.
+    // validate() refuses.
     EtcdRegistration(EtcdSettings settings, std::string instance, std::string value,
                      uint32_t ttl_s = 10);
     EtcdRegistration(EtcdSettings settings, std::string instance, std::string value,

@@ -69,6 +69,7 @@ void drive_for(Client &client, milliseconds time) {
 
 EtcdSettings settings_for(const std::string &endpoint, const std::string &prefix) {
     EtcdSettings settings;
+    settings.name = "mesh";
     settings.endpoints = {endpoint};
     settings.prefix = prefix;
     return settings;
@@ -139,7 +140,7 @@ TEST_F(EtcdFeedTest, FirstViewIsCompleteSortedAndTakenOnce) {
     ASSERT_TRUE(put(etcd(), "/t/first-other/web/z", endpoint_a));  // next to the prefix, not in it
     const int64_t revision = current_revision(etcd());
 
-    EtcdFeed feed("mesh", settings_for(etcd().endpoint(), "/t/first"), 1);
+    EtcdFeed feed(settings_for(etcd().endpoint(), "/t/first"), 1);
     EXPECT_EQ(feed.status().health, FeedHealth::starting);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"api/x", "web/a", "web/b"}, view)) << feed.status().detail;
@@ -158,7 +159,7 @@ TEST_F(EtcdFeedTest, FirstViewIsCompleteSortedAndTakenOnce) {
 }
 
 TEST_F(EtcdFeedTest, PutIsSeenWithinOneSecond) {
-    EtcdFeed feed("mesh", settings_for(etcd().endpoint(), "/t/latency"), 2);
+    EtcdFeed feed(settings_for(etcd().endpoint(), "/t/latency"), 2);
     EndpointSet view;
     ASSERT_TRUE(drive(feed, milliseconds(3000), [&] {
         return feed.counters().watches == 1 && feed.take_endpoints(view);
@@ -182,7 +183,7 @@ TEST_F(EtcdFeedTest, DeleteRemovesTheEndpointAndAnEmptyService) {
     ASSERT_TRUE(put(etcd(), "/t/delete/web/a", endpoint_a));
     ASSERT_TRUE(put(etcd(), "/t/delete/web/b", endpoint_b));
     ASSERT_TRUE(put(etcd(), "/t/delete/api/x", endpoint_a));
-    EtcdFeed feed("mesh", settings_for(etcd().endpoint(), "/t/delete"), 3);
+    EtcdFeed feed(settings_for(etcd().endpoint(), "/t/delete"), 3);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"api/x", "web/a", "web/b"}, view));
     ASSERT_TRUE(del(etcd(), "/t/delete/web/a"));
@@ -199,7 +200,7 @@ TEST_F(EtcdFeedTest, BadKeysAndValuesAreSkippedAndReported) {
     ASSERT_TRUE(put(etcd(), "/t/bad/web", endpoint_a));      // no endpoint id
     ASSERT_TRUE(put(etcd(), "/t/bad/web/x/y", endpoint_a));  // too deep
     ASSERT_TRUE(put(etcd(), "/t/bad/Web/c", endpoint_a));    // not a service name
-    EtcdFeed feed("mesh", settings_for(etcd().endpoint(), "/t/bad"), 4);
+    EtcdFeed feed(settings_for(etcd().endpoint(), "/t/bad"), 4);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view));
     FeedStatus status = feed.status();
@@ -229,7 +230,7 @@ TEST(EtcdFeedRestart, StaleWithTheLastViewWhileEtcdIsDownThenCurrentAgain) {
     EtcdServer etcd;
     ASSERT_TRUE(etcd.running());
     ASSERT_TRUE(put(etcd, "/t/restart/web/a", endpoint_a));
-    EtcdFeed feed("mesh", settings_for(etcd.endpoint(), "/t/restart"), 5);
+    EtcdFeed feed(settings_for(etcd.endpoint(), "/t/restart"), 5);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view));
 
@@ -257,7 +258,7 @@ TEST(EtcdFeedRestart, StaleWithTheLastViewWhileEtcdIsDownThenCurrentAgain) {
 TEST_F(EtcdFeedTest, ChangesWhileCutOffAreReplayedWithoutAReload) {
     TcpProxy proxy(etcd().port());
     ASSERT_TRUE(put(etcd(), "/t/cut/web/a", endpoint_a));
-    EtcdFeed feed("mesh", settings_for(proxy.endpoint(), "/t/cut"), 6);
+    EtcdFeed feed(settings_for(proxy.endpoint(), "/t/cut"), 6);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view));
 
@@ -275,7 +276,7 @@ TEST_F(EtcdFeedTest, ChangesWhileCutOffAreReplayedWithoutAReload) {
 TEST_F(EtcdFeedTest, CompactionWhileCutOffTriggersAResync) {
     TcpProxy proxy(etcd().port());
     ASSERT_TRUE(put(etcd(), "/t/compact/web/a", endpoint_a));
-    EtcdFeed feed("mesh", settings_for(proxy.endpoint(), "/t/compact"), 7);
+    EtcdFeed feed(settings_for(proxy.endpoint(), "/t/compact"), 7);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view));
 
@@ -299,7 +300,7 @@ TEST_F(EtcdFeedTest, SilentWatchIsRenewedAndAHungEtcdMakesTheFeedStale) {
     settings.watch_silence_ms = 400;
     settings.request_timeout_ms = 500;
     ASSERT_TRUE(put(etcd(), "/t/silent/web/a", endpoint_a));
-    EtcdFeed feed("mesh", settings, 8);
+    EtcdFeed feed(settings, 8);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view));
 
@@ -353,7 +354,7 @@ TEST_F(EtcdFeedTest, TenThousandEndpointsLoad) {
         }
     }
     const auto start = Clock::now();
-    EtcdFeed feed("mesh", settings_for(etcd().endpoint(), "/t/load"), 9);
+    EtcdFeed feed(settings_for(etcd().endpoint(), "/t/load"), 9);
     EndpointSet view;
     ASSERT_TRUE(drive(feed, milliseconds(10000), [&] { return feed.take_endpoints(view); }));
     const double load = ms_since(start);
@@ -385,12 +386,12 @@ TEST(EtcdFeedAuth, UserAndPasswordWorkAndAWrongPasswordIsStale) {
     EtcdSettings settings = settings_for(proxy.endpoint(), "/t/auth");
     settings.username = "root";
     settings.password = "rootpw";
-    EtcdFeed feed("mesh", settings, 10);
+    EtcdFeed feed(settings, 10);
     EndpointSet view;
     ASSERT_TRUE(view_becomes(feed, {"web/a"}, view)) << feed.status().detail;
 
     settings.password = "wrong";
-    EtcdFeed refused("mesh", settings, 11);
+    EtcdFeed refused(settings, 11);
     ASSERT_TRUE(drive(refused, milliseconds(3000),
                       [&] { return refused.status().health == FeedHealth::stale; }));
     EXPECT_NE(refused.status().detail.find("refused user \"root\": etcdserver: authentication "
@@ -399,7 +400,7 @@ TEST(EtcdFeedAuth, UserAndPasswordWorkAndAWrongPasswordIsStale) {
     EXPECT_FALSE(refused.take_endpoints(view));
 
     // Without a user, etcd refuses the reads themselves.
-    EtcdFeed anonymous("mesh", settings_for(etcd.endpoint(), "/t/auth"), 12);
+    EtcdFeed anonymous(settings_for(etcd.endpoint(), "/t/auth"), 12);
     ASSERT_TRUE(drive(anonymous, milliseconds(3000),
                       [&] { return anonymous.status().health == FeedHealth::stale; }));
     EXPECT_NE(anonymous.status().detail.find("user name is empty"), std::string::npos)
@@ -472,7 +473,7 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
         settings.tls_ca = dir + "/ca.pem";
         settings.tls_cert = dir + "/client.pem";
         settings.tls_key = dir + "/client.key";
-        EtcdFeed feed("mesh", settings, 13);
+        EtcdFeed feed(settings, 13);
         EndpointSet view;
         ASSERT_TRUE(view_becomes(feed, {"web/a"}, view)) << feed.status().detail;
         ASSERT_TRUE(put(etcd, "/t/tls/web/b", endpoint_b));
@@ -481,7 +482,7 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
         // etcd's certificate does not carry this name.
         EtcdSettings misnamed = settings;
         misnamed.tls_server_name = "etcd.example";
-        EtcdFeed wrong_name("mesh", misnamed, 14);
+        EtcdFeed wrong_name(misnamed, 14);
         ASSERT_TRUE(drive(wrong_name, milliseconds(3000),
                           [&] { return wrong_name.status().health == FeedHealth::stale; }));
         EXPECT_NE(wrong_name.status().detail.find("TLS handshake with " + etcd.endpoint() +
@@ -492,7 +493,7 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
         EtcdSettings anonymous = settings;
         anonymous.tls_cert.clear();
         anonymous.tls_key.clear();
-        EtcdFeed no_certificate("mesh", anonymous, 15);
+        EtcdFeed no_certificate(anonymous, 15);
         ASSERT_TRUE(drive(no_certificate, milliseconds(3000),
                           [&] { return no_certificate.status().health == FeedHealth::stale; }));
         EXPECT_NE(no_certificate.status().detail.find(etcd.endpoint()), std::string::npos);

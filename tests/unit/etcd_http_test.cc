@@ -175,21 +175,21 @@ TEST(EtcdHttp, EndpointsAndSettings) {
         EXPECT_FALSE(parse_etcd_endpoint(bad)) << bad;
 
     EtcdSettings settings;
-    EXPECT_EQ(validate_etcd_settings(settings), "");
+    EXPECT_EQ(validate(settings), "");
     settings.endpoints = {"127.0.0.1:2379", "etcd-1:2379"};
-    EXPECT_NE(validate_etcd_settings(settings).find("endpoints[1]"), std::string::npos);
+    EXPECT_NE(validate(settings).find("endpoints[1]"), std::string::npos);
     settings = {};
     settings.prefix = "/sluice/";
-    EXPECT_NE(validate_etcd_settings(settings).find("prefix"), std::string::npos);
+    EXPECT_NE(validate(settings).find("prefix"), std::string::npos);
     settings = {};
     settings.username = "sluice";
-    EXPECT_NE(validate_etcd_settings(settings).find("password"), std::string::npos);
+    EXPECT_NE(validate(settings).find("password"), std::string::npos);
     settings = {};
     settings.tls_ca = "/etc/ssl/ca.pem";
-    EXPECT_NE(validate_etcd_settings(settings).find("https"), std::string::npos);
+    EXPECT_NE(validate(settings).find("https"), std::string::npos);
     settings.endpoints = {"https://127.0.0.1:2379"};
     settings.tls_cert = "/etc/ssl/cert.pem";
-    EXPECT_NE(validate_etcd_settings(settings).find("tls_key"), std::string::npos);
+    EXPECT_NE(validate(settings).find("tls_key"), std::string::npos);
 }
 
 TEST(EtcdHttp, GatewayIntegersAndErrors) {
