@@ -190,7 +190,9 @@ bool HttpResponseReader::parse() {
             const std::string_view available = rest();
             const size_t end = available.find("\r\n");
             if (end == std::string_view::npos) {
-                if (available.size() >= max_chunk_size_line)
+                // Even a CRLF next could not end it in time: the same
+                // refusal as when the whole line is there.
+                if (available.size() > max_chunk_size_line)
                     return fail("a chunk-size line longer than " +
                                 std::to_string(max_chunk_size_line) + " bytes");
                 break;

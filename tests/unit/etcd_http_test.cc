@@ -6,7 +6,11 @@
 
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <string>
+#include <vector>
 
 namespace sluice::ctrl {
 namespace {
@@ -139,6 +143,44 @@ TEST(EtcdHttp, LimitsBoundWhatIsHeld) {
     EXPECT_NE(read.error.find("chunk-size line longer"), std::string::npos) << read.error;
     read = read_response("HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\nabc", 0, true);
     EXPECT_NE(read.error.find("closed within the response's body"), std::string::npos);
+}
+
+// The fuzz target's promise on its seeds: every response read and every
+// refusal made the same whole, byte by byte and in pieces of 7.
+TEST(EtcdHttp, FuzzSeedsReadTheSameInEverySplit) {
+    const auto outcome = [](const std::string &bytes, size_t step) {
+        HttpResponseReader reader({256, 512});
+        std::vector<std::string> seen;
+        const auto collect = [&] {
+            while (reader.complete()) {
+                seen.push_back(std::to_string(reader.status()) + " " + reader.body());
+                reader.next();
+            }
+        };
+        for (size_t at = 0; at < bytes.size() && !reader.failed(); at += step) {
+            reader.take(std::string_view(bytes).substr(at, step));
+            collect();
+        }
+        reader.take_end_of_input();
+        collect();
+        seen.push_back("error: " + reader.error());
+        return seen;
+    };
+    const std::filesystem::path corpus =
+        std::filesystem::path(SLUICE_SOURCE_DIR) / "tests/fuzz/corpus/etcd_http";
+    size_t seeds = 0, refused = 0;
+    for (const auto &entry : std::filesystem::directory_iterator(corpus)) {
+        std::ifstream file(entry.path(), std::ios::binary);
+        const std::string bytes((std::istreambuf_iterator<char>(file)),
+                                std::istreambuf_iterator<char>());
+        const std::vector<std::string> whole = outcome(bytes, bytes.size() + 1);
+        EXPECT_EQ(outcome(bytes, 1), whole) << entry.path();
+        EXPECT_EQ(outcome(bytes, 7), whole) << entry.path();
+        ++seeds;
+        refused += whole.back() != "error: ";
+    }
+    EXPECT_GE(seeds, 6u);
+    EXPECT_GE(refused, 2u);  // bare-lf, both-framings
 }
 
 TEST(EtcdHttp, Base64AsGoWritesIt) {
