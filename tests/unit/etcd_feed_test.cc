@@ -423,6 +423,13 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
     char name[] = "/tmp/sluice-tls-XXXXXX";
     ASSERT_NE(::mkdtemp(name), nullptr);
     const std::string dir = name;
+    struct Removed {
+        std::string dir;
+        ~Removed() {
+            std::error_code ignored;
+            std::filesystem::remove_all(dir, ignored);
+        }
+    } removed{dir};  // also when an assertion ends the test early
     const auto openssl = [&](std::vector<std::string> args) {
         args.insert(args.begin(), "/usr/bin/openssl");
         std::string out;
@@ -498,8 +505,6 @@ TEST(EtcdFeedTls, VerifiedServerAndClientCertificates) {
                           [&] { return no_certificate.status().health == FeedHealth::stale; }));
         EXPECT_NE(no_certificate.status().detail.find(etcd.endpoint()), std::string::npos);
     }
-    std::error_code ignored;
-    std::filesystem::remove_all(dir, ignored);
 }
 
 TEST_F(EtcdFeedTest, RegistrationLivesWithItsLeaseAndGoesOnStop) {
