@@ -16,6 +16,8 @@
 //     request_timeout_ms; stopped() then says it is over. Destroying a
 //     registration without stop() leaves the key to the lease's expiry, as
 //     a crash would.
+// Give it a prefix of its own ("/sluice/gateways"): under an etcd feed's
+// prefix its key would be one that does not fit <prefix>/<service>/<id>.
 #pragma once
 
 #include <cstdint>
