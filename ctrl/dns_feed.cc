@@ -25,9 +25,6 @@ namespace {
 using Nanoseconds = int64_t;
 constexpr Nanoseconds nanoseconds_per_ms = 1'000'000;
 constexpr uint32_t max_endpoint_weight = 65535;  // as parse_endpoint_json allows
-constexpr size_t max_dns_name_length = 253;      // in text, without the final dot
-constexpr uint32_t max_query_timeout_ms = 60'000;
-constexpr uint32_t max_tries = 10;
 const char *const target_label = "srv-target";
 // RFC 1035 3.2.2 and 3.2.4, RFC 3596, RFC 2782.
 constexpr int class_in = 1;
@@ -72,81 +69,7 @@ std::string in_a_row(uint32_t failures) {
     return std::to_string(failures) + (failures == 1 ? " failure" : " failures") + " in a row";
 }
 
-// A DNS name as the config gives it: host-name labels, underscores allowed
-// (SRV names begin with them), an optional final dot.
-std::string check_dns_name(std::string_view name) {
-    if (!name.empty() && name.back() == '.')
-        name.remove_suffix(1);
-    if (name.empty() || name.size() > max_dns_name_length)
-        return "expected a DNS name of 1 to " + std::to_string(max_dns_name_length) +
-               " characters";
-    size_t label = 0;
-    for (const char c : name) {
-        if (c == '.') {
-            if (label == 0)
-                return "expected a DNS name, got an empty label";
-            label = 0;
-            continue;
-        }
-        if (!((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
-              c == '-' || c == '_'))
-            return std::string("expected letters, digits, '-', '_' and dots, got '") + c + "'";
-        if (++label > 63)
-            return "expected labels of at most 63 characters";
-    }
-    return label == 0 ? "expected a DNS name, got an empty label" : "";
-}
 
-struct ServerAddress {
-    IpAddress address;
-    uint16_t port = 53;
-};
-
-std::optional<uint16_t> parse_port(std::string_view text) {
-    if (text.empty() || text.size() > 5)
-        return std::nullopt;
-    uint32_t port = 0;
-    for (const char c : text) {
-        if (c < '0' || c > '9')
-            return std::nullopt;
-        port = port * 10 + uint32_t(c - '0');
-    }
-    if (port == 0 || port > 65535)
-        return std::nullopt;
-    return uint16_t(port);
-}
-
-// "198.18.0.53", "198.18.0.53:5353", "2001:db8::53", "[2001:db8::53]:5353".
-std::optional<ServerAddress> parse_server(std::string_view text) {
-    ServerAddress server;
-    std::string_view address = text;
-    if (text.starts_with('[')) {
-        const size_t close = text.find(']');
-        if (close == std::string_view::npos)
-            return std::nullopt;
-        address = text.substr(1, close - 1);
-        const std::string_view rest = text.substr(close + 1);
-        if (!rest.empty()) {
-            const auto port = rest[0] == ':' ? parse_port(rest.substr(1)) : std::nullopt;
-            if (!port)
-                return std::nullopt;
-            server.port = *port;
-        }
-    } else if (std::count(text.begin(), text.end(), ':') == 1) {
-        const size_t colon = text.find(':');
-        const auto port = parse_port(text.substr(colon + 1));
-        if (!port)
-            return std::nullopt;
-        address = text.substr(0, colon);
-        server.port = *port;
-    }
-    const auto parsed = parse_ip_address(address);
-    if (!parsed || parsed->is_unspecified() || parsed->is_multicast() ||
-        (text.starts_with('[') && parsed->is_v4()))
-        return std::nullopt;
-    server.address = *parsed;
-    return server;
-}
 
 // Addresses that cannot be a backend; parse_endpoint_json refuses them too.
 bool usable_backend(const IpAddress &address) {
@@ -227,7 +150,7 @@ int open_channel(ares_channel *channel, const DnsFeedSettings &settings, int ext
         return status;  // with none configured, /etc/resolv.conf's
     std::vector<ares_addr_port_node> servers(settings.servers.size());
     for (size_t i = 0; i < servers.size(); ++i) {
-        const ServerAddress server = *parse_server(settings.servers[i]);
+        const DnsServerAddress server = *parse_dns_server(settings.servers[i]);
         ares_addr_port_node &node = servers[i];
         node.next = i + 1 < servers.size() ? &servers[i + 1] : nullptr;
         node.family = server.address.is_v4() ? AF_INET : AF_INET6;
@@ -250,37 +173,6 @@ int count_servers(ares_channel channel) {
 
 } // namespace
 
-std::string validate(const DnsFeedSettings &settings) {
-    for (size_t i = 0; i < settings.servers.size(); ++i)
-        if (!parse_server(settings.servers[i]))
-            return "servers[" + std::to_string(i) +
-                   "]: expected an IPv4 or IPv6 address with an optional port "
-                   "(\"198.18.0.53:5353\", \"[2001:db8::53]:5353\"), got \"" +
-                   settings.servers[i] + "\"";
-    for (const auto &[service, name] : settings.services) {
-        if (service.empty())
-            return "services: a service name is empty";
-        if (const std::string why = check_dns_name(name); !why.empty())
-            return "services." + service + ": " + why + ", got \"" + name + "\"";
-    }
-    if (settings.query_timeout_ms == 0 || settings.query_timeout_ms > max_query_timeout_ms)
-        return "query_timeout_ms: expected 1.." + std::to_string(max_query_timeout_ms);
-    if (settings.tries == 0 || settings.tries > max_tries)
-        return "tries: expected 1.." + std::to_string(max_tries);
-    if (settings.min_refresh_s == 0)
-        return "min_refresh_s: expected at least 1";
-    if (settings.max_refresh_s < settings.min_refresh_s)
-        return "max_refresh_s: expected at least min_refresh_s (" +
-               std::to_string(settings.min_refresh_s) + ")";
-    if (settings.negative_refresh_s == 0)
-        return "negative_refresh_s: expected at least 1";
-    if (settings.retry_min_ms == 0)
-        return "retry_min_ms: expected at least 1";
-    if (settings.retry_max_ms < settings.retry_min_ms)
-        return "retry_max_ms: expected at least retry_min_ms (" +
-               std::to_string(settings.retry_min_ms) + ")";
-    return "";
-}
 
 namespace {
 

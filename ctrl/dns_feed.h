@@ -68,33 +68,12 @@
 #include <string>
 #include <vector>
 
+#include "ctrl/discovery_settings.h"
 #include "ctrl/endpoint_feed.h"
 
 struct ares_channeldata;  // c-ares' channel, kept out of this header
 
 namespace sluice::ctrl {
-
-struct DnsFeedSettings {
-    std::string name;  // the feed's name in the config and in its status
-    // Resolvers to ask, in order, as "address" or "address:port", an IPv6
-    // address in brackets when it has a port: "127.0.0.1:5353", "[::1]:53",
-    // "2001:db8::53". Empty: the nameservers of /etc/resolv.conf.
-    std::vector<std::string> servers;
-    // Service name → the SRV name to look up ("web" → "_http._tcp.web.mesh.test").
-    std::map<std::string, std::string> services;
-    // One try on one server; c-ares doubles it for each later round of tries.
-    uint32_t query_timeout_ms = 1000;
-    uint32_t tries = 2;  // rounds over the servers before a lookup fails
-    uint32_t min_refresh_s = 1;
-    uint32_t max_refresh_s = 300;
-    uint32_t negative_refresh_s = 5;  // after a negative answer with no SOA
-    uint32_t retry_min_ms = 1000;
-    uint32_t retry_max_ms = 30000;
-};
-
-// "" or why the settings cannot be used, naming the field:
-// "servers[1]: expected an IPv4 or IPv6 address with an optional port, got \"x:y:z\"".
-std::string validate(const DnsFeedSettings &settings);
 
 // One DNS name's state, for operators (the API and sluicectl) and tests.
 struct DnsNameReport {

@@ -11,6 +11,8 @@
 #include <cstring>
 #include <stdexcept>
 
+#include "ctrl/tls.h"
+
 namespace sluice::ctrl {
 
 namespace {
@@ -30,31 +32,6 @@ int base64_value(char c) {
     if (c == '/')
         return 63;
     return -1;
-}
-
-std::optional<uint16_t> parse_port(std::string_view text) {
-    if (text.empty() || text.size() > 5)
-        return std::nullopt;
-    uint32_t port = 0;
-    for (const char c : text) {
-        if (c < '0' || c > '9')
-            return std::nullopt;
-        port = port * 10 + uint32_t(c - '0');
-    }
-    if (port == 0 || port > 65535)
-        return std::nullopt;
-    return uint16_t(port);
-}
-
-std::string openssl_errors() {
-    std::string text;
-    while (const unsigned long code = ERR_get_error()) {
-        const char *reason = ERR_reason_error_string(code);
-        if (!text.empty())
-            text += ": ";
-        text += reason ? reason : "error " + std::to_string(code);
-    }
-    return text.empty() ? "unknown error" : text;
 }
 
 // A key file is read once, at start: a passphrase prompt would block on the
@@ -107,77 +84,6 @@ std::vector<EtcdEndpoint> parse_endpoints(const EtcdSettings &settings) {
 }
 
 } // namespace
-
-std::optional<EtcdEndpoint> parse_etcd_endpoint(std::string_view text) {
-    EtcdEndpoint endpoint;
-    if (text.starts_with("https://")) {
-        endpoint.tls = true;
-        text.remove_prefix(8);
-    } else if (text.starts_with("http://")) {
-        text.remove_prefix(7);
-    }
-    std::optional<IpAddress> address;
-    std::optional<uint16_t> port;
-    if (text.starts_with("[")) {
-        const size_t close = text.find("]:");
-        if (close == std::string_view::npos)
-            return std::nullopt;
-        address = parse_ip_address(text.substr(1, close - 1));
-        port = parse_port(text.substr(close + 2));
-        if (address && address->is_v4())
-            return std::nullopt;
-    } else {
-        const size_t colon = text.rfind(':');
-        if (colon == std::string_view::npos)
-            return std::nullopt;
-        address = parse_ip_address(text.substr(0, colon));
-        port = parse_port(text.substr(colon + 1));
-        if (address && !address->is_v4())
-            return std::nullopt;  // an IPv6 address takes brackets
-    }
-    if (!address || !port || address->is_unspecified() || address->is_multicast())
-        return std::nullopt;
-    endpoint.address = *address;
-    endpoint.port = *port;
-    const std::string host = address->to_string();
-    endpoint.host = (address->is_v4() ? host : "[" + host + "]") + ":" + std::to_string(*port);
-    return endpoint;
-}
-
-std::string validate(const EtcdSettings &s) {
-    if (s.endpoints.empty())
-        return "endpoints: at least one is needed";
-    bool tls = false;
-    for (size_t i = 0; i < s.endpoints.size(); ++i) {
-        const auto endpoint = parse_etcd_endpoint(s.endpoints[i]);
-        if (!endpoint)
-            return "endpoints[" + std::to_string(i) + "]: expected [http[s]://]address:port "
-                   "(an IPv4 address, or an IPv6 one in brackets), got \"" + s.endpoints[i] + "\"";
-        tls = tls || endpoint->tls;
-    }
-    if (s.prefix.empty() || s.prefix.back() == '/' ||
-        std::any_of(s.prefix.begin(), s.prefix.end(),
-                    [](char c) { return static_cast<unsigned char>(c) < 0x21 || c == 0x7f; }))
-        return "prefix: expected a key prefix without a trailing '/', spaces or control "
-               "characters, got \"" + s.prefix + "\"";
-    if (s.username.empty() != s.password.empty())
-        return s.username.empty() ? "username: needed with a password"
-                                  : "password: needed with a username";
-    if (s.tls_cert.empty() != s.tls_key.empty())
-        return s.tls_cert.empty() ? "tls_cert: needed with tls_key"
-                                  : "tls_key: needed with tls_cert";
-    if (!tls && (!s.tls_ca.empty() || !s.tls_cert.empty() || !s.tls_server_name.empty()))
-        return "tls settings given, but no endpoint is https://";
-    if (s.connect_timeout_ms == 0 || s.request_timeout_ms == 0)
-        return "timeouts: expected more than 0 ms";
-    if (s.backoff_initial_ms == 0 || s.backoff_max_ms < s.backoff_initial_ms)
-        return "backoff: expected 0 < backoff_initial_ms <= backoff_max_ms";
-    if (s.range_page_size == 0)
-        return "range_page_size: expected at least 1";
-    if (s.max_response_bytes < 65536)
-        return "max_response_bytes: expected at least 65536";
-    return "";
-}
 
 std::string base64_encode(std::string_view bytes) {
     std::string out;

@@ -29,40 +29,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "ctrl/discovery_settings.h"
 #include "ctrl/etcd_connection.h"
 
 namespace sluice::ctrl {
-
-struct EtcdSettings {
-    std::string name;  // the feed's name in the config, for FeedStatus; unused by the registration
-    // Client URLs: "127.0.0.1:2379", "http://[2001:db8::1]:2379",
-    // "https://198.18.0.5:2379". Addresses, not names: resolving a name
-    // would block the control plane's loop.
-    std::vector<std::string> endpoints{"127.0.0.1:2379"};
-    // The feed reads <prefix>/<service>/<endpoint-id>; the registration
-    // writes <prefix>/<instance>. No trailing '/'.
-    std::string prefix = "/sluice/endpoints";
-    std::string username, password;  // both or neither
-    std::string tls_ca;              // PEM file; "" = the system's CAs
-    std::string tls_cert, tls_key;   // client certificate and key (PEM), both or neither
-    std::string tls_server_name;     // name etcd's certificate must carry; "" = its IP address
-    uint32_t connect_timeout_ms = 3000;
-    uint32_t request_timeout_ms = 5000;
-    // A watch that says nothing for this long is taken as lost, and resumed
-    // on a new connection from the revision reached: cheap, so this may be
-    // far shorter than etcd's progress-notify interval (10 min by default;
-    // --experimental-watch-progress-notify-interval).
-    uint32_t watch_silence_ms = 10000;
-    uint32_t backoff_initial_ms = 100;
-    uint32_t backoff_max_ms = 5000;
-    uint32_t range_page_size = 1000;   // keys per range read; the initial load is paged
-    size_t max_response_bytes = 64 << 20;  // one answer, or one watch response
-};
-
-// "" or why the settings cannot be used, naming the field:
-// "endpoints[1]: expected [http[s]://]address:port (...), got \"x\"".
-std::string validate(const EtcdSettings &settings);
-std::optional<EtcdEndpoint> parse_etcd_endpoint(std::string_view text);
 
 std::string base64_encode(std::string_view bytes);
 // Strict RFC 4648 with padding, as Go's encoding/json writes []byte.

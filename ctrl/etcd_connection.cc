@@ -15,6 +15,8 @@
 #include <cerrno>
 #include <cstring>
 
+#include "ctrl/tls.h"
+
 namespace sluice::ctrl {
 
 namespace {
@@ -25,34 +27,6 @@ std::string describe_error(int error) {
     if (!text.empty() && text[0] >= 'A' && text[0] <= 'Z')
         text[0] = char(text[0] - 'A' + 'a');
     return text;
-}
-
-// OpenSSL's socket BIO writes with write(2), which raises SIGPIPE when the
-// peer has gone, and sluiced does not ignore SIGPIPE: the same BIO as
-// http_server.cc's, its writes made by send(MSG_NOSIGNAL).
-int send_without_sigpipe(BIO *bio, const char *data, int length) {
-    BIO_clear_retry_flags(bio);
-    int fd = -1;
-    BIO_get_fd(bio, &fd);
-    const ssize_t sent = ::send(fd, data, size_t(length), MSG_NOSIGNAL);
-    if (sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
-        BIO_set_retry_write(bio);
-    return int(sent);
-}
-
-const BIO_METHOD *socket_without_sigpipe() {
-    static BIO_METHOD *const method = [] {
-        const BIO_METHOD *socket = BIO_s_socket();
-        BIO_METHOD *own = BIO_meth_new(BIO_TYPE_SOCKET, "etcd socket without SIGPIPE");
-        BIO_meth_set_write(own, send_without_sigpipe);
-        BIO_meth_set_read(own, BIO_meth_get_read(socket));
-        BIO_meth_set_puts(own, BIO_meth_get_puts(socket));
-        BIO_meth_set_ctrl(own, BIO_meth_get_ctrl(socket));
-        BIO_meth_set_create(own, BIO_meth_get_create(socket));
-        BIO_meth_set_destroy(own, BIO_meth_get_destroy(socket));
-        return own;
-    }();
-    return method;
 }
 
 // A watch lives for hours on one connection: keepalive probes find a peer

@@ -13,6 +13,7 @@
 #include <utility>
 #include <vector>
 
+#include "ctrl/discovery_settings.h"
 #include "ctrl/etcd_http.h"
 #include "dataplane/net_addr.h"
 
@@ -23,14 +24,6 @@ namespace sluice::ctrl {
 
 using EtcdMillis = int64_t;  // CLOCK_MONOTONIC, milliseconds
 EtcdMillis etcd_now();
-
-// An etcd client URL as the settings name it.
-struct EtcdEndpoint {
-    IpAddress address;
-    uint16_t port = 2379;
-    bool tls = false;
-    std::string host;  // "127.0.0.1:2379", "[2001:db8::1]:2379": Host header and messages
-};
 
 struct EtcdReply {
     enum class Kind {

@@ -1,5 +1,7 @@
 #include "ctrl/etcd_http.h"
 
+#include "ctrl/http_syntax.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
@@ -14,75 +16,24 @@ namespace {
 // extensions are ignored, but must end somewhere.
 constexpr size_t max_chunk_size_line = 1024;
 
-char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
 std::string lowered(std::string_view text) {
     std::string out(text);
     for (char &c : out)
-        c = lower(c);
+        c = ascii_lower(c);
     return out;
-}
-
-// RFC 9110 5.6.2.
-bool is_token_char(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return c != '\0' && std::strchr("!#$%&'*+-.^_`|~", c) != nullptr;
-}
-
-// RFC 9110 5.5: visible characters, obs-text, SP and HTAB.
-bool is_field_value(std::string_view text) {
-    return std::all_of(text.begin(), text.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte == '\t' || (byte >= 0x20 && byte != 0x7f);
-    });
-}
-
-std::string_view trim(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-        text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-        text.remove_suffix(1);
-    return text;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
 }
 
 // True when the comma-separated list holds `token` (any case).
 bool list_contains(std::string_view list, std::string_view token) {
     while (!list.empty()) {
         const size_t comma = list.find(',');
-        if (lowered(trim(list.substr(0, comma))) == token)
+        if (lowered(trim_whitespace(list.substr(0, comma))) == token)
             return true;
         if (comma == std::string_view::npos)
             break;
         list.remove_prefix(comma + 1);
     }
     return false;
-}
-
-// status-line = HTTP-version SP status-code SP [ reason-phrase ] (RFC 9112
-// section 4), HTTP/1.x only; the reason may be missing, with or without its
-// space, as many servers send. (ctrl/health_checker.h has the same rule; the
-// discovery library does not link the health checker for it.)
-std::optional<int> parse_status(std::string_view line) {
-    const auto digit = [](char c) { return c >= '0' && c <= '9'; };
-    if (line.size() < 12 || line.substr(0, 7) != "HTTP/1." || !digit(line[7]) ||
-        line[8] != ' ' || !digit(line[9]) || !digit(line[10]) || !digit(line[11]) ||
-        (line.size() > 12 && line[12] != ' '))
-        return std::nullopt;
-    const int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-    if (status < 100 || status > 599)
-        return std::nullopt;
-    return status;
 }
 
 } // namespace
@@ -168,7 +119,9 @@ bool HttpResponseReader::parse() {
                 return !failed();
             continue;
         }
-        case Stage::sized_body: {
+        case Stage::sized_body:
+        case Stage::chunk_data: {
+            // A Content-Length body and a chunk's data: body_left_ bytes.
             const std::string_view available = rest();
             const size_t taken = std::min(available.size(), body_left_);
             if (!append_body(available.substr(0, taken)))
@@ -177,7 +130,7 @@ bool HttpResponseReader::parse() {
             body_left_ -= taken;
             if (body_left_ > 0)
                 break;
-            stage_ = Stage::done;
+            stage_ = stage_ == Stage::sized_body ? Stage::done : Stage::chunk_end;
             continue;
         }
         case Stage::close_body: {
@@ -210,7 +163,7 @@ bool HttpResponseReader::parse() {
                 ++digits;
             }
             // chunk-ext (RFC 9112 7.1.1) is ignored; BWS before it is allowed.
-            const std::string_view after = trim(line.substr(digits));
+            const std::string_view after = trim_whitespace(line.substr(digits));
             if (digits == 0 || (!after.empty() && after.front() != ';') || !is_field_value(after))
                 return fail("a malformed chunk-size line");
             used += end + 2;
@@ -223,18 +176,6 @@ bool HttpResponseReader::parse() {
                             " bytes");
             body_left_ = size_t(size);
             stage_ = Stage::chunk_data;
-            continue;
-        }
-        case Stage::chunk_data: {
-            const std::string_view available = rest();
-            const size_t taken = std::min(available.size(), body_left_);
-            if (!append_body(available.substr(0, taken)))
-                return false;
-            used += taken;
-            body_left_ -= taken;
-            if (body_left_ > 0)
-                break;
-            stage_ = Stage::chunk_end;
             continue;
         }
         case Stage::chunk_end: {
@@ -304,7 +245,7 @@ bool HttpResponseReader::parse_head() {
     }
     const size_t status_end = head.find("\r\n");
     const std::string_view status_line = head.substr(0, status_end);
-    const std::optional<int> status = parse_status(status_line);
+    const std::optional<int> status = parse_status_line(status_line);
     if (!status)
         return fail("a malformed status line");
     const bool http10 = status_line[7] == '0';
@@ -318,7 +259,7 @@ bool HttpResponseReader::parse_head() {
         if (colon == std::string_view::npos || colon == 0 ||
             !std::all_of(line.begin(), line.begin() + colon, is_token_char))
             return fail("a malformed header line");
-        const std::string_view value = trim(line.substr(colon + 1));
+        const std::string_view value = trim_whitespace(line.substr(colon + 1));
         if (!is_field_value(value))
             return fail("a malformed header value");
         headers.emplace_back(lowered(line.substr(0, colon)), std::string(value));

@@ -40,15 +40,10 @@
 #include <string>
 #include <string_view>
 
+#include "ctrl/discovery_settings.h"
 #include "ctrl/endpoint_feed.h"
 
 namespace sluice::ctrl {
-
-struct FileFeedSettings {
-    std::string name;  // the feed's name in the config, for FeedStatus
-    std::string path;  // the endpoints file
-    int debounce_ms = 50;
-};
 
 class FileFeed final : public EndpointFeed {
 public:

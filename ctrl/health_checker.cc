@@ -14,6 +14,8 @@
 #include <iterator>
 #include <stdexcept>
 
+#include "ctrl/http_syntax.h"
+
 namespace sluice::ctrl {
 
 namespace {
@@ -132,27 +134,7 @@ std::string in_a_row(uint32_t count, const char *one, const char *many) {
     return std::to_string(count) + " " + (count == 1 ? one : many) + " in a row";
 }
 
-bool is_digit(char c) { return c >= '0' && c <= '9'; }
-
 } // namespace
-
-std::optional<uint16_t> parse_status_line(std::string_view line) {
-    // status-line = HTTP-version SP status-code SP [ reason-phrase ]
-    // HTTP-version = "HTTP/" DIGIT "." DIGIT
-    if (line.size() < 12 || line.substr(0, 5) != "HTTP/" || !is_digit(line[5]) ||
-        line[6] != '.' || !is_digit(line[7]) || line[8] != ' ')
-        return std::nullopt;
-    if (line[5] != '1')  // HTTP/2 and later have no status line
-        return std::nullopt;
-    if (!is_digit(line[9]) || !is_digit(line[10]) || !is_digit(line[11]))
-        return std::nullopt;
-    if (line.size() > 12 && line[12] != ' ')
-        return std::nullopt;
-    const int status = (line[9] - '0') * 100 + (line[10] - '0') * 10 + (line[11] - '0');
-    if (status < 100 || status > 599)  // RFC 9110 section 15
-        return std::nullopt;
-    return uint16_t(status);
-}
 
 const char *to_string(BackendHealth health) {
     switch (health) {

@@ -144,9 +144,4 @@ private:
     std::vector<HealthChange> changes_;
 };
 
-// The status code of an HTTP/1.x status line (RFC 9112 section 4), without
-// its line ending, or nothing when the line is malformed. Accepts a missing
-// reason phrase with or without its space, as many servers send.
-std::optional<uint16_t> parse_status_line(std::string_view line);
-
 } // namespace sluice::ctrl

@@ -1,5 +1,7 @@
 #include "ctrl/http_message.h"
 
+#include "ctrl/http_syntax.h"
+
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -13,50 +15,6 @@ namespace {
 // A chunk-size line must end (its CR included) within this many bytes: its
 // extensions are ignored, but must end somewhere.
 constexpr size_t kMaxChunkSizeLine = 1024;
-
-char lower(char c) { return c >= 'A' && c <= 'Z' ? char(c - 'A' + 'a') : c; }
-
-bool equals_ignoring_case(std::string_view a, std::string_view b) {
-    return a.size() == b.size() &&
-           std::equal(a.begin(), a.end(), b.begin(), [](char x, char y) { return lower(x) == lower(y); });
-}
-
-// RFC 9110 5.6.2: the characters of a token (methods, header names).
-bool is_token_char(char c) {
-    if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
-        return true;
-    return std::strchr("!#$%&'*+-.^_`|~", c) != nullptr && c != '\0';
-}
-
-bool is_token(std::string_view text) {
-    return !text.empty() && std::all_of(text.begin(), text.end(), is_token_char);
-}
-
-// RFC 9110 5.5: field values are visible characters, obs-text, SP and HTAB.
-bool is_field_value(std::string_view text) {
-    return std::all_of(text.begin(), text.end(), [](char c) {
-        const auto byte = static_cast<unsigned char>(c);
-        return byte == '\t' || (byte >= 0x20 && byte != 0x7f);
-    });
-}
-
-std::string_view trim_whitespace(std::string_view text) {
-    while (!text.empty() && (text.front() == ' ' || text.front() == '\t'))
-        text.remove_prefix(1);
-    while (!text.empty() && (text.back() == ' ' || text.back() == '\t'))
-        text.remove_suffix(1);
-    return text;
-}
-
-int hex_value(char c) {
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
 
 // Calls `each` with every comma-separated element of a header list, trimmed.
 template <typename Each>
@@ -150,7 +108,7 @@ std::optional<HttpParseError> parse_headers(std::string_view lines, HttpRequest 
         if (!is_field_value(value))
             return HttpParseError{400, "invalid character in a header value"};
         std::string name(line.substr(0, colon));
-        std::transform(name.begin(), name.end(), name.begin(), lower);
+        std::transform(name.begin(), name.end(), name.begin(), ascii_lower);
 
         if (name == "host") {
             ++hosts;

@@ -1,8 +1,8 @@
-// libFuzzer target for the health checker's status-line parser
-// (parse_status_line in ctrl/health_checker.h). The line is given in a
+// libFuzzer target for the status-line parser
+// (parse_status_line in ctrl/http_syntax.h). The line is given in a
 // buffer exactly as long as the input, so ASan catches a read past it; a
 // status it returns must be the three digits after "HTTP/1.x ", in range.
-#include "ctrl/health_checker.h"
+#include "ctrl/http_syntax.h"
 
 #include <cstddef>
 #include <cstdint>

@@ -7,6 +7,7 @@
 // The checker is driven as sluiced's loop drives it: poll(fd, timeout_ms)
 // then service().
 #include "ctrl/health_checker.h"
+#include "ctrl/http_syntax.h"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
