@@ -34,7 +34,7 @@ ApiResponse error_response(int status, const std::string &error,
 // ---------------------------------------------------------------- routes
 
 enum class Route { services, service, backends, backend, drain, undrain, config, reload, stats,
-                   metrics };
+                   metrics, feeds };
 
 struct Match {
     Route route;
@@ -53,6 +53,8 @@ std::optional<Match> match(const std::vector<std::string> &s) {
         return Match{Route::reload, {}, {}};
     if (n == 3 && s[2] == "stats")
         return Match{Route::stats, {}, {}};
+    if (n == 3 && s[2] == "feeds")
+        return Match{Route::feeds, {}, {}};
     if (s[2] != "services")
         return std::nullopt;
     if (n == 3)
@@ -82,6 +84,7 @@ std::vector<std::string_view> methods(Route route) {
     case Route::undrain:
     case Route::reload: return {"POST"};
     case Route::config:
+    case Route::feeds:
     case Route::stats:
     case Route::metrics: return {"GET"};
     }
@@ -143,7 +146,8 @@ std::optional<uint16_t> json_port(const Json &body) {
 class Call {
 public:
     Call(const ApiHooks &hooks, const ApiRequest &request)
-        : hooks_(hooks), request_(request), running_(hooks.config()) {}
+        : hooks_(hooks), request_(request), running_(hooks.config()),
+          published_(hooks.published ? hooks.published() : running_) {}
 
     ApiResponse run();
 
@@ -159,6 +163,10 @@ private:
     ApiResponse change(const Json &services, const std::string &body_path, int status,
                        const std::function<Json(const Config &)> &reply) const;
     Json backend_status(const ServiceConfig &service, const BackendConfig &backend) const;
+    // The published service of a service that the config has.
+    const ServiceConfig *published_service(const std::string &name) const;
+    // "feed:registry, feed:dns": a published backend's sources, for messages.
+    std::string backend_sources(const ServiceConfig &service, size_t backend) const;
 
     ApiResponse list_services() const;
     ApiResponse create_service() const;
@@ -174,7 +182,8 @@ private:
 
     const ApiHooks &hooks_;
     const ApiRequest &request_;
-    const Config &running_;
+    const Config &running_;    // the config, file and API, that changes edit
+    const Config &published_;  // with the discovery feeds' endpoints merged in
 };
 
 ApiResponse Call::run() {
@@ -211,6 +220,10 @@ ApiResponse Call::run() {
         if (!hooks_.stats)
             return error_response(503, "statistics are not available");
         return json_response(200, Json(hooks_.stats()));
+    case Route::feeds:
+        if (!hooks_.feeds)
+            return error_response(503, "discovery is not available");
+        return json_response(200, Json(hooks_.feeds()));
     case Route::metrics: {
         if (!hooks_.metrics)
             return error_response(503, "metrics are not available");
@@ -232,17 +245,33 @@ ApiResponse Call::run() {
     if (m->route == Route::backends)
         return request_.method == "GET" ? list_backends(service) : create_backend(service);
 
+    // Reads see every backend in service, feeds' included.
+    if (request_.method == "GET") {
+        const ServiceConfig *in_service = published_service(m->service);
+        size_t backend = 0;
+        if (auto missing = find_backend(*in_service, m->backend, backend))
+            return *missing;
+        return json_response(200, backend_status(*in_service, in_service->backends[backend]));
+    }
     size_t backend = 0;
-    if (auto missing = find_backend(running_.services[service], m->backend, backend))
+    if (auto missing = find_backend(running_.services[service], m->backend, backend)) {
+        // A backend from a feed alone is the feed's to change.
+        size_t fed = 0;
+        if (missing->status == 404 &&
+            !find_backend(*published_service(m->service), m->backend, fed))
+            return error_response(
+                409, "backend " + quoted(m->backend) + " of service " + m->service +
+                         " comes from a discovery feed (" +
+                         backend_sources(*published_service(m->service), fed) +
+                         "): change it in its registry, or add it to the service's backends "
+                         "to override the feed");
         return *missing;
+    }
     switch (m->route) {
     case Route::drain: return set_drained(service, backend, true);
     case Route::undrain: return set_drained(service, backend, false);
     default: break;
     }
-    const ServiceConfig &s = running_.services[service];
-    if (request_.method == "GET")
-        return json_response(200, backend_status(s, s.backends[backend]));
     return request_.method == "PATCH" ? patch_backend(service, backend)
                                       : delete_backend(service, backend, m->backend);
 }
@@ -327,8 +356,33 @@ ApiResponse Call::change(const Json &services, const std::string &body_path, int
     return json_response(status, reply(*check.next));
 }
 
+const ServiceConfig *Call::published_service(const std::string &name) const {
+    for (const ServiceConfig &service : published_.services)
+        if (service.name == name)
+            return &service;
+    // A change is being published: the config's own is what there is.
+    for (const ServiceConfig &service : running_.services)
+        if (service.name == name)
+            return &service;
+    return nullptr;
+}
+
+std::string Call::backend_sources(const ServiceConfig &service, size_t backend) const {
+    std::string names;
+    if (hooks_.backend_sources) {
+        const nlohmann::json sources =
+            hooks_.backend_sources(service.name, service.backends[backend]);
+        for (const auto &source : sources)
+            if (source.is_object() && source.contains("source"))
+                names += (names.empty() ? "" : ", ") + source["source"].get<std::string>();
+    }
+    return names.empty() ? "a feed" : names;
+}
+
 Json Call::backend_status(const ServiceConfig &service, const BackendConfig &backend) const {
     Json status = backend_json(backend);
+    if (hooks_.backend_sources)
+        status["sources"] = Json(hooks_.backend_sources(service.name, backend));
     if (!hooks_.backend_status) {
         status["health"] = "unchecked";
         return status;
@@ -405,7 +459,7 @@ ApiResponse Call::delete_service(size_t index) const {
 }
 
 ApiResponse Call::list_backends(size_t index) const {
-    const ServiceConfig &service = running_.services[index];
+    const ServiceConfig &service = *published_service(running_.services[index].name);
     Json backends = Json::array();
     for (const BackendConfig &backend : service.backends)
         backends.push_back(backend_status(service, backend));
@@ -485,9 +539,15 @@ ApiResponse Call::set_drained(size_t service, size_t backend, bool drained) cons
 
 ApiResponse Call::show_config() const {
     Json config = config_json(running_);
-    // Anyone may GET; the token is for those who know it.
+    // Anyone may GET; secrets are for those who know them.
     if (config["api"].contains("token"))
         config["api"]["token"] = "<redacted>";
+    Json &discovery = config["discovery"];
+    for (Json &feed : discovery["feeds"])
+        if (feed.contains("password"))
+            feed["password"] = "<redacted>";
+    if (discovery.contains("registration") && discovery["registration"].contains("password"))
+        discovery["registration"]["password"] = "<redacted>";
     return json_response(200, config);
 }
 

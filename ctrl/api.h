@@ -38,8 +38,17 @@ struct ApiResponse {
 // What the running gateway provides. Called on the control plane's thread,
 // one request at a time.
 struct ApiHooks {
-    // The running config.
+    // The running config: the file's, with the API's changes; what changes edit.
     std::function<const Config &()> config;
+    // The config in service: `config` with the discovery feeds' endpoints
+    // merged into its services (ctrl/endpoint_merger.h). Unset: `config`.
+    std::function<const Config &()> published;
+    // Where a published backend came from, as a JSON array of
+    // {"source": "config"|"feed:<name>", "id": ..., "state": ...}.
+    std::function<nlohmann::json(const std::string &service, const BackendConfig &backend)>
+        backend_sources;
+    // The body of GET /api/v1/feeds: every feed's state, and the registration's.
+    std::function<nlohmann::json()> feeds;
     // Publishes a validated config (a new snapshot): "" or why not, and then
     // nothing changed.
     std::function<std::string(Config next)> apply;

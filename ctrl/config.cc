@@ -144,7 +144,8 @@ Config ConfigLoader::read(const YAML::Node &document) const {
     Config config;
     config.source = source_;
     const Section top = map({document, "", document.Mark()},
-                            {"eal", "cores", "worker", "ports", "routes", "lb", "services", "api"});
+                            {"eal", "cores", "worker", "ports", "routes", "lb", "discovery",
+                             "services", "api"});
     if (const Field *f = top.find("eal"))
         read_eal(*f, config.eal);
     read_cores(top, config);
@@ -155,6 +156,9 @@ Config ConfigLoader::read(const YAML::Node &document) const {
         read_routes(*f, config);
     if (const Field *f = top.find("lb"))
         read_lb(*f, config.lb);
+    // Before services, which name its feeds.
+    if (const Field *f = top.find("discovery"))
+        read_discovery(*f, config.discovery);
     if (const Field *f = top.find("services"))
         read_services(*f, config);
     if (const Field *f = top.find("api"))
@@ -381,7 +385,7 @@ void ConfigLoader::read_addresses(const Field &f, std::map<std::string, int> &se
 bool Config::operator==(const Config &other) const {
     return eal == other.eal && cores == other.cores && worker == other.worker &&
            ports == other.ports && routes == other.routes && lb == other.lb &&
-           services == other.services && api == other.api;
+           services == other.services && api == other.api && discovery == other.discovery;
 }
 
 std::string PortConfig::device_name() const { return device.substr(0, device.find(',')); }

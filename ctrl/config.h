@@ -10,6 +10,7 @@
 #include <string_view>
 #include <vector>
 
+#include "ctrl/discovery_settings.h"
 #include "ctrl/health_check_spec.h"
 #include "dataplane/net_addr.h"
 #include "lb/snapshot.h"
@@ -95,6 +96,9 @@ struct ServiceConfig {
     // Absent: the backends are always up.
     std::optional<HealthCheckSpec> health_check;
     std::vector<BackendConfig> backends;
+    // Discovery feeds (DiscoveryConfig::feeds) whose endpoints join the
+    // backends, in precedence order (ctrl/endpoint_merger.h).
+    std::vector<std::string> feeds;
 
     bool operator==(const ServiceConfig &) const = default;
 };
@@ -157,6 +161,39 @@ struct ApiConfig {
     bool operator==(const ApiConfig &) const = default;
 };
 
+enum class FeedKind { etcd, dns, file };
+const char *to_string(FeedKind kind);
+
+// A discovery feed: a registry the gateway follows for services' endpoints.
+// Only the settings of its kind are used.
+struct FeedConfig {
+    std::string name;
+    FeedKind kind = FeedKind::etcd;
+    EtcdSettings etcd;
+    DnsFeedSettings dns;
+    FileFeedSettings file;
+
+    bool operator==(const FeedConfig &) const = default;
+};
+
+// The gateway's own key in etcd, under a lease (ctrl/etcd_registration.h).
+struct RegistrationConfig {
+    EtcdSettings etcd;     // prefix defaults to /sluice/gateways
+    std::string instance;  // the key's last segment; empty: the host's name
+    uint32_t ttl_s = 10;
+
+    bool operator==(const RegistrationConfig &) const = default;
+};
+
+struct DiscoveryConfig {
+    // How long an endpoint deleted from its feed stays, drained.
+    uint32_t deletion_grace_ms = 30'000;
+    std::vector<FeedConfig> feeds;
+    std::optional<RegistrationConfig> registration;
+
+    bool operator==(const DiscoveryConfig &) const = default;
+};
+
 struct Config {
     std::string source;  // file the config came from, for messages
     EalConfig eal;
@@ -167,6 +204,7 @@ struct Config {
     LbConfig lb;
     std::vector<ServiceConfig> services;
     ApiConfig api;
+    DiscoveryConfig discovery;
     // Not errors, but worth saying at start-up ("FILE:LINE:COLUMN: KEY: ...").
     std::vector<std::string> warnings;
 

@@ -27,15 +27,14 @@ bool is_token(std::string_view s) {
            std::all_of(s.begin(), s.end(), [](char c) { return c > ' ' && c < 0x7f; });
 }
 
+const char *const token_rule = "1..4096 visible ASCII characters, without spaces";
+
+} // namespace
+
 bool is_path(std::string_view s) {
     return !s.empty() && s.size() <= max_path && s.find('\0') == s.npos;
 }
 
-const char *const token_rule = "1..4096 visible ASCII characters, without spaces";
-
-// Opens `path` as a regular file; "" or why it cannot be read. With
-// `first_line`, also reads the file's first line (without its line end),
-// up to max_token + 1 characters; `mode` gets its permission bits.
 std::string read_start(const std::string &path, std::string *first_line, mode_t &mode) {
     // O_NONBLOCK: a FIFO must not hang the loader; it is refused below.
     const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
@@ -68,6 +67,8 @@ std::string read_start(const std::string &path, std::string *first_line, mode_t 
     }
     return problem;
 }
+
+namespace {
 
 // "127.0.0.1:8480" or "[2001:db8::1]:8480".
 bool parse_listen(std::string_view text, IpAddress &address, uint16_t &port) {

@@ -63,6 +63,78 @@ Json api_json(const ApiConfig &api) {
     return j;
 }
 
+// The connection keys an etcd feed and the registration share.
+void add_etcd_connection(Json &j, const EtcdSettings &etcd) {
+    j["endpoints"] = etcd.endpoints;
+    j["prefix"] = etcd.prefix;
+    if (!etcd.username.empty()) {
+        j["username"] = etcd.username;
+        // The file's way of giving the password: a file is read again on load.
+        if (!etcd.password_file.empty())
+            j["password_file"] = etcd.password_file;
+        else
+            j["password"] = etcd.password;
+    }
+    if (!etcd.tls_ca.empty() || !etcd.tls_cert.empty() || !etcd.tls_server_name.empty()) {
+        Json tls = Json::object();
+        if (!etcd.tls_ca.empty())
+            tls["ca"] = etcd.tls_ca;
+        if (!etcd.tls_cert.empty()) {
+            tls["certificate"] = etcd.tls_cert;
+            tls["private_key"] = etcd.tls_key;
+        }
+        if (!etcd.tls_server_name.empty())
+            tls["server_name"] = etcd.tls_server_name;
+        j["tls"] = tls;
+    }
+    j["connect_timeout_ms"] = etcd.connect_timeout_ms;
+    j["request_timeout_ms"] = etcd.request_timeout_ms;
+}
+
+Json feed_json(const FeedConfig &feed) {
+    Json j = {{"name", feed.name}, {"type", to_string(feed.kind)}};
+    switch (feed.kind) {
+    case FeedKind::etcd:
+        add_etcd_connection(j, feed.etcd);
+        j["watch_silence_ms"] = feed.etcd.watch_silence_ms;
+        break;
+    case FeedKind::dns: {
+        const DnsFeedSettings &dns = feed.dns;
+        Json services = Json::object();
+        for (const auto &[service, name] : dns.services)
+            services[service] = name;
+        j["servers"] = dns.servers;
+        j["services"] = services;
+        j["query_timeout_ms"] = dns.query_timeout_ms;
+        j["tries"] = dns.tries;
+        j["min_refresh_s"] = dns.min_refresh_s;
+        j["max_refresh_s"] = dns.max_refresh_s;
+        j["negative_refresh_s"] = dns.negative_refresh_s;
+        break;
+    }
+    case FeedKind::file:
+        j["path"] = feed.file.path;
+        break;
+    }
+    return j;
+}
+
+Json discovery_json(const DiscoveryConfig &discovery) {
+    Json feeds = Json::array();
+    for (const FeedConfig &feed : discovery.feeds)
+        feeds.push_back(feed_json(feed));
+    Json j = {{"deletion_grace_ms", discovery.deletion_grace_ms}, {"feeds", feeds}};
+    if (const auto &registration = discovery.registration) {
+        Json r = Json::object();
+        add_etcd_connection(r, registration->etcd);
+        if (!registration->instance.empty())
+            r["instance"] = registration->instance;
+        r["ttl_s"] = registration->ttl_s;
+        j["registration"] = r;
+    }
+    return j;
+}
+
 } // namespace
 
 Json health_check_json(const HealthCheckSpec &check) {
@@ -118,6 +190,8 @@ Json service_json(const ServiceConfig &service) {
     for (const BackendConfig &backend : service.backends)
         backends.push_back(backend_json(backend));
     j["backends"] = backends;
+    if (!service.feeds.empty())
+        j["feeds"] = service.feeds;
     return j;
 }
 
@@ -163,6 +237,7 @@ Json config_json(const Config &config) {
 
     return {{"eal", eal},   {"cores", cores},       {"worker", worker},
             {"ports", ports}, {"routes", routes},   {"lb", lb},
+            {"discovery", discovery_json(config.discovery)},
             {"services", services}, {"api", api_json(config.api)}};
 }
 

@@ -5,11 +5,25 @@
 // API's.
 #pragma once
 
+#include <sys/types.h>
+
+#include "ctrl/backend_rules.h"
 #include "ctrl/config.h"
 #include "ctrl/route_table.h"
 #include "ctrl/yaml_reader.h"
 
 namespace sluice::ctrl {
+
+// config_api.cc: a file name of up to PATH_MAX bytes.
+bool is_path(std::string_view s);
+// Opens `path` as a regular file; "" or why it cannot be read. With
+// `first_line`, also reads the file's first line (without its line end),
+// up to 4097 characters; `mode` gets its permission bits.
+std::string read_start(const std::string &path, std::string *first_line, mode_t &mode);
+
+// 1..63 characters of a-z, 0-9, '-', '_': services and feeds.
+bool is_service_name(std::string_view s);
+const char *const service_name_rule = "a name of 1..63 characters of a-z, 0-9, '_', '-'";
 
 // True when `address` is one of the ports' own addresses.
 bool is_port_address(const Config &config, const IpAddress &address);
@@ -38,15 +52,22 @@ private:
     void read_lb(const Field &f, LbConfig &lb) const;
     void read_services(const Field &f, Config &config) const;
     ServiceConfig read_service(const Field &f, const Config &config,
-                               const RouteTable &routes) const;
-    void read_backends(const Field &f, const Config &config, const RouteTable &routes,
-                       ServiceConfig &service) const;
+                               const BackendRules &rules) const;
+    void read_backends(const Field &f, const BackendRules &rules, ServiceConfig &service) const;
     std::optional<HealthCheckSpec> read_health_check(const Field &f,
                                                      const ServiceConfig &service) const;
     IpAddress unicast_address(const Field &f) const;
 
     // config_api.cc
     void read_api(const Field &f, Config &config) const;
+
+    // config_discovery.cc
+    void read_discovery(const Field &f, DiscoveryConfig &discovery) const;
+    FeedConfig read_feed(const Field &f) const;
+    // The keys of an etcd connection, shared by etcd feeds and the registration.
+    void read_etcd_connection(const Section &s, EtcdSettings &etcd) const;
+    RegistrationConfig read_registration(const Field &f) const;
+    std::vector<std::string> read_service_feeds(const Field &f, const Config &config) const;
 
     unsigned cpus_;
 };

@@ -7,6 +7,7 @@
 #include <set>
 #include <tuple>
 
+#include "ctrl/backend_rules.h"
 #include "ctrl/config_loader.h"
 #include "lb/maglev.h"
 
@@ -18,13 +19,6 @@ constexpr unsigned max_maglev_size = 16'777'259;  // a prime just above 2^24
 constexpr unsigned min_maglev_size = 7;
 constexpr unsigned max_weight = 65535;
 constexpr unsigned max_timeout_s = 86'400;
-
-bool is_service_name(std::string_view s) {
-    return !s.empty() && s.size() <= 63 &&
-           std::all_of(s.begin(), s.end(), [](char c) {
-               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
-           });
-}
 
 const char *family_name(const IpAddress &a) { return a.is_v4() ? "IPv4" : "IPv6"; }
 
@@ -45,6 +39,13 @@ std::optional<uint16_t> http_status(std::string_view text) {
 }
 
 } // namespace
+
+bool is_service_name(std::string_view s) {
+    return !s.empty() && s.size() <= 63 &&
+           std::all_of(s.begin(), s.end(), [](char c) {
+               return (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '-' || c == '_';
+           });
+}
 
 bool is_port_address(const Config &config, const IpAddress &address) {
     for (const PortConfig &port : config.ports)
@@ -97,13 +98,13 @@ IpAddress ConfigLoader::unicast_address(const Field &f) const {
 }
 
 void ConfigLoader::read_services(const Field &f, Config &config) const {
-    const RouteTable routes = route_table(config);
+    const BackendRules rules(config);
     std::map<std::string, int> names;
     // (VIP, protocol) → the ports in use and where, to refuse overlaps.
     std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;
     size_t backends = 0;
     for (const Field &item : sequence(f)) {
-        ServiceConfig service = read_service(item, config, routes);
+        ServiceConfig service = read_service(item, config, rules);
         claim(names, service.name, item, "service name");
 
         auto &ports = listeners[{service.vip.to_string(), service.protocol}];
@@ -137,10 +138,10 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
 }
 
 ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
-                                         const RouteTable &routes) const {
+                                         const BackendRules &rules) const {
     const Section s = map(f, {"name", "vip", "protocol", "port", "mode", "local_addresses",
                               "encapsulation", "gue_port", "maglev_size",
-                              "removed_backend_flows", "health_check", "backends"});
+                              "removed_backend_flows", "health_check", "backends", "feeds"});
     ServiceConfig service;
     service.name = text(require(s, "name"),
                         "a service name of 1..63 characters of a-z, 0-9, '_', '-'",
@@ -174,7 +175,7 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
             if (is_port_address(config, address) || address == service.vip)
                 fail(item, address.to_string() + " is a port address or the VIP");
             // Backends find SNAT addresses by ARP and ND on a port's link.
-            const Route *route = routes.lookup(address);
+            const Route *route = rules.routes().lookup(address);
             if (!route || route->via)
                 fail(item, address.to_string() + " is on no port's prefix" +
                                (route ? " (it is routed via " + route->via->to_string() + ")"
@@ -209,7 +210,9 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
     if (const Field *v = s.find("health_check"))
         service.health_check = read_health_check(*v, service);
     if (const Field *v = s.find("backends"))
-        read_backends(*v, config, routes, service);
+        read_backends(*v, rules, service);
+    if (const Field *v = s.find("feeds"))
+        service.feeds = read_service_feeds(*v, config);
     if (service.backends.size() > service.maglev_size)
         fail(s.self.mark, join(s.self.path, "backends"),
              plural(service.backends.size(), "backend") + " do not fit a Maglev table of " +
@@ -217,45 +220,59 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
     return service;
 }
 
-void ConfigLoader::read_backends(const Field &f, const Config &config, const RouteTable &routes,
-                                 ServiceConfig &service) const {
+BackendRules::BackendRules(const Config &config)
+    : config_(config), routes_(route_table(config)) {}
+
+std::optional<BackendProblem> BackendRules::check(const ServiceConfig &service,
+                                                  const BackendConfig &backend) const {
     const bool dsr = service.mode == ForwardingMode::dsr;
+    // Only GUE can carry one family inside the other.
+    const bool mixed_ok = dsr && service.encapsulation == DsrEncapsulation::gue;
+    if (backend.address.family != service.vip.family && !mixed_ok)
+        return BackendProblem{"address", std::string("expected an ") + family_name(service.vip) +
+                                             " address like the VIP, got " +
+                                             backend.address.to_string()};
+    if (is_port_address(config_, backend.address) || backend.address == service.vip)
+        return BackendProblem{"address",
+                              backend.address.to_string() + " is a port address or the VIP"};
+    // The kernel behind the port's TAP resolves the next hop's MAC: the
+    // backend's own when it is on-link, its route's gateway's otherwise.
+    const Route *route = routes_.lookup(backend.address);
+    if (!route)
+        return BackendProblem{"address", backend.address.to_string() +
+                                             " is on no port's prefix and no route leads there"};
+    const PortConfig &port = config_.ports[route->port];
+    const std::string next_hop =
+        backend.address.to_string() +
+        (route->via ? "'s gateway " + route->via->to_string() : std::string());
+    if (port.exception_tap.empty())
+        return BackendProblem{"address", "port " + port.name + ", where " + next_hop +
+                                             " is, has no exception_path to resolve its MAC "
+                                             "through"};
+    // Port 0 is the client's port, whatever the mode.
+    if (backend.port != 0 && service.port == 0)
+        return BackendProblem{"port",
+                              "a service on every port keeps the client's port: leave port out"};
+    if (backend.port != 0 && dsr && backend.port != service.port)
+        return BackendProblem{"port",
+                              "dsr does not change ports: the backend port must be the "
+                              "service's (" + std::to_string(service.port) + ")"};
+    return std::nullopt;
+}
+
+void ConfigLoader::read_backends(const Field &f, const BackendRules &rules,
+                                 ServiceConfig &service) const {
     std::map<std::string, int> seen;
     for (const Field &item : sequence(f)) {
         const Section s = map(item, {"address", "port", "weight", "drained"});
         BackendConfig backend;
         const Field &address = require(s, "address");
         backend.address = unicast_address(address);
-        // Only GUE can carry one family inside the other.
-        const bool mixed_ok = dsr && service.encapsulation == DsrEncapsulation::gue;
-        if (backend.address.family != service.vip.family && !mixed_ok)
-            fail(address, std::string("expected an ") + family_name(service.vip) +
-                              " address like the VIP, got " + backend.address.to_string());
-        if (is_port_address(config, backend.address) || backend.address == service.vip)
-            fail(address, backend.address.to_string() + " is a port address or the VIP");
-        // The kernel behind the port's TAP resolves the next hop's MAC: the
-        // backend's own when it is on-link, its route's gateway's otherwise.
-        const Route *route = routes.lookup(backend.address);
-        if (!route)
-            fail(address, backend.address.to_string() +
-                              " is on no port's prefix and no route leads there");
-        const PortConfig &port = config.ports[route->port];
-        const std::string next_hop =
-            backend.address.to_string() +
-            (route->via ? "'s gateway " + route->via->to_string() : std::string());
-        if (port.exception_tap.empty())
-            fail(address, "port " + port.name + ", where " + next_hop +
-                              " is, has no exception_path to resolve its MAC through");
-        if (const Field *v = s.find("port"))
-            backend.port = uint16_t(integer(*v, 0, 65535, "a port (0: the client's)"));
-        // 0 means what leaving port out does (the API writes it that way).
-        if (const Field *v = s.find("port"); v && backend.port != 0) {
-            if (service.port == 0)
-                fail(*v, "a service on every port keeps the client's port: leave port out");
-            if (dsr && backend.port != service.port)
-                fail(*v, "dsr does not change ports: the backend port must be the service's (" +
-                             std::to_string(service.port) + ")");
-        }
+        const Field *port = s.find("port");
+        if (port)
+            backend.port = uint16_t(integer(*port, 0, 65535, "a port (0: the client's)"));
+        if (const auto problem = rules.check(service, backend))
+            fail(problem->key == "port" ? *port : address, problem->message);
         if (const Field *v = s.find("weight"))
             backend.weight = integer(*v, 0, max_weight, "a weight");
         if (const Field *v = s.find("drained"))

@@ -30,7 +30,9 @@
 
 #include "ctrl/api.h"
 #include "ctrl/backend_slots.h"
+#include "ctrl/backend_rules.h"
 #include "ctrl/config.h"
+#include "ctrl/discovery.h"
 #include "ctrl/health_checker.h"
 #include "ctrl/http_server.h"
 #include "ctrl/metrics.h"
@@ -132,7 +134,8 @@ sigset_t control_signals() {
 class Gateway {
 public:
     Gateway(Config config, std::string path)
-        : config_(std::move(config)), path_(std::move(path)), cpus_(online_cpu_count()) {}
+        : base_(config), config_(std::move(config)), path_(std::move(path)),
+          cpus_(online_cpu_count()) {}
     ~Gateway() { shut_down(); }
 
     bool start(std::string &error);
@@ -145,9 +148,19 @@ private:
     void refresh_neighbours();
     // Re-reads the config file (SIGHUP, the API): "" or why nothing changed.
     std::string reload();
+    // Makes `next` (the file's, or the API's) the base config: its feeds
+    // run, and it is published with their endpoints merged in. "" or why
+    // nothing changed.
+    std::string apply_base(Config next);
+    MergeResult merge(const Config &base);
+    // Merges the feeds' views into the base config and publishes the
+    // result when it differs from the running config.
+    void publish_merged();
     // Makes `next` the running config: its services, routes and balancing
     // settings take effect in a new snapshot. "" or why nothing changed.
     std::string apply_config(Config next);
+    // The section of `next` that only a restart can change, or null.
+    const char *needs_restart(const Config &next) const;
     void publish_snapshot();
     // True when no worker holds a flow counted in `slot`.
     bool backend_slot_idle(lb::BackendSlot slot) const;
@@ -162,8 +175,17 @@ private:
     nlohmann::json backend_status(const std::string &service, const BackendConfig &backend) const;
     void update_health_targets();
     void take_health_changes();
+
+    // Discovery: the registration's value, the API's views, the log.
+    std::string registration_value() const;
+    nlohmann::json feeds_json() const;
+    nlohmann::json backend_sources(const std::string &service, const BackendConfig &backend) const;
+    void service_discovery();
     BackendHealth health_of(const ServiceConfig &service, const BackendConfig &backend) const;
 
+    // The file's config with the API's changes, and what runs: the base with
+    // the discovery feeds' endpoints merged into its services.
+    Config base_;
     Config config_;
     const std::string path_;
     const unsigned cpus_;  // before the EAL pins this thread to its lcore
@@ -191,6 +213,12 @@ private:
     std::map<std::tuple<std::string, std::string, uint16_t>, uint64_t> health_changes_;
     std::unique_ptr<ManagementApi> api_;
     HttpServer http_;
+
+    Discovery discovery_;
+    std::string instance_;  // the registration's default name: the host's
+    Provenance provenance_;
+    std::vector<IgnoredEndpoints> ignored_;
+    std::string registered_value_;
 };
 
 bool Gateway::start(std::string &error) {
@@ -211,6 +239,16 @@ bool Gateway::start(std::string &error) {
     update_health_targets();
     if (!start_api(error))
         return false;
+    char host[256] = {};
+    gethostname(host, sizeof host - 1);
+    instance_ = host;
+    registered_value_ = registration_value();
+    if (const std::string refused = discovery_.configure(base_, instance_, registered_value_);
+        !refused.empty()) {
+        error = refused;
+        return false;
+    }
+    publish_merged();
     if (neighbours_) {
         // The kernel resolves the backends through the running workers. Give
         // it a moment before announcing: until then, their packets would be
@@ -320,7 +358,7 @@ std::string Gateway::reload() {
     }
     for (const std::string &warning : next.warnings)
         std::printf("sluiced: warning: %s\n", warning.c_str());
-    const std::string refused = apply_config(std::move(next));
+    const std::string refused = apply_base(std::move(next));
     if (!refused.empty()) {
         std::printf("sluiced: reload refused, nothing changed: %s\n", refused.c_str());
         return refused;
@@ -330,17 +368,76 @@ std::string Gateway::reload() {
     return "";
 }
 
+const char *Gateway::needs_restart(const Config &next) const {
+    return !(next.eal == config_.eal)       ? "eal"
+           : !(next.cores == config_.cores)   ? "cores"
+           : !(next.worker == config_.worker) ? "worker"
+           : !(next.ports == config_.ports)   ? "ports"
+           : !(next.api == config_.api)       ? "api"
+           : !(next.lb.flow_table_size == config_.lb.flow_table_size &&
+               next.lb.timeouts == config_.lb.timeouts)
+               ? "lb.flow_table_size and lb.timeouts"
+               : nullptr;
+}
+
+// `base` with the feeds' endpoints that meet the config's rules for a backend.
+MergeResult Gateway::merge(const Config &base) {
+    const BackendRules rules(base);
+    return discovery_.merge(
+        base, EndpointMerger::Clock::now(),
+        [&rules](const ServiceConfig &service, const BackendConfig &backend) {
+            const auto problem = rules.check(service, backend);
+            return problem ? problem->key + ": " + problem->message : std::string();
+        });
+}
+
+std::string Gateway::apply_base(Config next) {
+    if (const char *fixed = needs_restart(next))
+        return std::string(fixed) + " changed, which needs a restart";
+    // New feeds start first; they take over only once the rest is accepted.
+    if (const std::string refused = discovery_.prepare(next, instance_, registered_value_);
+        !refused.empty())
+        return refused;
+    const MergeResult merged = merge(next);
+    if (const std::string refused = apply_config(merged.config); !refused.empty()) {
+        discovery_.abandon();
+        return refused;
+    }
+    base_ = std::move(next);
+    provenance_ = merged.provenance;
+    ignored_ = merged.ignored;
+    discovery_.commit();
+    // The feeds that came or went change the merge.
+    publish_merged();
+    return "";
+}
+
+void Gateway::publish_merged() {
+    MergeResult merged = merge(base_);
+    for (const IgnoredEndpoints &ignored : merged.ignored)
+        if (std::find(ignored_.begin(), ignored_.end(), ignored) == ignored_.end())
+            std::printf("sluiced: discovery: feed %s, service %s%s%s: ignored: %s\n",
+                        ignored.feed.c_str(), ignored.service.c_str(),
+                        ignored.id.empty() ? "" : ", endpoint ", ignored.id.c_str(),
+                        ignored.reason.c_str());
+    provenance_ = std::move(merged.provenance);
+    ignored_ = std::move(merged.ignored);
+    if (merged.config == config_)
+        return;
+    if (const std::string refused = apply_config(std::move(merged.config)); !refused.empty()) {
+        std::printf("sluiced: discovery: the feeds' endpoints were not published: %s\n",
+                    refused.c_str());
+        return;
+    }
+    size_t backends = 0;
+    for (const ServiceConfig &service : config_.services)
+        backends += service.backends.size();
+    std::printf("sluiced: discovery: published %zu backend(s), generation %lu\n", backends,
+                (unsigned long)generation_);
+}
+
 std::string Gateway::apply_config(Config next) {
-    const char *fixed = !(next.eal == config_.eal)       ? "eal"
-                        : !(next.cores == config_.cores)   ? "cores"
-                        : !(next.worker == config_.worker) ? "worker"
-                        : !(next.ports == config_.ports)   ? "ports"
-                        : !(next.api == config_.api)       ? "api"
-                        : !(next.lb.flow_table_size == config_.lb.flow_table_size &&
-                            next.lb.timeouts == config_.lb.timeouts)
-                            ? "lb.flow_table_size and lb.timeouts"
-                            : nullptr;
-    if (fixed)
+    if (const char *fixed = needs_restart(next))
         return std::string(fixed) + " changed, which needs a restart";
     std::string error;
     if (!backend_slots_.assign(
@@ -471,7 +568,8 @@ std::vector<MetricFamily> Gateway::metrics() const {
             const auto found = health_changes_.find(
                 {service, backend.address.to_string(), backend.port});
             return found == health_changes_.end() ? uint64_t(0) : found->second;
-        }});
+        },
+        &discovery_});
 }
 
 // The port a backend's check connects to, which is also how the checker
@@ -543,12 +641,17 @@ nlohmann::json Gateway::backend_status(const std::string &service,
 
 bool Gateway::start_api(std::string &error) {
     ApiHooks hooks;
-    hooks.config = [this]() -> const Config & { return config_; };
-    hooks.apply = [this](Config next) { return apply_config(std::move(next)); };
+    hooks.config = [this]() -> const Config & { return base_; };
+    hooks.published = [this]() -> const Config & { return config_; };
+    hooks.apply = [this](Config next) { return apply_base(std::move(next)); };
+    hooks.backend_sources = [this](const std::string &service, const BackendConfig &backend) {
+        return backend_sources(service, backend);
+    };
+    hooks.feeds = [this] { return feeds_json(); };
     hooks.reload = [this](uint64_t &generation, size_t &services) {
         const std::string refused = reload();
         generation = generation_;
-        services = config_.services.size();
+        services = base_.services.size();
         return refused;
     };
     hooks.stats = [this] { return metrics_json(metrics()); };
@@ -599,6 +702,100 @@ HttpResponse Gateway::serve(const HttpRequest &request) {
     return response;
 }
 
+void Gateway::service_discovery() {
+    if (discovery_.service(EndpointMerger::Clock::now()))
+        publish_merged();
+    for (const std::string &event : discovery_.take_events())
+        std::printf("sluiced: %s\n", event.c_str());
+    // What the gateway publishes of itself follows its services and their health.
+    if (std::string value = registration_value(); value != registered_value_) {
+        registered_value_ = std::move(value);
+        discovery_.set_registration_value(registered_value_);
+    }
+}
+
+// The registration's value: this instance, its API, its VIPs and whether
+// each service has a backend taking new flows.
+std::string Gateway::registration_value() const {
+    nlohmann::json vips = nlohmann::json::array();
+    bool serving = true;
+    for (const ServiceConfig &service : config_.services) {
+        bool available = false;
+        for (const BackendConfig &backend : service.backends)
+            available = available || (!backend.drained && backend.weight > 0 &&
+                                       health_of(service, backend) != BackendHealth::down);
+        serving = serving && available;
+        vips.push_back({{"service", service.name},
+                        {"vip", service.vip.to_string()},
+                        {"protocol", service.protocol == 17 ? "udp" : "tcp"},
+                        {"port", service.port},
+                        {"available", available}});
+    }
+    const auto &registration = base_.discovery.registration;
+    const std::string &instance =
+        registration && !registration->instance.empty() ? registration->instance : instance_;
+    return nlohmann::json{{"instance", instance},
+                          {"api", config_.api.listen()},
+                          {"health", serving ? "serving" : "degraded"},
+                          {"vips", vips}}
+        .dump();
+}
+
+nlohmann::json Gateway::backend_sources(const std::string &service,
+                                        const BackendConfig &backend) const {
+    nlohmann::json sources = nlohmann::json::array();
+    const auto origins = provenance_.find(service);
+    if (origins == provenance_.end())
+        return sources;
+    for (const BackendOrigin &origin : origins->second) {
+        if (origin.address != backend.address || origin.port != backend.port)
+            continue;
+        for (const BackendSource &source : origin.sources) {
+            nlohmann::json j = {{"source", source.source}, {"state", to_string(source.state)}};
+            if (!source.id.empty())
+                j["id"] = source.id;
+            if (source.leaves_at)
+                j["leaves_in_ms"] = std::max<int64_t>(
+                    0, std::chrono::duration_cast<std::chrono::milliseconds>(
+                           *source.leaves_at - EndpointMerger::Clock::now())
+                           .count());
+            sources.push_back(j);
+        }
+    }
+    return sources;
+}
+
+nlohmann::json Gateway::feeds_json() const {
+    nlohmann::json feeds = nlohmann::json::array();
+    for (const FeedReport &report : discovery_.feeds()) {
+        const FeedStatus &status = report.status;
+        feeds.push_back({{"name", status.name},
+                         {"type", status.kind},
+                         {"state", to_string(status.health)},
+                         {"detail", status.detail},
+                         {"updates", status.updates},
+                         {"revision", status.revision},
+                         {"endpoints", report.endpoints},
+                         {"services", report.services},
+                         {"bound_to", report.bound_to}});
+    }
+    nlohmann::json ignored = nlohmann::json::array();
+    for (const IgnoredEndpoints &entry : ignored_)
+        ignored.push_back({{"feed", entry.feed},
+                           {"service", entry.service},
+                           {"id", entry.id},
+                           {"reason", entry.reason}});
+    nlohmann::json body = {{"feeds", feeds}, {"ignored", ignored}, {"registration", nullptr}};
+    if (const auto registration = discovery_.registration())
+        body["registration"] = {{"key", registration->key},
+                                {"registered", registration->registered},
+                                {"lease", registration->lease},
+                                {"detail", registration->detail},
+                                {"grants", registration->grants},
+                                {"keepalives", registration->keepalives}};
+    return body;
+}
+
 void Gateway::print_counters() {
     std::cout << prometheus_text(metrics());
     std::cout.flush();
@@ -626,12 +823,15 @@ void Gateway::wait_for_stop() {
                 refresh_neighbours();
             next_refresh = now + (unresolved ? 100 : 1000);
         }
-        pollfd fds[] = {{signal_fd, POLLIN, 0}, {http_.fd(), POLLIN, 0}, {health_.fd(), POLLIN, 0}};
+        std::vector<pollfd> fds = {
+            {signal_fd, POLLIN, 0}, {http_.fd(), POLLIN, 0}, {health_.fd(), POLLIN, 0}};
+        discovery_.poll_fds(fds);
         int timeout = int(std::min<uint64_t>(next_refresh - std::min(next_refresh, now), 1000));
-        for (const int wanted : {http_.timeout_ms(), health_.timeout_ms()})
+        for (const int wanted : {http_.timeout_ms(), health_.timeout_ms(),
+                                 discovery_.timeout_ms(EndpointMerger::Clock::now())})
             if (wanted >= 0)
                 timeout = std::min(timeout, wanted);
-        if (poll(fds, std::size(fds), timeout) < 0 && errno != EINTR) {
+        if (poll(fds.data(), fds.size(), timeout) < 0 && errno != EINTR) {
             std::printf("sluiced: poll: %s\n", std::strerror(errno));
             break;
         }
@@ -655,8 +855,10 @@ void Gateway::wait_for_stop() {
         health_.service();
         take_health_changes();
         http_.service();
+        service_discovery();
     }
     http_.stop();
+    discovery_.stop();
     close(signal_fd);
 }
 

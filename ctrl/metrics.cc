@@ -221,11 +221,40 @@ BackendTotals backend_totals(const std::vector<std::unique_ptr<dataplane::Worker
     return totals;
 }
 
+// Each feed's state and view, and the registration's.
+void collect_discovery(Collector &out, const Discovery &discovery) {
+    for (const FeedReport &report : discovery.feeds()) {
+        const FeedStatus &status = report.status;
+        const Labels labels = {{"feed", status.name}, {"type", status.kind}};
+        out.add("sluice_discovery_feed_stale", Type::gauge,
+                "1 while the feed has lost its source and serves its last known endpoints.",
+                labels, status.health == FeedHealth::stale);
+        out.add("sluice_discovery_feed_current", Type::gauge,
+                "1 while the feed is in step with its source.", labels,
+                status.health == FeedHealth::current);
+        out.add("sluice_discovery_feed_endpoints", Type::gauge,
+                "Endpoints in the feed's last view.", labels, report.endpoints);
+        out.add("sluice_discovery_feed_updates_total", Type::counter,
+                "Changed views the feed delivered.", labels, status.updates);
+    }
+    if (const auto registration = discovery.registration()) {
+        const Labels labels = {{"key", registration->key}};
+        out.add("sluice_discovery_registered", Type::gauge,
+                "1 while the gateway's key is in etcd under a live lease.", labels,
+                registration->registered);
+        out.add("sluice_discovery_registration_leases_total", Type::counter,
+                "Leases granted to the registration: more than 1 when one was lost.", labels,
+                registration->grants);
+    }
+}
+
 std::vector<MetricFamily> collect_metrics(const MetricsView &view) {
     Collector out;
     for (const auto &worker : view.workers)
         collect_worker(out, *worker);
     collect_backends(out, view);
+    if (view.discovery)
+        collect_discovery(out, *view.discovery);
     for (const auto &port : view.ports) {
         collect_port(out, port.name, port.port_id);
         if (port.has_exception_path)

@@ -15,6 +15,7 @@
 
 #include "ctrl/backend_slots.h"
 #include "ctrl/config.h"
+#include "ctrl/discovery.h"
 #include "dataplane/port.h"
 #include "dataplane/worker.h"
 
@@ -45,6 +46,7 @@ struct MetricsView {
     const BackendSlots &slots;
     HealthOf health;
     HealthChangesOf health_changes;
+    const Discovery *discovery = nullptr;
 };
 
 // One backend's counters, summed over the workers.

@@ -719,3 +719,127 @@ TEST(ApiRequest, DuplicateKeysAreFoundWhereverTheyAre) {
 
 } // namespace
 } // namespace sluice::ctrl
+
+namespace sluice::ctrl {
+namespace {
+
+// With discovery: the API edits the config, shows what is published (the
+// feeds' backends merged in), says where each backend came from, and
+// leaves a backend that only a feed names to that feed.
+class ApiDiscoveryTest : public testing::Test {
+protected:
+    ApiDiscoveryTest() {
+        config = load_config_text(R"(
+ports:
+  - name: back
+    device: net_null0
+    addresses: [198.18.1.1/24]
+    exception_path: {tap: tb}
+discovery:
+  feeds:
+    - {name: registry, type: etcd, username: gw, password: etcd-secret}
+services:
+  - name: mesh
+    vip: 198.18.10.1
+    protocol: tcp
+    port: 80
+    mode: nat
+    backends: [{address: 198.18.1.11}]
+    feeds: [registry]
+api:
+  token: 0123456789abcdef-secret
+)",
+                                  "gateway.yaml", 4);
+        published = config;
+        published.services[0].backends.push_back({*parse_ip_address("198.18.1.12"), 80, 3, false});
+        ApiHooks hooks;
+        hooks.config = [this]() -> const Config & { return config; };
+        hooks.published = [this]() -> const Config & { return published; };
+        hooks.apply = [this](Config next) {
+            ++applied;
+            config = std::move(next);
+            return std::string();
+        };
+        hooks.backend_sources = [](const std::string &, const BackendConfig &backend) {
+            if (backend.address.to_string() == "198.18.1.12")
+                return nlohmann::json::array(
+                    {{{"source", "feed:registry"}, {"id", "be2"}, {"state", "active"}}});
+            return nlohmann::json::array({{{"source", "config"}, {"state", "active"}}});
+        };
+        hooks.feeds = [] {
+            return nlohmann::json{{"feeds", {{{"name", "registry"}, {"state", "stale"}}}}};
+        };
+        api = std::make_unique<ManagementApi>(std::move(hooks));
+    }
+
+    ApiResponse call(const std::string &method, const std::string &path,
+                     const std::string &body = "") {
+        return api->handle({method, path, "", body, std::string("Bearer ") + token});
+    }
+
+    Config config, published;
+    int applied = 0;
+    std::unique_ptr<ManagementApi> api;
+};
+
+TEST_F(ApiDiscoveryTest, BackendsListedWithTheirSources) {
+    const ApiResponse listed = call("GET", "/api/v1/services/mesh/backends");
+    ASSERT_EQ(listed.status, 200) << listed.body;
+    const Json backends = Json::parse(listed.body)["backends"];
+    ASSERT_EQ(backends.size(), 2u) << listed.body;
+    EXPECT_EQ(backends[0]["sources"][0]["source"], "config");
+    EXPECT_EQ(backends[1]["address"], "198.18.1.12");
+    EXPECT_EQ(backends[1]["weight"], 3);
+    EXPECT_EQ(backends[1]["sources"][0]["source"], "feed:registry");
+    EXPECT_EQ(backends[1]["sources"][0]["id"], "be2");
+
+    const ApiResponse one = call("GET", "/api/v1/services/mesh/backends/198.18.1.12");
+    ASSERT_EQ(one.status, 200) << one.body;
+    EXPECT_EQ(Json::parse(one.body)["sources"][0]["id"], "be2");
+    // The service itself is the config's: its feeds, its own backends.
+    const Json service = Json::parse(call("GET", "/api/v1/services/mesh").body);
+    EXPECT_EQ(service["backends"].size(), 1u);
+    EXPECT_EQ(service["feeds"], Json::array({"registry"}));
+}
+
+TEST_F(ApiDiscoveryTest, AFeedsBackendIsTheFeedsToChange) {
+    for (const auto &[method, path] : std::vector<std::pair<std::string, std::string>>{
+             {"POST", "/drain"}, {"POST", "/undrain"}, {"PATCH", ""}, {"DELETE", ""}}) {
+        const ApiResponse refused = call(method, "/api/v1/services/mesh/backends/198.18.1.12" +
+                                                     path,
+                                         method == "PATCH" ? R"({"weight": 1})" : "");
+        EXPECT_EQ(refused.status, 409) << method << path << refused.body;
+        EXPECT_NE(refused.body.find("comes from a discovery feed (feed:registry)"),
+                  std::string::npos)
+            << refused.body;
+    }
+    EXPECT_EQ(applied, 0);
+    EXPECT_EQ(call("GET", "/api/v1/services/mesh/backends/198.18.1.99").status, 404);
+    // The config's own backend changes as ever, in the config.
+    const ApiResponse drained = call("POST", "/api/v1/services/mesh/backends/198.18.1.11/drain");
+    EXPECT_EQ(drained.status, 200) << drained.body;
+    EXPECT_EQ(applied, 1);
+    EXPECT_TRUE(config.services[0].backends[0].drained);
+    EXPECT_EQ(config.services[0].feeds, std::vector<std::string>{"registry"});
+}
+
+TEST_F(ApiDiscoveryTest, FeedsAndRedactedPasswords) {
+    const ApiResponse feeds = call("GET", "/api/v1/feeds");
+    ASSERT_EQ(feeds.status, 200) << feeds.body;
+    EXPECT_EQ(Json::parse(feeds.body)["feeds"][0]["state"], "stale");
+    EXPECT_EQ(call("POST", "/api/v1/feeds").status, 405);
+    const std::string shown = call("GET", "/api/v1/config").body;
+    EXPECT_EQ(shown.find("etcd-secret"), std::string::npos) << shown;
+    EXPECT_EQ(Json::parse(shown)["discovery"]["feeds"][0]["password"], "<redacted>");
+}
+
+TEST(ApiWithoutDiscovery, FeedsAreUnavailable) {
+    const Config config = load_config_text("ports: [{name: a, device: net_null0}]\n", "g", 4);
+    ApiHooks hooks;
+    hooks.config = [&]() -> const Config & { return config; };
+    const ManagementApi api(std::move(hooks));
+    EXPECT_EQ(api.handle({"GET", "/api/v1/feeds", "", "", std::nullopt}).status, 503);
+}
+
+} // namespace
+} // namespace sluice::ctrl

@@ -300,7 +300,7 @@ TEST_P(BadConfigTest, IsRejectedWithPosition) {
 const BadConfig bad_configs[] = {
     // Structure.
     {"unknown top-level key", PORT "colour: blue\n", 2, 1, "colour",
-     "unknown key, expected one of: eal, cores, worker, ports, routes, lb, services"},
+     "unknown key, expected one of: eal, cores, worker, ports, routes, lb, discovery, services, api"},
     {"unknown key in a port", "ports:\n  - name: a\n    device: net_null0\n    speed: 10G\n", 4,
      5, "ports[0].speed", "unknown key, expected one of: name, device, addresses, mtu"},
     {"unknown key in exception_path",
