@@ -1,0 +1,812 @@
+#include "dataplane/tcp_connection.h"
+
+#include <algorithm>
+#include <cstring>
+
+namespace sluice::tcp {
+
+namespace {
+
+constexpr uint8_t max_window_shift = 14;  // RFC 7323 2.3
+constexpr uint16_t default_peer_mss = 536;  // RFC 9293 3.7.1, without an MSS option
+constexpr size_t timestamp_option_bytes = 12;
+
+// RFC 6928: the initial window.
+uint32_t initial_window(uint32_t mss) { return std::min(10 * mss, std::max(2 * mss, 14600u)); }
+
+} // namespace
+
+const char *to_string(State state) {
+    switch (state) {
+    case State::closed: return "CLOSED";
+    case State::syn_sent: return "SYN-SENT";
+    case State::syn_received: return "SYN-RECEIVED";
+    case State::established: return "ESTABLISHED";
+    case State::fin_wait_1: return "FIN-WAIT-1";
+    case State::fin_wait_2: return "FIN-WAIT-2";
+    case State::close_wait: return "CLOSE-WAIT";
+    case State::closing: return "CLOSING";
+    case State::last_ack: return "LAST-ACK";
+    case State::time_wait: return "TIME-WAIT";
+    }
+    return "?";
+}
+
+const char *to_string(CloseReason reason) {
+    switch (reason) {
+    case CloseReason::none: return "none";
+    case CloseReason::normal: return "normal";
+    case CloseReason::reset: return "reset";
+    case CloseReason::aborted: return "aborted";
+    case CloseReason::timed_out: return "timed out";
+    case CloseReason::refused: return "refused";
+    }
+    return "?";
+}
+
+// ---------------------------------------------------------------- the ring
+
+void Connection::Ring::write(size_t offset, const uint8_t *data, size_t length) {
+    size_t at = (start_ + offset) % bytes_.size();
+    while (length > 0) {
+        const size_t piece = std::min(length, bytes_.size() - at);
+        std::memcpy(bytes_.data() + at, data, piece);
+        data += piece;
+        length -= piece;
+        at = 0;
+    }
+}
+
+Payload Connection::Ring::view(size_t offset, size_t length) const {
+    const size_t at = (start_ + offset) % bytes_.size();
+    Payload payload;
+    payload.first = bytes_.data() + at;
+    payload.first_length = std::min(length, bytes_.size() - at);
+    if (payload.first_length < length) {
+        payload.second = bytes_.data();
+        payload.second_length = length - payload.first_length;
+    }
+    return payload;
+}
+
+// ---------------------------------------------------------------- opening
+
+Connection::Connection(const Settings &settings, Endpoints endpoints, SegmentSink &sink,
+                       ConnectionEvents &events)
+    : settings_(settings), endpoints_(endpoints), sink_(sink), events_(events),
+      send_ring_(settings.send_buffer), receive_ring_(settings.receive_buffer) {
+    settings_.window_shift = std::min(settings_.window_shift, max_window_shift);
+    rto_us_ = settings_.rto_initial_us;
+}
+
+void Connection::connect(uint32_t iss, uint64_t now_us) {
+    iss_ = snd_una_ = iss;
+    snd_nxt_ = snd_max_ = iss + 1;
+    enter(State::syn_sent);
+    send_control(flag::syn, iss_, now_us);
+    timing_ = true;
+    timed_seq_ = iss_;
+    timed_at_ = now_us;
+    arm_retransmit(now_us);
+}
+
+bool Connection::accept(const TcpSegment &syn, uint32_t iss, uint64_t now_us) {
+    const TcpHeader &h = syn.header;
+    if (state_ != State::closed || (h.flags & (flag::syn | flag::ack | flag::rst)) != flag::syn)
+        return false;
+    irs_ = h.seq;
+    rcv_nxt_ = irs_ + 1;
+    take_peer_options(h.options, false);
+    snd_wnd_ = max_snd_wnd_ = h.window;  // never scaled on a SYN (RFC 7323 2.2)
+    snd_wl1_ = h.seq;
+    iss_ = snd_una_ = iss;
+    snd_nxt_ = snd_max_ = iss + 1;
+    enter(State::syn_received);
+    send_control(flag::syn | flag::ack, iss_, now_us);
+    timing_ = true;
+    timed_seq_ = iss_;
+    timed_at_ = now_us;
+    arm_retransmit(now_us);
+    return true;
+}
+
+void Connection::take_peer_options(const TcpOptions &options, bool syn_ack) {
+    peer_mss_ = options.mss ? std::max<uint16_t>(*options.mss, 64) : default_peer_mss;
+    // Scaling, SACK and timestamps hold only when both sides offered them;
+    // a SYN-ACK carries them only if our SYN did (RFC 7323 1.3, RFC 2018 2).
+    (void)syn_ack;
+    scaling_ = options.window_scale.has_value();
+    if (scaling_) {
+        snd_shift_ = std::min(*options.window_scale, max_window_shift);
+        rcv_shift_ = settings_.window_shift;
+    } else {
+        snd_shift_ = rcv_shift_ = 0;
+    }
+    sack_ = settings_.sack && options.sack_permitted;
+    timestamps_ = settings_.timestamps && options.timestamp.has_value();
+    if (timestamps_)
+        ts_recent_ = options.timestamp->first;
+}
+
+void Connection::receive_syn_sent(const TcpSegment &segment, uint64_t now_us) {
+    const TcpHeader &h = segment.header;
+    const bool has_ack = h.flags & flag::ack;
+    // RFC 9293 3.10.7.3: an ACK must acknowledge our SYN and nothing more.
+    if (has_ack && (seq_le(h.ack, iss_) || seq_gt(h.ack, snd_max_))) {
+        if (!(h.flags & flag::rst))
+            send_control(flag::rst, h.ack, now_us);
+        return;
+    }
+    if (h.flags & flag::rst) {
+        if (has_ack)  // RFC 5961 3.2: only a RST that acknowledges our SYN counts
+            close(CloseReason::refused);
+        return;
+    }
+    if (!(h.flags & flag::syn))
+        return;
+    irs_ = h.seq;
+    rcv_nxt_ = irs_ + 1;
+    take_peer_options(h.options, true);
+    snd_wnd_ = max_snd_wnd_ = h.window;
+    snd_wl1_ = h.seq;
+    snd_wl2_ = h.ack;
+    if (!has_ack) {
+        // Simultaneous open: both SYNs crossed.
+        enter(State::syn_received);
+        send_control(flag::syn | flag::ack, iss_, now_us);
+        return;
+    }
+    snd_una_ = h.ack;
+    if (timing_ && !timestamps_)
+        take_rtt_sample(uint32_t(now_us - timed_at_));
+    else if (timestamps_ && h.options.timestamp && h.options.timestamp->second != 0)
+        take_rtt_sample((ts_now(now_us) - h.options.timestamp->second) * 1000);
+    timing_ = false;
+    retransmit_at_ = 0;
+    backoffs_ = 0;
+    cwnd_ = initial_window(peer_mss_);
+    enter(State::established);
+    send_ack(now_us);
+    events_.on_established();
+    if (!closed())
+        output(now_us);
+}
+
+// ---------------------------------------------------------------- receiving
+
+void Connection::receive(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us) {
+    switch (state_) {
+    case State::closed: return;
+    case State::syn_sent: receive_syn_sent(segment, now_us); return;
+    default: process_synchronized(segment, payload, now_us); return;
+    }
+}
+
+bool Connection::acceptable(const TcpSegment &segment) const {
+    const TcpHeader &h = segment.header;
+    const uint32_t length = segment.payload_length + ((h.flags & flag::syn) ? 1 : 0) +
+                            ((h.flags & flag::fin) ? 1 : 0);
+    const uint32_t window = receive_window();
+    const auto in_window = [&](uint32_t seq) {
+        return seq_le(rcv_nxt_, seq) && seq_lt(seq, rcv_nxt_ + window);
+    };
+    if (length == 0)
+        return window == 0 ? h.seq == rcv_nxt_ : in_window(h.seq);
+    if (window == 0)
+        return false;
+    return in_window(h.seq) || in_window(h.seq + length - 1);
+}
+
+void Connection::process_synchronized(const TcpSegment &segment, const uint8_t *payload,
+                                      uint64_t now_us) {
+    const TcpHeader &h = segment.header;
+    const bool rst = h.flags & flag::rst;
+
+    // PAWS (RFC 7323 5.3): an older timestamp is an old duplicate.
+    if (timestamps_ && h.options.timestamp && !rst &&
+        seq_lt(h.options.timestamp->first, ts_recent_)) {
+        send_ack(now_us);
+        return;
+    }
+    if (!acceptable(segment)) {
+        if (!rst) {
+            send_ack(now_us);
+            // A retransmitted FIN in TIME-WAIT: acknowledged, and the wait
+            // starts over (RFC 9293 3.10.7.4, eighth step).
+            if (state_ == State::time_wait && (h.flags & flag::fin))
+                time_wait_until_ = now_us + 2ull * settings_.msl_us;
+        }
+        return;
+    }
+    // RFC 5961 3.2: only a RST at exactly RCV.NXT resets; another in the
+    // window may be forged, and the peer, if it is real, answers a
+    // challenge ACK with the exact one.
+    if (rst) {
+        if (h.seq == rcv_nxt_)
+            close(CloseReason::reset);
+        else
+            send_challenge_ack(now_us);
+        return;
+    }
+    // RFC 5961 4.2: a SYN in a synchronized state gets a challenge ACK.
+    if (h.flags & flag::syn) {
+        send_challenge_ack(now_us);
+        return;
+    }
+    if (!(h.flags & flag::ack))
+        return;
+    if (timestamps_ && h.options.timestamp && seq_le(h.seq, last_ack_sent_))
+        ts_recent_ = h.options.timestamp->first;
+    if (!process_ack(segment, now_us) || closed())
+        return;
+
+    if (segment.payload_length > 0) {
+        if (state_ == State::established || state_ == State::fin_wait_1 ||
+            state_ == State::fin_wait_2)
+            process_data(segment, payload + segment.payload_offset, now_us);
+        if (closed())
+            return;
+    }
+    // A FIN counts once every byte before it has arrived.
+    if ((h.flags & flag::fin) && h.seq + segment.payload_length == rcv_nxt_)
+        process_fin(now_us);
+    if (!closed())
+        output(now_us);
+}
+
+// False when the segment is to be dropped after the ACK.
+bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
+    const TcpHeader &h = segment.header;
+    if (state_ == State::syn_received) {
+        // RFC 9293 3.10.7.4: an ACK that does not take our SYN is reset.
+        if (!seq_gt(h.ack, snd_una_) || seq_gt(h.ack, snd_max_)) {
+            send_control(flag::rst, h.ack, now_us);
+            return false;
+        }
+        // Our SYN is acknowledged.
+        cwnd_ = initial_window(peer_mss_);
+        enter(State::established);
+        events_.on_established();
+        if (closed())
+            return false;
+    }
+    // RFC 5961 5.2: an ACK for data never sent, or too old to be real.
+    if (seq_gt(h.ack, snd_max_) || seq_lt(h.ack, snd_una_ - max_snd_wnd_)) {
+        send_challenge_ack(now_us);
+        return false;
+    }
+    // The peer is there: retransmissions and probes start counting again
+    // (RFC 9293 3.8.6.1: a zero window held open is no reason to give up).
+    retries_ = 0;
+
+    const uint32_t scaled_window = uint32_t(h.window) << snd_shift_;
+    const bool window_update = seq_lt(snd_wl1_, h.seq) ||
+                               (snd_wl1_ == h.seq && seq_le(snd_wl2_, h.ack));
+    const bool window_changed = window_update && scaled_window != snd_wnd_;
+
+    if (seq_gt(h.ack, snd_una_)) {
+        uint32_t acked = h.ack - snd_una_;
+        // The SYN and the FIN take a sequence number each but no buffer byte.
+        if (snd_una_ == iss_)
+            --acked;
+        const bool fin_acked = fin_sent_ && seq_gt(h.ack, fin_seq_);
+        const size_t data_acked = std::min<size_t>(acked - (fin_acked ? 1 : 0), queued_);
+        send_ring_.advance(data_acked);
+        queued_ -= data_acked;
+        snd_una_ = h.ack;
+        if (seq_lt(snd_nxt_, snd_una_))
+            snd_nxt_ = snd_una_;
+
+        if (timestamps_ && h.options.timestamp && h.options.timestamp->second != 0)
+            take_rtt_sample((ts_now(now_us) - h.options.timestamp->second) * 1000);
+        else if (timing_ && seq_gt(h.ack, timed_seq_))
+            take_rtt_sample(uint32_t(now_us - timed_at_));
+        if (timing_ && seq_gt(h.ack, timed_seq_))
+            timing_ = false;
+
+        const uint32_t mss = peer_mss_;
+        if (in_recovery_) {
+            if (seq_ge(h.ack, recover_)) {
+                // Full acknowledgment (RFC 6582 3.2, step 3).
+                cwnd_ = std::min(ssthresh_, std::max(flight_size(), mss) + mss);
+                in_recovery_ = false;
+            } else {
+                // Partial: the next hole is lost too.
+                retransmit_first(now_us);
+                cwnd_ = cwnd_ > acked ? cwnd_ - acked : mss;
+                if (acked >= mss)
+                    cwnd_ += mss;
+            }
+        } else if (cwnd_ < ssthresh_) {
+            cwnd_ += std::min(acked, mss);  // slow start (RFC 5681 3.1)
+        } else {
+            cwnd_ += std::max<uint32_t>(1, uint32_t(uint64_t(mss) * mss / cwnd_));
+        }
+        dupacks_ = 0;
+        backoffs_ = 0;
+        rto_us_ = srtt_us_ ? std::clamp(srtt_us_ + std::max<uint32_t>(4 * rttvar_us_, 1000),
+                                        settings_.rto_min_us, settings_.rto_max_us)
+                           : settings_.rto_initial_us;
+        retransmit_at_ = 0;
+        if (flight_size() > 0)
+            arm_retransmit(now_us);
+
+        if (fin_acked) {
+            if (state_ == State::fin_wait_1)
+                enter(State::fin_wait_2);
+            else if (state_ == State::closing) {
+                enter(State::time_wait);
+                time_wait_until_ = now_us + 2ull * settings_.msl_us;
+            } else if (state_ == State::last_ack) {
+                close(CloseReason::normal);
+                return false;
+            }
+        }
+    } else if (h.ack == snd_una_ && segment.payload_length == 0 &&
+               !(h.flags & (flag::syn | flag::fin)) && !window_changed && flight_size() > 0 &&
+               scaled_window > 0) {
+        // A duplicate ACK (RFC 5681 2): the peer holds data past a hole.
+        // (Answers to zero-window probes are not: nothing was lost.)
+        if (++dupacks_ == 3 && !in_recovery_) {
+            ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
+            recover_ = snd_max_;
+            in_recovery_ = true;
+            ++fast_retransmits_;
+            retransmit_first(now_us);
+            cwnd_ = ssthresh_ + 3 * peer_mss_;
+        } else if (dupacks_ > 3 && in_recovery_) {
+            cwnd_ += peer_mss_;  // each one says a segment left the network
+        }
+    }
+    if (window_update) {
+        snd_wnd_ = scaled_window;
+        max_snd_wnd_ = std::max(max_snd_wnd_, snd_wnd_);
+        snd_wl1_ = h.seq;
+        snd_wl2_ = h.ack;
+    }
+    // In TIME-WAIT nothing is left to acknowledge or to send.
+    return state_ != State::time_wait;
+}
+
+void Connection::process_data(const TcpSegment &segment, const uint8_t *data, uint64_t now_us) {
+    uint32_t seq = segment.header.seq;
+    size_t length = segment.payload_length;
+    if (seq_lt(seq, rcv_nxt_)) {
+        const uint32_t old = rcv_nxt_ - seq;
+        if (old >= length) {
+            send_ack(now_us);  // all of it arrived before: the peer missed our ACK
+            return;
+        }
+        data += old;
+        length -= old;
+        seq = rcv_nxt_;
+    }
+    // Nothing beyond the window we offered.
+    const uint32_t room = rcv_nxt_ + receive_window() - seq;
+    length = std::min<size_t>(length, room);
+    if (length == 0)
+        return;
+    if (seq != rcv_nxt_) {
+        hold(seq, data, length);
+        send_ack(now_us);  // at once, with SACK blocks: fast retransmit needs it
+        return;
+    }
+    const bool filled_hole = held_count_ > 0;
+    rcv_nxt_ += uint32_t(length);
+    receive_ring_.advance(length);
+    events_.on_data(data, length);
+    if (closed())
+        return;
+    deliver_held();
+    if (closed())
+        return;
+    ++unacked_segments_;
+    if (filled_hole || unacked_segments_ >= 2)
+        send_ack(now_us);
+    else if (!delayed_ack_at_)
+        delayed_ack_at_ = now_us + settings_.delayed_ack_us;
+}
+
+void Connection::hold(uint32_t seq, const uint8_t *data, size_t length) {
+    uint32_t left = seq, right = seq + uint32_t(length);
+    // Merge with every interval it touches; keep them sorted by left edge.
+    size_t first = 0;
+    while (first < held_count_ && seq_lt(held_[first].right, left))
+        ++first;
+    size_t last = first;
+    while (last < held_count_ && seq_le(held_[last].left, right)) {
+        left = seq_lt(held_[last].left, left) ? held_[last].left : left;
+        right = seq_gt(held_[last].right, right) ? held_[last].right : right;
+        ++last;
+    }
+    const size_t merged = last - first;
+    if (merged == 0 && held_count_ == max_held)
+        return;  // no room to remember another hole: the peer sends it again
+    receive_ring_.write(seq - rcv_nxt_, data, length);
+    // Replace intervals [first, last) by the one merged interval.
+    if (merged == 0) {
+        std::move_backward(held_ + first, held_ + held_count_, held_ + held_count_ + 1);
+        ++held_count_;
+    } else if (merged > 1) {
+        std::move(held_ + last, held_ + held_count_, held_ + first + 1);
+        held_count_ -= merged - 1;
+    }
+    held_[first] = {left, right};
+    newest_held_ = left;
+    held_bytes_ = 0;
+    for (size_t i = 0; i < held_count_; ++i)
+        held_bytes_ += held_[i].right - held_[i].left;
+}
+
+void Connection::deliver_held() {
+    while (held_count_ > 0 && seq_le(held_[0].left, rcv_nxt_)) {
+        const Held block = held_[0];
+        std::move(held_ + 1, held_ + held_count_, held_);
+        --held_count_;
+        if (seq_le(block.right, rcv_nxt_))
+            continue;
+        // In place: nothing writes to the ring until the next segment.
+        const size_t length = block.right - rcv_nxt_;
+        const Payload held = receive_ring_.view(0, length);
+        receive_ring_.advance(length);
+        rcv_nxt_ += uint32_t(length);
+        events_.on_data(held.first, held.first_length);
+        if (!closed() && held.second_length > 0)
+            events_.on_data(held.second, held.second_length);
+        if (closed())
+            return;
+    }
+    held_bytes_ = 0;
+    for (size_t i = 0; i < held_count_; ++i)
+        held_bytes_ += held_[i].right - held_[i].left;
+}
+
+void Connection::process_fin(uint64_t now_us) {
+    ++rcv_nxt_;
+    receive_ring_.advance(1);
+    send_ack(now_us);
+    switch (state_) {
+    case State::syn_received:
+    case State::established: enter(State::close_wait); break;
+    case State::fin_wait_1:
+        // Our FIN not yet acknowledged: both closed at once.
+        enter(State::closing);
+        break;
+    case State::fin_wait_2:
+        enter(State::time_wait);
+        time_wait_until_ = now_us + 2ull * settings_.msl_us;
+        retransmit_at_ = 0;
+        break;
+    default: break;
+    }
+    events_.on_peer_finished();
+}
+
+// ---------------------------------------------------------------- sending
+
+size_t Connection::send(const uint8_t *data, size_t length, uint64_t now_us) {
+    const bool open = state_ == State::established || state_ == State::close_wait ||
+                      state_ == State::syn_sent || state_ == State::syn_received;
+    if (!open || fin_queued_)
+        return 0;
+    const size_t accepted = std::min(length, send_ring_.capacity() - queued_);
+    send_ring_.write(queued_, data, accepted);
+    queued_ += accepted;
+    if (state_ == State::established || state_ == State::close_wait)
+        output(now_us);
+    return accepted;
+}
+
+void Connection::shutdown(uint64_t now_us) {
+    if (fin_queued_)
+        return;
+    switch (state_) {
+    case State::syn_sent: close(CloseReason::normal); return;
+    case State::syn_received:
+    case State::established: enter(State::fin_wait_1); break;
+    case State::close_wait: enter(State::last_ack); break;
+    default: return;
+    }
+    fin_queued_ = true;
+    output(now_us);
+}
+
+void Connection::abort(uint64_t now_us) {
+    if (closed())
+        return;
+    if (state_ != State::syn_sent && state_ != State::time_wait)
+        send_control(flag::rst | flag::ack, snd_nxt_, now_us);
+    close(CloseReason::aborted);
+}
+
+size_t Connection::unsent() const {
+    // Bytes in the ring from snd_nxt_ on (snd_una_ is the ring's start).
+    const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
+    const size_t in_flight = seq_gt(snd_nxt_, data_start) ? snd_nxt_ - data_start : 0;
+    const size_t fin = fin_sent_ && seq_gt(snd_nxt_, fin_seq_) ? 1 : 0;
+    const size_t sent = std::min(in_flight - std::min(in_flight, fin), queued_);
+    return queued_ - sent;
+}
+
+void Connection::output(uint64_t now_us) {
+    const bool sending = state_ == State::established || state_ == State::close_wait ||
+                         state_ == State::fin_wait_1 || state_ == State::last_ack ||
+                         state_ == State::closing;
+    if (!sending)
+        return;
+    const size_t mss = std::min<size_t>(peer_mss_, settings_.mss) -
+                       (timestamps_ ? timestamp_option_bytes : 0);
+    for (;;) {
+        const uint32_t window = std::min(snd_wnd_, cwnd_);
+        const uint32_t usable =
+            seq_lt(snd_nxt_, snd_una_ + window) ? snd_una_ + window - snd_nxt_ : 0;
+        const size_t pending = unsent();
+        const bool fin_due = fin_queued_ && !fin_sent_ && pending == 0;
+        if (pending == 0 && !fin_due)
+            break;
+        if (pending > 0) {
+            size_t length = std::min<size_t>({pending, mss, usable});
+            // Sender-side silly window avoidance (RFC 9293 3.8.6.2.1): a
+            // small segment only when it is all there is and nothing is in
+            // flight, or it is the last piece.
+            if (length == 0 || (length < mss && length < pending && flight_size() > 0))
+                break;
+            const bool fin = fin_queued_ && length == pending;
+            send_data(snd_nxt_, length, fin, now_us);
+            continue;
+        }
+        send_data(snd_nxt_, 0, true, now_us);
+    }
+    // A zero window with data waiting: probe it (the retransmission timer
+    // doubles as the persist timer).
+    if (snd_wnd_ == 0 && unsent() > 0 && !retransmit_at_)
+        arm_retransmit(now_us);
+    if (delayed_ack_at_ && unacked_segments_ == 0)
+        delayed_ack_at_ = 0;
+}
+
+// Sends `length` bytes from sequence number `seq`, and the FIN after them
+// when `fin`; advances snd_nxt_ when this is new data.
+void Connection::send_data(uint32_t seq, size_t length, bool fin, uint64_t now_us) {
+    TcpHeader header;
+    header.source_port = endpoints_.local_port;
+    header.destination_port = endpoints_.remote_port;
+    header.seq = seq;
+    header.ack = rcv_nxt_;
+    header.flags = flag::ack | (length > 0 ? flag::psh : 0) | (fin ? flag::fin : 0);
+    header.window = advertised_window();
+    fill_options(header, false, now_us);
+    const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
+    sink_.send_segment(header, send_ring_.view(seq - data_start, length));
+    last_ack_sent_ = rcv_nxt_;
+    unacked_segments_ = 0;
+    delayed_ack_at_ = 0;
+
+    const uint32_t end = seq + uint32_t(length) + (fin ? 1 : 0);
+    if (fin) {
+        fin_sent_ = true;
+        fin_seq_ = seq + uint32_t(length);
+    }
+    if (seq_gt(end, snd_nxt_)) {
+        snd_nxt_ = end;
+        if (!timing_ && seq_ge(seq, snd_max_)) {  // Karn: time new data only
+            timing_ = true;
+            timed_seq_ = seq;
+            timed_at_ = now_us;
+        }
+    }
+    if (seq_gt(snd_nxt_, snd_max_))
+        snd_max_ = snd_nxt_;
+    if (!retransmit_at_)
+        arm_retransmit(now_us);
+}
+
+void Connection::retransmit_first(uint64_t now_us) {
+    ++retransmissions_;
+    timing_ = false;
+    const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
+    const size_t mss = std::min<size_t>(peer_mss_, settings_.mss) -
+                       (timestamps_ ? timestamp_option_bytes : 0);
+    const size_t sent_data = std::min<size_t>(queued_, snd_max_ - data_start);
+    const size_t length = std::min(mss, sent_data);
+    const bool fin = fin_sent_ && length == queued_;
+    const uint32_t snd_nxt = snd_nxt_;
+    send_data(snd_una_, length, fin, now_us);
+    snd_nxt_ = seq_gt(snd_nxt, snd_nxt_) ? snd_nxt : snd_nxt_;
+}
+
+void Connection::send_control(uint8_t flags, uint32_t seq, uint64_t now_us) {
+    TcpHeader header;
+    header.source_port = endpoints_.local_port;
+    header.destination_port = endpoints_.remote_port;
+    header.seq = seq;
+    header.flags = flags;
+    if (flags & flag::ack)
+        header.ack = rcv_nxt_;
+    if (!(flags & flag::rst)) {
+        header.window = (flags & flag::syn)
+                            ? uint16_t(std::min<uint32_t>(settings_.receive_buffer, 65535))
+                            : advertised_window();
+        fill_options(header, flags & flag::syn, now_us);
+    }
+    sink_.send_segment(header, Payload{});
+    if (flags & flag::ack) {
+        last_ack_sent_ = rcv_nxt_;
+        unacked_segments_ = 0;
+        delayed_ack_at_ = 0;
+    }
+}
+
+void Connection::send_ack(uint64_t now_us) { send_control(flag::ack, snd_nxt_, now_us); }
+
+void Connection::send_challenge_ack(uint64_t now_us) {
+    // RFC 5961 7 asks for a rate limit; the owner's per-worker limit of
+    // segments sent to one peer is where that belongs.
+    ++challenge_acks_;
+    send_ack(now_us);
+}
+
+void Connection::fill_options(TcpHeader &header, bool syn, uint64_t now_us) const {
+    TcpOptions &o = header.options;
+    if (syn) {
+        o.mss = settings_.mss;
+        // A SYN-ACK offers only what the SYN offered (RFC 7323 2.2).
+        const bool answering = header.flags & flag::ack;
+        if (!answering || scaling_)
+            o.window_scale = settings_.window_shift;
+        o.sack_permitted = answering ? sack_ : settings_.sack;
+        if (answering ? timestamps_ : settings_.timestamps)
+            o.timestamp = std::make_pair(ts_now(now_us), answering ? ts_recent_ : 0u);
+        return;
+    }
+    if (timestamps_)
+        o.timestamp = std::make_pair(ts_now(now_us), ts_recent_);
+    if (sack_ && held_count_ > 0) {
+        // The block with the newest data first (RFC 2018 4), then the rest.
+        const size_t room = timestamps_ ? 3 : 4;
+        for (size_t i = 0; i < held_count_ && o.sack_count < room; ++i)
+            if (held_[i].left == newest_held_)
+                o.sack[o.sack_count++] = {held_[i].left, held_[i].right};
+        for (size_t i = 0; i < held_count_ && o.sack_count < room; ++i)
+            if (held_[i].left != newest_held_)
+                o.sack[o.sack_count++] = {held_[i].left, held_[i].right};
+    }
+}
+
+uint32_t Connection::receive_window() const {
+    // Data in order goes up at once; the ring holds what came out of order.
+    return settings_.receive_buffer;
+}
+
+uint16_t Connection::advertised_window() const {
+    return uint16_t(std::min<uint32_t>(receive_window() >> rcv_shift_, 65535));
+}
+
+// ---------------------------------------------------------------- timers
+
+void Connection::take_rtt_sample(uint32_t rtt_us) {
+    // RFC 6298 2.2 and 2.3, in microseconds.
+    if (srtt_us_ == 0) {
+        srtt_us_ = std::max<uint32_t>(rtt_us, 1);
+        rttvar_us_ = rtt_us / 2;
+    } else {
+        const uint32_t delta = srtt_us_ > rtt_us ? srtt_us_ - rtt_us : rtt_us - srtt_us_;
+        rttvar_us_ = (3 * rttvar_us_ + delta) / 4;
+        srtt_us_ = (7 * srtt_us_ + rtt_us) / 8;
+    }
+    rto_us_ = std::clamp(srtt_us_ + std::max<uint32_t>(4 * rttvar_us_, 1000),
+                         settings_.rto_min_us, settings_.rto_max_us);
+}
+
+void Connection::arm_retransmit(uint64_t now_us) { retransmit_at_ = now_us + rto_us_; }
+
+uint64_t Connection::next_timer_us() const {
+    uint64_t next = 0;
+    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_})
+        if (at && (!next || at < next))
+            next = at;
+    return next;
+}
+
+void Connection::on_timer(uint64_t now_us) {
+    if (time_wait_until_ && now_us >= time_wait_until_) {
+        close(CloseReason::normal);
+        return;
+    }
+    if (delayed_ack_at_ && now_us >= delayed_ack_at_)
+        send_ack(now_us);
+    if (!retransmit_at_ || now_us < retransmit_at_)
+        return;
+    retransmit_at_ = 0;
+    // RFC 6298 5.5: back off.
+    rto_us_ = std::min<uint64_t>(uint64_t(rto_us_) * 2, settings_.rto_max_us);
+    ++backoffs_;
+    ++timeouts_;
+    timing_ = false;
+    if (state_ == State::syn_sent || state_ == State::syn_received) {
+        if (++retries_ > settings_.max_syn_retransmissions) {
+            if (state_ == State::syn_received)
+                send_control(flag::rst, snd_nxt_, now_us);
+            close(CloseReason::timed_out);
+            return;
+        }
+        ++retransmissions_;
+        send_control(state_ == State::syn_sent ? flag::syn : flag::syn | flag::ack, iss_,
+                     now_us);
+        arm_retransmit(now_us);
+        return;
+    }
+    if (flight_size() == 0 && !(snd_wnd_ == 0 && unsent() > 0))
+        return;
+    if (++retries_ > settings_.max_retransmissions) {
+        send_control(flag::rst | flag::ack, snd_nxt_, now_us);
+        close(CloseReason::timed_out);
+        return;
+    }
+    if (flight_size() == 0) {
+        // The persist timer: a byte past a zero window asks the peer again
+        // (RFC 9293 3.8.6.1). It is not counted in flight: if the peer
+        // drops it, it goes again as new data once the window opens; if it
+        // takes it, its ACK moves snd_nxt_ past it.
+        const uint32_t next = snd_nxt_;
+        send_data(snd_nxt_, 1, false, now_us);
+        snd_nxt_ = next;
+        timing_ = false;
+        ++retransmissions_;
+        arm_retransmit(now_us);
+        return;
+    }
+    // RFC 5681 3.1: after a timeout, one segment, slow start from there.
+    ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
+    cwnd_ = peer_mss_;
+    in_recovery_ = false;
+    recover_ = snd_max_;
+    dupacks_ = 0;
+    // Go back: everything after the first segment is sent again as the
+    // window opens.
+    snd_nxt_ = snd_una_;
+    if (fin_sent_ && seq_ge(fin_seq_, snd_nxt_))
+        fin_sent_ = false;
+    retransmit_first(now_us);
+    arm_retransmit(now_us);
+}
+
+// ---------------------------------------------------------------- states
+
+void Connection::enter(State state) { state_ = state; }
+
+void Connection::close(CloseReason reason) {
+    if (closed())
+        return;
+    state_ = State::closed;
+    close_reason_ = reason;
+    retransmit_at_ = delayed_ack_at_ = time_wait_until_ = 0;
+    events_.on_closed(reason);
+}
+
+Connection::Info Connection::info() const {
+    Info i{};
+    i.snd_una = snd_una_;
+    i.snd_nxt = snd_nxt_;
+    i.snd_wnd = snd_wnd_;
+    i.rcv_nxt = rcv_nxt_;
+    i.rcv_wnd = receive_window();
+    i.cwnd = cwnd_;
+    i.ssthresh = ssthresh_;
+    i.srtt_us = srtt_us_;
+    i.rto_us = rto_us_;
+    i.peer_mss = peer_mss_;
+    i.snd_shift = snd_shift_;
+    i.rcv_shift = rcv_shift_;
+    i.sack = sack_;
+    i.timestamps = timestamps_;
+    i.queued = queued_;
+    i.held_out_of_order = held_bytes_;
+    i.retransmissions = retransmissions_;
+    i.fast_retransmits = fast_retransmits_;
+    i.timeouts = timeouts_;
+    i.challenge_acks = challenge_acks_;
+    return i;
+}
+
+} // namespace sluice::tcp

@@ -1,0 +1,272 @@
+// One userspace TCP connection (RFC 9293), as a worker runs it: pure logic
+// over segments, with the time passed in and no EAL, so that unit tests drive
+// it with segments built by hand. The owner (the worker's endpoint table)
+// finds the connection of an arriving segment, calls receive(), and turns
+// what the connection emits through its SegmentSink into packets; it calls
+// on_timer() when next_timer_us() is due.
+//
+// What it does:
+//   - the state machine of RFC 9293 3.3.2, with active, passive and
+//     simultaneous open and close, and TIME-WAIT for 2 x MSL;
+//   - MSS, window scaling and timestamps negotiated on the SYN (RFC 7323),
+//     PAWS (RFC 7323 5), SACK-permitted, and SACK blocks sent for data held
+//     out of order (RFC 2018);
+//   - the checks of RFC 5961: a RST or a SYN that is in the window but not
+//     exactly expected gets a challenge ACK, and an ACK for data never sent
+//     is answered, not taken;
+//   - retransmission per RFC 6298 (SRTT, RTTVAR, backoff, Karn's rule or
+//     timestamps for samples), NewReno congestion control (RFC 5681, 6582)
+//     with fast retransmit and fast recovery;
+//   - delayed ACKs (every second full segment, or delayed_ack_us), an
+//     immediate ACK for data out of order, and zero-window probes (RFC 9293
+//     3.8.6.1) with the retransmission backoff.
+//
+// Memory: a connection owns a send buffer and a receive (reassembly) buffer
+// of the sizes in its settings, allocated once when it is made, and nothing
+// per segment; the size of the object itself is sizeof(Connection).
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <vector>
+
+#include "dataplane/tcp_segment.h"
+
+namespace sluice::tcp {
+
+// Sequence numbers compare modulo 2^32 (RFC 9293 3.4).
+inline bool seq_lt(uint32_t a, uint32_t b) { return int32_t(a - b) < 0; }
+inline bool seq_le(uint32_t a, uint32_t b) { return int32_t(a - b) <= 0; }
+inline bool seq_gt(uint32_t a, uint32_t b) { return int32_t(a - b) > 0; }
+inline bool seq_ge(uint32_t a, uint32_t b) { return int32_t(a - b) >= 0; }
+
+enum class State : uint8_t {
+    closed,
+    syn_sent,
+    syn_received,
+    established,
+    fin_wait_1,
+    fin_wait_2,
+    close_wait,
+    closing,
+    last_ack,
+    time_wait,
+};
+const char *to_string(State state);
+
+struct Settings {
+    uint16_t mss = 1460;                 // what we accept: our MSS option
+    uint8_t window_shift = 7;            // our window scale, when the peer offers scaling
+    uint32_t send_buffer = 256 * 1024;   // bytes not yet acknowledged, sent or not
+    uint32_t receive_buffer = 256 * 1024;
+    bool sack = true;
+    bool timestamps = true;
+    uint32_t rto_initial_us = 1'000'000;  // RFC 6298 2.1
+    uint32_t rto_min_us = 200'000;        // Linux's; RFC 6298 says 1 s
+    uint32_t rto_max_us = 60'000'000;
+    uint32_t delayed_ack_us = 40'000;
+    uint32_t msl_us = 30'000'000;         // TIME-WAIT lasts 2 x MSL
+    uint32_t max_retransmissions = 15;    // then the connection is given up (reset)
+    uint32_t max_syn_retransmissions = 6;
+};
+
+// Why a connection ended.
+enum class CloseReason : uint8_t {
+    none,
+    normal,        // both sides closed (after TIME-WAIT, or on the last ACK)
+    reset,         // the peer reset it
+    aborted,       // abort() was called
+    timed_out,     // retransmissions ran out
+    refused,       // a RST answered our SYN
+};
+const char *to_string(CloseReason reason);
+
+// A segment's payload where it lies in the send buffer: one piece, or two
+// when it wraps around the buffer's end. Valid during send_segment().
+struct Payload {
+    const uint8_t *first = nullptr;
+    size_t first_length = 0;
+    const uint8_t *second = nullptr;
+    size_t second_length = 0;
+
+    size_t length() const { return first_length + second_length; }
+};
+
+// Where segments go: the owner wraps each in IP and Ethernet (copying the
+// payload into the packet once), computes the checksum and sends it.
+class SegmentSink {
+public:
+    virtual ~SegmentSink() = default;
+    virtual void send_segment(const TcpHeader &header, const Payload &payload) = 0;
+};
+
+// What the layer above hears. Called from inside receive(), on_timer() and
+// the calls below; it may call send(), shutdown() and abort() from them.
+class ConnectionEvents {
+public:
+    virtual ~ConnectionEvents() = default;
+    virtual void on_established() {}
+    // In-order bytes, each exactly once. The view is valid during the call.
+    virtual void on_data(const uint8_t *, size_t) {}
+    virtual void on_peer_finished() {}  // the peer's FIN: no more data will come
+    virtual void on_closed(CloseReason) {}
+};
+
+// The four-tuple and who starts: ports here, addresses are the owner's.
+struct Endpoints {
+    uint16_t local_port = 0;
+    uint16_t remote_port = 0;
+};
+
+class Connection {
+public:
+    Connection(const Settings &settings, Endpoints endpoints, SegmentSink &sink,
+               ConnectionEvents &events);
+    Connection(const Connection &) = delete;
+    Connection &operator=(const Connection &) = delete;
+
+    // Active open: sends a SYN with initial sequence number `iss`.
+    void connect(uint32_t iss, uint64_t now_us);
+    // Passive open: `syn` arrived on a listener; answers SYN-ACK from `iss`.
+    // False (and nothing sent) when the segment is not a SYN to accept.
+    bool accept(const TcpSegment &syn, uint32_t iss, uint64_t now_us);
+
+    // A segment for this connection, checksum verified by the owner.
+    void receive(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
+
+    // Queues bytes to send; returns how many fit in the send buffer.
+    size_t send(const uint8_t *data, size_t length, uint64_t now_us);
+    // No more data from us: a FIN follows the queued bytes.
+    void shutdown(uint64_t now_us);
+    // Resets the connection at once (RST), dropping queued data.
+    void abort(uint64_t now_us);
+
+    // The earliest due timer, 0 when none is armed.
+    uint64_t next_timer_us() const;
+    void on_timer(uint64_t now_us);
+
+    State state() const { return state_; }
+    CloseReason close_reason() const { return close_reason_; }
+    bool closed() const { return state_ == State::closed; }
+    const Endpoints &endpoints() const { return endpoints_; }
+
+    // For tests, metrics and the docs.
+    struct Info {
+        uint32_t snd_una, snd_nxt, snd_wnd, rcv_nxt, rcv_wnd;
+        uint32_t cwnd, ssthresh, srtt_us, rto_us;
+        uint16_t peer_mss;
+        uint8_t snd_shift, rcv_shift;
+        bool sack, timestamps;
+        size_t queued, held_out_of_order;
+        uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks;
+    };
+    Info info() const;
+
+private:
+    // A byte ring of fixed capacity.
+    class Ring {
+    public:
+        explicit Ring(size_t capacity) : bytes_(capacity) {}
+        size_t capacity() const { return bytes_.size(); }
+        // Writes `length` bytes at `offset` from the ring's start (wrapping).
+        void write(size_t offset, const uint8_t *data, size_t length);
+        // `length` bytes from `offset`, in place.
+        Payload view(size_t offset, size_t length) const;
+        // Moves the ring's start by `length` bytes.
+        void advance(size_t length) { start_ = (start_ + length) % bytes_.size(); }
+
+    private:
+        std::vector<uint8_t> bytes_;
+        size_t start_ = 0;
+    };
+
+    // An interval of bytes held out of order: [left, right).
+    struct Held {
+        uint32_t left, right;
+    };
+    static constexpr size_t max_held = 16;
+
+    void enter(State state);
+    void close(CloseReason reason);
+
+    bool acceptable(const TcpSegment &segment) const;
+    void process_synchronized(const TcpSegment &segment, const uint8_t *payload,
+                              uint64_t now_us);
+    void receive_syn_sent(const TcpSegment &segment, uint64_t now_us);
+    void take_peer_options(const TcpOptions &options, bool syn_ack);
+    bool process_ack(const TcpSegment &segment, uint64_t now_us);
+    void process_data(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
+    void hold(uint32_t seq, const uint8_t *data, size_t length);
+    void deliver_held();
+    void process_fin(uint64_t now_us);
+
+    void take_rtt_sample(uint32_t rtt_us);
+    void arm_retransmit(uint64_t now_us);
+    void retransmit_first(uint64_t now_us);
+
+    void output(uint64_t now_us);
+    void send_control(uint8_t flags, uint32_t seq, uint64_t now_us);
+    void send_ack(uint64_t now_us);
+    void send_challenge_ack(uint64_t now_us);
+    void send_data(uint32_t seq, size_t length, bool fin, uint64_t now_us);
+    void fill_options(TcpHeader &header, bool syn, uint64_t now_us) const;
+    uint16_t advertised_window() const;
+    uint32_t receive_window() const;
+    uint32_t flight_size() const { return snd_nxt_ - snd_una_; }
+    size_t unsent() const;
+    uint32_t ts_now(uint64_t now_us) const { return uint32_t(now_us / 1000); }
+
+    Settings settings_;
+    Endpoints endpoints_;
+    SegmentSink &sink_;
+    ConnectionEvents &events_;
+    State state_ = State::closed;
+    CloseReason close_reason_ = CloseReason::none;
+
+    // Send sequence space (RFC 9293 3.3.1).
+    uint32_t iss_ = 0, snd_una_ = 0, snd_nxt_ = 0, snd_max_ = 0, snd_wnd_ = 0;
+    uint32_t snd_wl1_ = 0, snd_wl2_ = 0, max_snd_wnd_ = 0;
+    Ring send_ring_;        // bytes from snd_una_ on
+    size_t queued_ = 0;     // bytes in send_ring_
+    bool fin_queued_ = false;  // shutdown() called: FIN after the queued bytes
+    bool fin_sent_ = false;
+    uint32_t fin_seq_ = 0;
+
+    // Receive sequence space.
+    uint32_t irs_ = 0, rcv_nxt_ = 0;
+    Ring receive_ring_;     // bytes held out of order, at offset seq - rcv_nxt_
+    Held held_[max_held]{};
+    size_t held_count_ = 0;
+    size_t held_bytes_ = 0;
+    uint32_t newest_held_ = 0;  // left edge of the block the latest segment joined
+
+    // Negotiated.
+    uint16_t peer_mss_ = 536;
+    uint8_t snd_shift_ = 0, rcv_shift_ = 0;
+    bool scaling_ = false, sack_ = false, timestamps_ = false;
+    uint32_t ts_recent_ = 0;      // the peer's last TSval (RFC 7323 4.3)
+    uint32_t last_ack_sent_ = 0;
+
+    // Congestion control (RFC 5681, 6582).
+    uint32_t cwnd_ = 0, ssthresh_ = UINT32_MAX;
+    uint32_t dupacks_ = 0;
+    bool in_recovery_ = false;
+    uint32_t recover_ = 0;
+
+    // Timers, absolute microseconds; 0: not armed.
+    uint64_t retransmit_at_ = 0;
+    uint64_t delayed_ack_at_ = 0;
+    uint64_t time_wait_until_ = 0;
+    uint32_t srtt_us_ = 0, rttvar_us_ = 0, rto_us_ = 0;
+    uint32_t backoffs_ = 0;
+    uint32_t retries_ = 0;  // timeouts since the peer last acknowledged anything
+    bool timing_ = false;          // a sample is being taken (Karn: none on retransmitted data)
+    uint32_t timed_seq_ = 0;
+    uint64_t timed_at_ = 0;
+    uint32_t unacked_segments_ = 0;  // full segments received since our last ACK
+
+    uint64_t retransmissions_ = 0, fast_retransmits_ = 0, timeouts_ = 0, challenge_acks_ = 0;
+};
+
+} // namespace sluice::tcp

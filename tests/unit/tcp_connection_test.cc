@@ -1,0 +1,526 @@
+// The userspace TCP's connection, driven with segments built by hand: every
+// open (active, passive, simultaneous) and close (active, passive,
+// simultaneous, TIME-WAIT), data in order, out of order and duplicated, the
+// checks of RFC 5961 (RST and SYN in the window, ACKs for unsent data),
+// PAWS, retransmission (RFC 6298) and NewReno's fast retransmit and
+// recovery (RFC 5681, 6582), zero-window probes and giving up.
+#include "dataplane/tcp_connection.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace sluice::tcp {
+namespace {
+
+constexpr uint32_t our_iss = 1000;
+constexpr uint32_t peer_iss = 5000;
+constexpr uint64_t ms = 1000;
+
+struct Sent {
+    TcpHeader header;
+    std::string payload;
+};
+
+// The connection's surroundings: what it sent, and what it told the layer above.
+struct Harness : SegmentSink, ConnectionEvents {
+    std::vector<Sent> sent;
+    std::string received;
+    bool established = false, peer_finished = false;
+    CloseReason closed = CloseReason::none;
+
+    void send_segment(const TcpHeader &header, const Payload &payload) override {
+        std::string bytes(reinterpret_cast<const char *>(payload.first), payload.first_length);
+        bytes.append(reinterpret_cast<const char *>(payload.second), payload.second_length);
+        sent.push_back({header, bytes});
+    }
+    void on_established() override { established = true; }
+    void on_data(const uint8_t *data, size_t length) override {
+        received.append(reinterpret_cast<const char *>(data), length);
+    }
+    void on_peer_finished() override { peer_finished = true; }
+    void on_closed(CloseReason reason) override { closed = reason; }
+
+    Sent take() {
+        EXPECT_FALSE(sent.empty());
+        if (sent.empty())
+            return {};
+        Sent first = sent.front();
+        sent.erase(sent.begin());
+        return first;
+    }
+};
+
+// A segment from the peer, as parse_segment would give it, and its payload.
+struct Incoming {
+    TcpSegment segment;
+    std::string payload;
+};
+
+Incoming segment(uint8_t flags, uint32_t seq, uint32_t ack, const std::string &payload = "",
+                 uint16_t window = 65535) {
+    Incoming in;
+    TcpHeader &h = in.segment.header;
+    h.source_port = 80;
+    h.destination_port = 40000;
+    h.seq = seq;
+    h.ack = ack;
+    h.flags = flags;
+    h.window = window;
+    in.segment.header_length = 20;
+    in.segment.payload_offset = 0;
+    in.segment.payload_length = uint16_t(payload.size());
+    in.payload = payload;
+    return in;
+}
+
+class TcpConnectionTest : public testing::Test {
+protected:
+    TcpConnectionTest() : connection(settings(), {40000, 80}, harness, harness) {}
+
+    static Settings settings() {
+        Settings s;
+        s.mss = 1000;
+        s.window_shift = 2;
+        s.send_buffer = 64 * 1024;
+        s.receive_buffer = 16 * 1024;
+        s.timestamps = false;  // most tests: plain segments, no options
+        s.msl_us = 1'000'000;
+        return s;
+    }
+
+    void deliver(const Incoming &in, uint64_t now) {
+        connection.receive(in.segment, reinterpret_cast<const uint8_t *>(in.payload.data()),
+                           now);
+    }
+
+    // Active open to ESTABLISHED, the peer offering MSS 1000 and a window
+    // of 65535 unscaled: a window of 65535 bytes.
+    void establish(uint64_t now = 0) {
+        connection.connect(our_iss, now);
+        harness.take();
+        Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+        syn_ack.segment.header.options.mss = 1000;
+        syn_ack.segment.header.options.sack_permitted = true;
+        deliver(syn_ack, now + 10 * ms);
+        ASSERT_EQ(connection.state(), State::established);
+        harness.take();  // our ACK
+    }
+
+    std::string bytes(size_t n, char c = 'x') { return std::string(n, c); }
+
+    Harness harness;
+    Connection connection;
+};
+
+TEST_F(TcpConnectionTest, ActiveOpenNegotiatesWhatBothOffer) {
+    connection.connect(our_iss, 0);
+    EXPECT_EQ(connection.state(), State::syn_sent);
+    const Sent syn = harness.take();
+    EXPECT_EQ(syn.header.flags, flag::syn);
+    EXPECT_EQ(syn.header.seq, our_iss);
+    EXPECT_EQ(syn.header.options.mss, 1000);
+    EXPECT_EQ(syn.header.options.window_scale, 2);
+    EXPECT_TRUE(syn.header.options.sack_permitted);
+    EXPECT_FALSE(syn.header.options.timestamp);  // off in these settings
+
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1, "", 4000);
+    syn_ack.segment.header.options.mss = 1400;
+    syn_ack.segment.header.options.window_scale = 3;
+    syn_ack.segment.header.options.sack_permitted = true;
+    deliver(syn_ack, 30 * ms);
+    EXPECT_EQ(connection.state(), State::established);
+    EXPECT_TRUE(harness.established);
+    const Sent ack = harness.take();
+    EXPECT_EQ(ack.header.flags, flag::ack);
+    EXPECT_EQ(ack.header.seq, our_iss + 1);
+    EXPECT_EQ(ack.header.ack, peer_iss + 1);
+    EXPECT_EQ(ack.header.window, 16 * 1024 >> 2);  // our window, scaled by our shift
+    const Connection::Info info = connection.info();
+    EXPECT_EQ(info.peer_mss, 1400);
+    EXPECT_EQ(info.snd_shift, 3);
+    EXPECT_EQ(info.rcv_shift, 2);
+    EXPECT_TRUE(info.sack);
+    EXPECT_EQ(info.snd_wnd, 4000u);  // a SYN's window is never scaled
+    EXPECT_EQ(info.srtt_us, 30'000u);
+    EXPECT_EQ(info.cwnd, 14'000u);  // RFC 6928: min(10 MSS, max(2 MSS, 14600))
+}
+
+TEST_F(TcpConnectionTest, PassiveOpenAnswersOnlyWhatTheSynOffered) {
+    Incoming syn = segment(flag::syn, peer_iss, 0);
+    syn.segment.header.options.mss = 1200;  // no window scale, no SACK
+    ASSERT_TRUE(connection.accept(syn.segment, our_iss, 0));
+    EXPECT_EQ(connection.state(), State::syn_received);
+    const Sent syn_ack = harness.take();
+    EXPECT_EQ(syn_ack.header.flags, flag::syn | flag::ack);
+    EXPECT_EQ(syn_ack.header.ack, peer_iss + 1);
+    EXPECT_FALSE(syn_ack.header.options.window_scale);
+    EXPECT_FALSE(syn_ack.header.options.sack_permitted);
+    EXPECT_EQ(syn_ack.header.options.mss, 1000);
+
+    // The handshake's ACK, with the first data.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "hello"), 5 * ms);
+    EXPECT_EQ(connection.state(), State::established);
+    EXPECT_TRUE(harness.established);
+    EXPECT_EQ(harness.received, "hello");
+    EXPECT_EQ(connection.info().rcv_shift, 0);
+
+    // Not a SYN to accept: SYN+ACK, or a second accept.
+    Harness other;
+    Connection second(settings(), {1, 2}, other, other);
+    EXPECT_FALSE(second.accept(segment(flag::syn | flag::ack, 1, 2).segment, our_iss, 0));
+    EXPECT_TRUE(other.sent.empty());
+}
+
+TEST_F(TcpConnectionTest, AnAckThatDoesNotTakeOurSynIsReset) {
+    ASSERT_TRUE(connection.accept(segment(flag::syn, peer_iss, 0).segment, our_iss, 0));
+    harness.take();
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 7), 1 * ms);
+    const Sent rst = harness.take();
+    EXPECT_EQ(rst.header.flags, flag::rst);
+    EXPECT_EQ(rst.header.seq, our_iss + 7);
+    EXPECT_EQ(connection.state(), State::syn_received);
+}
+
+TEST_F(TcpConnectionTest, SimultaneousOpen) {
+    connection.connect(our_iss, 0);
+    harness.take();
+    deliver(segment(flag::syn, peer_iss, 0), 1 * ms);  // the SYNs crossed
+    EXPECT_EQ(connection.state(), State::syn_received);
+    const Sent syn_ack = harness.take();
+    EXPECT_EQ(syn_ack.header.flags, flag::syn | flag::ack);
+    EXPECT_EQ(syn_ack.header.seq, our_iss);
+    EXPECT_EQ(syn_ack.header.ack, peer_iss + 1);
+    deliver(segment(flag::syn | flag::ack, peer_iss, our_iss + 1), 2 * ms);
+    // Its SYN again, in a synchronized state: a challenge ACK (RFC 5961 4.2).
+    EXPECT_EQ(harness.take().header.flags, flag::ack);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1), 3 * ms);
+    EXPECT_EQ(connection.state(), State::established);
+}
+
+TEST_F(TcpConnectionTest, SynSentRefusalsAndBadAcks) {
+    connection.connect(our_iss, 0);
+    harness.take();
+    // A RST without an ACK, or an ACK for something else, does not refuse.
+    deliver(segment(flag::rst, peer_iss, 0), 1 * ms);
+    EXPECT_EQ(connection.state(), State::syn_sent);
+    deliver(segment(flag::ack, peer_iss, our_iss + 50), 1 * ms);
+    const Sent rst = harness.take();
+    EXPECT_EQ(rst.header.flags, flag::rst);
+    EXPECT_EQ(rst.header.seq, our_iss + 50);
+    EXPECT_EQ(connection.state(), State::syn_sent);
+    deliver(segment(flag::rst | flag::ack, 0, our_iss + 1), 2 * ms);
+    EXPECT_TRUE(connection.closed());
+    EXPECT_EQ(harness.closed, CloseReason::refused);
+}
+
+TEST_F(TcpConnectionTest, InOrderDataIsDeliveredAndEverySecondSegmentAcked) {
+    establish();
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, bytes(1000, 'a')), 20 * ms);
+    EXPECT_EQ(harness.received, bytes(1000, 'a'));
+    EXPECT_TRUE(harness.sent.empty());  // delayed
+    EXPECT_EQ(connection.next_timer_us(), 20 * ms + 40 * ms);
+    deliver(segment(flag::ack, peer_iss + 1001, our_iss + 1, bytes(1000, 'b')), 21 * ms);
+    const Sent ack = harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 2001);
+    EXPECT_EQ(connection.next_timer_us(), 0u);
+
+    // A lone segment is acknowledged when the delayed-ACK timer fires.
+    deliver(segment(flag::ack, peer_iss + 2001, our_iss + 1, "c"), 30 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    connection.on_timer(70 * ms);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 2002);
+}
+
+TEST_F(TcpConnectionTest, OutOfOrderDataIsHeldAndSacked) {
+    establish();
+    deliver(segment(flag::ack, peer_iss + 1001, our_iss + 1, bytes(1000, 'b')), 20 * ms);
+    deliver(segment(flag::ack, peer_iss + 3001, our_iss + 1, bytes(500, 'd')), 21 * ms);
+    EXPECT_EQ(harness.received, "");
+    EXPECT_EQ(connection.info().held_out_of_order, 1500u);
+    // Each is answered at once, the newest block first.
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 1);
+    const Sent dup = harness.take();
+    EXPECT_EQ(dup.header.ack, peer_iss + 1);
+    ASSERT_EQ(dup.header.options.sack_count, 2);
+    EXPECT_EQ(dup.header.options.sack[0], (SackBlock{peer_iss + 3001, peer_iss + 3501}));
+    EXPECT_EQ(dup.header.options.sack[1], (SackBlock{peer_iss + 1001, peer_iss + 2001}));
+
+    // The hole fills: everything up to the next hole goes up, in order.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, bytes(1000, 'a')), 22 * ms);
+    EXPECT_EQ(harness.received, bytes(1000, 'a') + bytes(1000, 'b'));
+    const Sent ack = harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 2001);
+    ASSERT_EQ(ack.header.options.sack_count, 1);
+    deliver(segment(flag::ack, peer_iss + 2001, our_iss + 1, bytes(1000, 'c')), 23 * ms);
+    EXPECT_EQ(harness.received,
+              bytes(1000, 'a') + bytes(1000, 'b') + bytes(1000, 'c') + bytes(500, 'd'));
+    EXPECT_EQ(connection.info().held_out_of_order, 0u);
+    EXPECT_EQ(harness.take().header.options.sack_count, 0);
+
+    // An old duplicate is acknowledged, not delivered again; one that
+    // overlaps gives only its new bytes.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, bytes(1000, 'a')), 24 * ms);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 3501);
+    deliver(segment(flag::ack, peer_iss + 3001, our_iss + 1, bytes(500, 'd') + "ef"), 25 * ms);
+    EXPECT_EQ(harness.received.substr(harness.received.size() - 2), "ef");
+}
+
+TEST_F(TcpConnectionTest, SendingIsSegmentedAndLimitedByTheWindows) {
+    establish();
+    const std::string data = bytes(20'000, 'q');
+    EXPECT_EQ(connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(),
+                              20 * ms),
+              data.size());
+    // The initial window: 10 segments of the peer's MSS.
+    ASSERT_EQ(harness.sent.size(), 10u);
+    for (size_t i = 0; i < 10; ++i) {
+        EXPECT_EQ(harness.sent[i].header.seq, our_iss + 1 + 1000 * i);
+        EXPECT_EQ(harness.sent[i].payload.size(), 1000u);
+        EXPECT_EQ(harness.sent[i].header.ack, peer_iss + 1);
+    }
+    harness.sent.clear();
+    // An ACK of two segments in slow start: the window grows by one MSS
+    // (RFC 5681 3.1), and the two acknowledged plus one more go out.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 2001), 40 * ms);
+    EXPECT_EQ(harness.sent.size(), 3u);
+    EXPECT_EQ(connection.info().cwnd, 11'000u);
+    // RTT samples: 10 ms (the SYN), then 20 ms (the first segment, sent at 20 ms).
+    EXPECT_EQ(connection.info().srtt_us, 11'250u);
+    harness.sent.clear();
+    // The peer's window limits it too.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 13001, "", 1000), 41 * ms);
+    ASSERT_EQ(harness.sent.size(), 1u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 13001);
+    EXPECT_EQ(connection.info().queued, 7'000u);
+}
+
+TEST_F(TcpConnectionTest, ATimeoutRetransmitsAndBacksOff) {
+    establish();
+    const std::string data = bytes(3000, 'r');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    harness.sent.clear();
+    const uint64_t due = connection.next_timer_us();
+    EXPECT_EQ(due, 20 * ms + 200 * ms);  // RTO: SRTT 10 ms + 4 x 5 ms, at least rto_min
+    connection.on_timer(due);
+    const Sent again = harness.take();
+    EXPECT_EQ(again.header.seq, our_iss + 1);
+    EXPECT_EQ(again.payload, bytes(1000, 'r'));
+    const Connection::Info info = connection.info();
+    EXPECT_EQ(info.cwnd, 1000u);
+    EXPECT_EQ(info.ssthresh, 2000u);
+    EXPECT_EQ(info.rto_us, 400'000u);
+    EXPECT_EQ(info.timeouts, 1u);
+    EXPECT_EQ(connection.next_timer_us(), due + 400 * ms);
+    // The ACK of the retransmission is no RTT sample (Karn); the rest follows.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1001), due + 5 * ms);
+    EXPECT_EQ(connection.info().srtt_us, 10'000u);
+    EXPECT_EQ(harness.sent.size(), 2u);  // slow start from one segment
+}
+
+TEST_F(TcpConnectionTest, RetransmissionsRunOutAndTheConnectionIsReset) {
+    establish();
+    connection.send(reinterpret_cast<const uint8_t *>("x"), 1, 20 * ms);
+    harness.sent.clear();
+    for (int i = 0; i < 20 && !connection.closed(); ++i)
+        connection.on_timer(connection.next_timer_us());
+    EXPECT_TRUE(connection.closed());
+    EXPECT_EQ(harness.closed, CloseReason::timed_out);
+    EXPECT_EQ(harness.sent.back().header.flags, flag::rst | flag::ack);
+    EXPECT_EQ(connection.info().retransmissions, 15u);
+}
+
+TEST_F(TcpConnectionTest, ThreeDuplicateAcksFastRetransmitAndRecover) {
+    establish();
+    const std::string data = bytes(10'000, 'f');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    harness.sent.clear();
+    // Segment 1 was lost; 2, 3, 4 arrive and each gives a duplicate ACK.
+    for (int i = 0; i < 3; ++i)
+        deliver(segment(flag::ack, peer_iss + 1, our_iss + 1), 40 * ms);
+    ASSERT_EQ(harness.sent.size(), 1u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 1);
+    Connection::Info info = connection.info();
+    EXPECT_EQ(info.fast_retransmits, 1u);
+    EXPECT_EQ(info.ssthresh, 5000u);
+    EXPECT_EQ(info.cwnd, 8000u);
+    harness.sent.clear();
+    // A partial ACK (segment 5 was lost too): retransmitted at once.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 4001), 50 * ms);
+    ASSERT_FALSE(harness.sent.empty());
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 4001);
+    EXPECT_EQ(connection.info().retransmissions, 2u);
+    // The full ACK ends recovery with cwnd at most ssthresh.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 10'001), 60 * ms);
+    info = connection.info();
+    EXPECT_LE(info.cwnd, 5000u);
+    EXPECT_EQ(info.queued, 0u);
+}
+
+TEST_F(TcpConnectionTest, RstAndSynAreCheckedAgainstTheWindow) {
+    establish();
+    // Outside the window: ignored, silently.
+    deliver(segment(flag::rst, peer_iss + 100'000, 0), 20 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // In the window but not RCV.NXT: a challenge ACK, and nothing else.
+    deliver(segment(flag::rst, peer_iss + 10, 0), 21 * ms);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 1);
+    EXPECT_EQ(connection.state(), State::established);
+    // A SYN: a challenge ACK too.
+    deliver(segment(flag::syn, peer_iss + 1, 0), 22 * ms);
+    EXPECT_EQ(harness.take().header.flags, flag::ack);
+    EXPECT_EQ(connection.info().challenge_acks, 2u);
+    // Exactly RCV.NXT: reset.
+    deliver(segment(flag::rst, peer_iss + 1, 0), 23 * ms);
+    EXPECT_TRUE(connection.closed());
+    EXPECT_EQ(harness.closed, CloseReason::reset);
+}
+
+TEST_F(TcpConnectionTest, AnAckForDataNeverSentIsNotTaken) {
+    establish();
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 500, "data"), 20 * ms);
+    EXPECT_EQ(harness.take().header.flags, flag::ack);  // challenge
+    EXPECT_EQ(harness.received, "");
+    EXPECT_EQ(connection.info().snd_una, our_iss + 1);
+}
+
+TEST_F(TcpConnectionTest, ActiveCloseThroughTimeWait) {
+    establish();
+    connection.shutdown(20 * ms);
+    EXPECT_EQ(connection.state(), State::fin_wait_1);
+    const Sent fin = harness.take();
+    EXPECT_EQ(fin.header.flags, flag::fin | flag::ack);
+    EXPECT_EQ(fin.header.seq, our_iss + 1);
+    EXPECT_EQ(connection.send(reinterpret_cast<const uint8_t *>("late"), 4, 21 * ms), 0u);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 2), 30 * ms);
+    EXPECT_EQ(connection.state(), State::fin_wait_2);
+    deliver(segment(flag::fin | flag::ack, peer_iss + 1, our_iss + 2, "bye"), 40 * ms);
+    EXPECT_EQ(harness.received, "bye");
+    EXPECT_TRUE(harness.peer_finished);
+    EXPECT_EQ(connection.state(), State::time_wait);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 5);
+    EXPECT_EQ(connection.next_timer_us(), 40 * ms + 2'000 * ms);
+    // The peer missed our ACK: its FIN again is acknowledged and the wait restarts.
+    deliver(segment(flag::fin | flag::ack, peer_iss + 1, our_iss + 2, "bye"), 500 * ms);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 5);
+    EXPECT_EQ(connection.next_timer_us(), 500 * ms + 2'000 * ms);
+    connection.on_timer(2'500 * ms);
+    EXPECT_TRUE(connection.closed());
+    EXPECT_EQ(harness.closed, CloseReason::normal);
+}
+
+TEST_F(TcpConnectionTest, PassiveCloseThroughLastAck) {
+    establish();
+    deliver(segment(flag::fin | flag::ack, peer_iss + 1, our_iss + 1), 20 * ms);
+    EXPECT_EQ(connection.state(), State::close_wait);
+    EXPECT_TRUE(harness.peer_finished);
+    EXPECT_EQ(harness.take().header.ack, peer_iss + 2);
+    // Still ours to send, then close.
+    connection.send(reinterpret_cast<const uint8_t *>("last words"), 10, 21 * ms);
+    connection.shutdown(21 * ms);
+    EXPECT_EQ(connection.state(), State::last_ack);
+    EXPECT_EQ(harness.take().payload, "last words");
+    const Sent fin = harness.take();
+    EXPECT_EQ(fin.header.flags, flag::fin | flag::ack);
+    EXPECT_EQ(fin.header.seq, our_iss + 11);
+    deliver(segment(flag::ack, peer_iss + 2, our_iss + 12), 30 * ms);
+    EXPECT_TRUE(connection.closed());
+    EXPECT_EQ(harness.closed, CloseReason::normal);
+}
+
+TEST_F(TcpConnectionTest, SimultaneousCloseThroughClosing) {
+    establish();
+    connection.shutdown(20 * ms);
+    harness.take();
+    deliver(segment(flag::fin | flag::ack, peer_iss + 1, our_iss + 1), 21 * ms);
+    EXPECT_EQ(connection.state(), State::closing);
+    harness.take();
+    deliver(segment(flag::ack, peer_iss + 2, our_iss + 2), 22 * ms);
+    EXPECT_EQ(connection.state(), State::time_wait);
+}
+
+TEST_F(TcpConnectionTest, AZeroWindowIsProbedAndNeverGivenUpOn) {
+    establish();
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "", 0), 20 * ms);
+    connection.send(reinterpret_cast<const uint8_t *>("wait"), 4, 21 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    ASSERT_NE(connection.next_timer_us(), 0u);
+    for (int probe = 0; probe < 20; ++probe) {
+        const uint64_t due = connection.next_timer_us();
+        connection.on_timer(due);
+        ASSERT_FALSE(connection.closed()) << probe;
+        ASSERT_FALSE(harness.sent.empty());
+        EXPECT_EQ(harness.sent.back().payload, "w");  // one byte past the window
+        harness.sent.clear();
+        // The peer answers: still no room.
+        deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "", 0), due + 1 * ms);
+    }
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "", 1000), 100'000 * ms);
+    ASSERT_FALSE(harness.sent.empty());
+    EXPECT_EQ(harness.sent.back().payload, "wait");
+}
+
+TEST_F(TcpConnectionTest, PawsDropsOldDuplicates) {
+    Harness h;
+    Settings s = settings();
+    s.timestamps = true;
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    EXPECT_TRUE(h.take().header.options.timestamp);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+    syn_ack.segment.header.options.timestamp = std::make_pair(700u, 0u);
+    c.receive(syn_ack.segment, nullptr, 5 * ms);
+    ASSERT_TRUE(c.info().timestamps);
+    const Sent ack = h.take();
+    ASSERT_TRUE(ack.header.options.timestamp);
+    EXPECT_EQ(ack.header.options.timestamp->second, 700u);  // echoed
+
+    Incoming fresh = segment(flag::ack, peer_iss + 1, our_iss + 1, "new");
+    fresh.segment.header.options.timestamp = std::make_pair(800u, 5u);
+    c.receive(fresh.segment, reinterpret_cast<const uint8_t *>(fresh.payload.data()), 6 * ms);
+    EXPECT_EQ(h.received, "new");
+    Incoming old = segment(flag::ack, peer_iss + 4, our_iss + 1, "old");
+    old.segment.header.options.timestamp = std::make_pair(600u, 5u);
+    c.receive(old.segment, reinterpret_cast<const uint8_t *>(old.payload.data()), 7 * ms);
+    EXPECT_EQ(h.received, "new");
+}
+
+TEST_F(TcpConnectionTest, ThePeersWindowIsScaled) {
+    connection.connect(our_iss, 0);
+    harness.take();
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1, "", 1000);
+    syn_ack.segment.header.options.window_scale = 4;
+    deliver(syn_ack, 1 * ms);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "", 1000), 2 * ms);
+    EXPECT_EQ(connection.info().snd_wnd, 16'000u);
+}
+
+TEST_F(TcpConnectionTest, AbortResets) {
+    establish();
+    connection.abort(20 * ms);
+    const Sent rst = harness.take();
+    EXPECT_EQ(rst.header.flags, flag::rst | flag::ack);
+    EXPECT_EQ(rst.header.seq, our_iss + 1);
+    EXPECT_EQ(harness.closed, CloseReason::aborted);
+    // A closed connection takes nothing more.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "x"), 21 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    EXPECT_EQ(harness.received, "");
+}
+
+TEST_F(TcpConnectionTest, AnUnansweredSynGivesUp) {
+    connection.connect(our_iss, 0);
+    harness.take();
+    int syns = 0;
+    while (!connection.closed() && syns < 20) {
+        connection.on_timer(connection.next_timer_us());
+        syns += !harness.sent.empty();
+        harness.sent.clear();
+    }
+    EXPECT_EQ(syns, 6);
+    EXPECT_EQ(harness.closed, CloseReason::timed_out);
+}
+
+} // namespace
+} // namespace sluice::tcp
