@@ -212,6 +212,20 @@ std::vector<FeedReport> Discovery::feeds() const {
     return reports;
 }
 
+const Endpoint *Discovery::endpoint(const std::string &feed, const std::string &service,
+                                    const std::string &id) const {
+    const auto view = views_.find(feed);
+    if (view == views_.end())
+        return nullptr;
+    const auto endpoints = view->second.find(service);
+    if (endpoints == view->second.end())
+        return nullptr;
+    for (const Endpoint &endpoint : endpoints->second)
+        if (endpoint.id == id)
+            return &endpoint;
+    return nullptr;
+}
+
 std::optional<EtcdRegistration::Status> Discovery::registration() const {
     if (!registration_)
         return std::nullopt;

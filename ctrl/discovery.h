@@ -67,6 +67,9 @@ public:
     MergeResult merge(const Config &base, Clock::time_point now, const BackendCheck &check);
 
     std::vector<FeedReport> feeds() const;
+    // The endpoint `id` of `service` in `feed`'s last view, or null.
+    const Endpoint *endpoint(const std::string &feed, const std::string &service,
+                             const std::string &id) const;
     std::optional<EtcdRegistration::Status> registration() const;
     void set_registration_value(const std::string &value);
     // Revokes the registration's lease, waiting up to its request timeout.

@@ -754,6 +754,17 @@ nlohmann::json Gateway::backend_sources(const std::string &service,
             nlohmann::json j = {{"source", source.source}, {"state", to_string(source.state)}};
             if (!source.id.empty())
                 j["id"] = source.id;
+            // The registry's words for the endpoint: where it runs, what it is.
+            const std::string feed_prefix = feed_source("");
+            const Endpoint *endpoint =
+                source.source.rfind(feed_prefix, 0) == 0
+                    ? discovery_.endpoint(source.source.substr(feed_prefix.size()), service,
+                                          source.id)
+                    : nullptr;
+            if (endpoint && !endpoint->zone.empty())
+                j["zone"] = endpoint->zone;
+            if (endpoint && !endpoint->labels.empty())
+                j["labels"] = endpoint->labels;
             if (source.leaves_at)
                 j["leaves_in_ms"] = std::max<int64_t>(
                     0, std::chrono::duration_cast<std::chrono::milliseconds>(

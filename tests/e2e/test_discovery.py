@@ -215,7 +215,7 @@ def test_a_service_fed_by_etcd_alone_serves(gateway):
 def test_a_put_serves_within_a_second(gateway, registry):
     lab = gateway.lab
     put_at = time.monotonic()
-    registry.put_endpoint("etcd-web", "be2")
+    registry.put_endpoint("etcd-web", "be2", zone="lab-b", labels={"version": "v2"})
     # A new connection each time: the first one that reaches be2.
     probe = ["curl", "-s", "--noproxy", "*", "-m", "1", url(ETCD_VIP)]
     seen = wait_for(lambda: lab.exec("client", *probe, check=False).stdout.strip() == "be2",
@@ -230,6 +230,8 @@ def test_sluicectl_shows_sources_and_feeds(gateway):
     shown = sluicectl(gateway, "backends", "etcd-web")
     assert shown.returncode == 0, shown.stderr
     assert "SOURCE" in shown.stdout and "feed:registry/be2" in shown.stdout, shown.stdout
+    source = backends(gateway, "etcd-web")[BACKENDS["be2"]]["sources"][0]
+    assert source["zone"] == "lab-b" and source["labels"] == {"version": "v2"}, source
     shown = sluicectl(gateway, "feeds")
     assert shown.returncode == 0, shown.stderr
     lines = {line.split()[0]: line for line in shown.stdout.splitlines()[1:] if line}
