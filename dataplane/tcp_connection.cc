@@ -110,6 +110,24 @@ bool Connection::accept(const TcpSegment &syn, uint32_t iss, uint64_t now_us) {
     return true;
 }
 
+void Connection::accept_cookie(const TcpSegment &ack, const uint8_t *payload, uint32_t iss,
+                               uint16_t peer_mss, uint64_t now_us) {
+    const TcpHeader &h = ack.header;
+    irs_ = h.seq - 1;
+    rcv_nxt_ = h.seq;
+    iss_ = iss;
+    snd_una_ = snd_nxt_ = snd_max_ = iss + 1;
+    peer_mss_ = peer_mss;
+    snd_wnd_ = max_snd_wnd_ = h.window;  // unscaled: no scaling was agreed
+    snd_wl1_ = h.seq;
+    snd_wl2_ = h.ack;
+    cwnd_ = initial_window(peer_mss_);
+    enter(State::established);
+    events_.on_established();
+    if (!closed() && ack.payload_length > 0)
+        receive(ack, payload, now_us);
+}
+
 void Connection::take_peer_options(const TcpOptions &options, bool syn_ack) {
     peer_mss_ = options.mss ? std::max<uint16_t>(*options.mss, 64) : default_peer_mss;
     // Scaling, SACK and timestamps hold only when both sides offered them;
@@ -517,6 +535,11 @@ void Connection::abort(uint64_t now_us) {
     if (state_ != State::syn_sent && state_ != State::time_wait)
         send_control(flag::rst | flag::ack, snd_nxt_, now_us);
     close(CloseReason::aborted);
+}
+
+void Connection::release_time_wait() {
+    if (state_ == State::time_wait)
+        close(CloseReason::normal);
 }
 
 size_t Connection::unsent() const {

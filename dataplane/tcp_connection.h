@@ -132,6 +132,13 @@ public:
     // False (and nothing sent) when the segment is not a SYN to accept.
     bool accept(const TcpSegment &syn, uint32_t iss, uint64_t now_us);
 
+    // Passive open from a SYN cookie (RFC 4987 3.6): `ack` completes a
+    // handshake whose SYN-ACK, from `iss`, left no state. The connection is
+    // established at once with the peer's MSS as the cookie kept it, and
+    // none of the options a cookie cannot carry.
+    void accept_cookie(const TcpSegment &ack, const uint8_t *payload, uint32_t iss,
+                       uint16_t peer_mss, uint64_t now_us);
+
     // A segment for this connection, checksum verified by the owner.
     void receive(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
 
@@ -141,6 +148,9 @@ public:
     void shutdown(uint64_t now_us);
     // Resets the connection at once (RST), dropping queued data.
     void abort(uint64_t now_us);
+    // Ends a connection in TIME-WAIT as closed normally: its owner keeps a
+    // smaller entry for the rest of the wait.
+    void release_time_wait();
 
     // The earliest due timer, 0 when none is armed.
     uint64_t next_timer_us() const;
