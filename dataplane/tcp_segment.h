@@ -84,10 +84,11 @@ struct TcpSegment {
 SegmentError parse_segment(const uint8_t *bytes, size_t length, TcpSegment &out);
 
 // The options' length on the wire, a multiple of 4 and at most 40: what
-// write_header will write. MSS (4), SACK-permitted with TS (12, or 4 and 12
-// apart) and window scale (4) take at most 20 bytes, so they always fit; SACK
-// blocks (4 + 8 each) that do not fit after them are left out from the end
-// (RFC 2018 4 puts the most recent block first): 4 fit alone, 3 with TS.
+// write_header will write. MSS (4), TS (12, SACK-permitted riding along) or
+// SACK-permitted alone (4), and window scale (4) take at most 20 bytes, so
+// they always fit; SACK blocks (4 + 8 each) that do not fit after them are
+// left out from the end (RFC 2018 4 puts the most recent block first): 4 fit
+// alone, 3 with TS.
 size_t options_length(const TcpOptions &options);
 
 // Writes the header with its options at `out`, which has room for 60 bytes;
