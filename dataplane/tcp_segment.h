@@ -10,6 +10,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <optional>
+#include <utility>
 
 namespace sluice::tcp {
 
@@ -39,7 +40,7 @@ struct TcpHeader {
     uint16_t destination_port = 0;
     uint32_t seq = 0;
     uint32_t ack = 0;
-    uint8_t flags = 0;        // tcp_flag:: bits (FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80)
+    uint8_t flags = 0;        // flag:: bits (FIN 0x01 SYN 0x02 RST 0x04 PSH 0x08 ACK 0x10 URG 0x20 ECE 0x40 CWR 0x80)
     uint16_t window = 0;      // as on the wire, unscaled
     uint16_t urgent = 0;
     TcpOptions options;
@@ -54,6 +55,8 @@ constexpr uint8_t rst = 0x04;
 constexpr uint8_t psh = 0x08;
 constexpr uint8_t ack = 0x10;
 constexpr uint8_t urg = 0x20;
+constexpr uint8_t ece = 0x40;  // RFC 3168 6.1
+constexpr uint8_t cwr = 0x80;
 } // namespace flag
 
 enum class SegmentError : uint8_t {
@@ -61,6 +64,7 @@ enum class SegmentError : uint8_t {
     truncated,          // shorter than 20 bytes, or than its data offset says
     bad_data_offset,    // data offset below 5 words
     bad_option,         // an option whose length is 0, 1, runs past the header, or is wrong for its kind
+    too_long,           // longer than 65535 bytes, which TcpSegment's offsets cannot hold
 };
 const char *to_string(SegmentError error);
 
@@ -74,22 +78,32 @@ struct TcpSegment {
 
 // Parses `length` bytes that start with a TCP header (the IP payload; the
 // checksum is the caller's business). Unknown options are skipped by their
-// length; a repeated known option keeps its first value.
+// length; a repeated known option keeps its first value; bytes after an EOL
+// are not read. The four bits between data offset and flags (reserved, and
+// RFC 9768's AE) are ignored. `out` is written only when the answer is none.
 SegmentError parse_segment(const uint8_t *bytes, size_t length, TcpSegment &out);
 
-// The options' length on the wire, padded to a multiple of 4 (at most 40).
-// Options that do not fit are left out in this order of sacrifice: SACK
-// blocks beyond what fits, then nothing else (MSS 4, WS 3+1 NOP, SACK-permitted
-// 2+2 NOP or with TS, TS 10+2 NOP are always room for in a SYN).
+// The options' length on the wire, a multiple of 4 and at most 40: what
+// write_header will write. MSS (4), TS (12, SACK-permitted riding along) or
+// SACK-permitted alone (4), and window scale (4) take at most 20 bytes, so
+// they always fit; SACK blocks (4 + 8 each) that do not fit after them are
+// left out from the end (RFC 2018 4 puts the most recent block first): 4 fit
+// alone, 3 with TS.
 size_t options_length(const TcpOptions &options);
 
 // Writes the header with its options at `out`, which has room for 60 bytes;
-// returns the header length. The checksum field is written as 0.
+// returns the header length. The checksum field is written as 0, the reserved
+// bits as 0. Options go in the order of a Linux SYN: MSS; SACK-permitted and
+// TS as one word pair, or each after two NOPs; NOP and window scale; then two
+// NOPs and the SACK blocks (the first min(sack_count, 4) that fit).
 size_t write_header(const TcpHeader &header, uint8_t *out);
 
 // The TCP checksum over the IPv4 or IPv6 pseudo-header (RFC 9293 3.1, RFC 8200
 // 8.1) and `length` bytes of segment (header with its checksum field as it is,
-// and payload). `source`/`destination` are 4 or 16 bytes by `ipv6`.
+// and payload). `source`/`destination` are 4 or 16 bytes by `ipv6`. Like
+// checksum.h, the value is in network byte order, ready to memcpy into bytes
+// 16-17: computed with the field at 0 it is what to store; over a segment that
+// holds its checksum it is 0 when the checksum verifies.
 uint16_t segment_checksum(const uint8_t *source, const uint8_t *destination, bool ipv6,
                           const uint8_t *segment, size_t length);
 
