@@ -320,10 +320,9 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     if (inner_length + overhead > egress.mtu)
         return too_big(frame, packet, ingress_port, snapshot, uint16_t(egress.mtu - overhead), now,
                        counters);
-    if (!decrement_hop_limit(frame.data, packet))
-        return dropped(DropReason::ttl_exceeded);
-
     if (service.mode == ForwardingMode::dsr) {
+        if (!decrement_hop_limit(frame.data, packet))
+            return dropped(DropReason::ttl_exceeded);
         // The packet travels unchanged inside an outer header to the backend.
         const IpAddress &source = backend.is_v4() ? egress.ipv4 : egress.ipv6;
         if ((backend.is_v4() ? !egress.has_ipv4 : !egress.has_ipv6) || frame.headroom < overhead)
@@ -343,9 +342,9 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         frame.data = start;
         frame.headroom -= uint32_t(overhead);
         frame.length = uint32_t(ethernet_header_length + overhead + inner_length);
-    } else {
+    } else if (!forward_rewrite(frame.data, packet, reverse)) {
         // Toward the backend the packet carries the reverse tuple, turned round.
-        rewrite_tuple(frame.data, packet, reverse.reversed());
+        return dropped(DropReason::ttl_exceeded);
     }
     set_ethernet(frame.data, next_hop->mac, egress.mac);
     counters.to_backend_packets.increment();
@@ -389,11 +388,10 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
     flow.last_seen = now;
     if (flow.client_port >= snapshot.ports().size())
         return dropped(DropReason::next_hop_unresolved);
-    if (!decrement_hop_limit(frame.data, packet))
-        return dropped(DropReason::ttl_exceeded);
     // Back to the client from the VIP: the flow's forward tuple, turned round,
     // to the MAC the client's packets came from.
-    rewrite_tuple(frame.data, packet, flow.forward.reversed());
+    if (!forward_rewrite(frame.data, packet, flow.forward))
+        return dropped(DropReason::ttl_exceeded);
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();
     count(flow.backend, frame.length);

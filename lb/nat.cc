@@ -59,6 +59,14 @@ public:
     }
     friend SumChange operator+(SumChange a, const SumChange &b) { return a += b; }
 
+    // A 32-bit field that went from `before` to `after` (both as loaded
+    // from memory): its two 16-bit words at once, since 2^16 = 1 modulo
+    // 0xffff and the fold below only sees the sum modulo 0xffff (and
+    // whether it is 0, which for a nonzero multiple of 0xffff gives the
+    // same 0xffff the fold does).
+    void add32(uint32_t before, uint32_t after) { sum_ += uint64_t(~before) + after; }
+    void add16(uint16_t before, uint16_t after) { sum_ += uint16_t(~before) + after; }
+
     // HC' = ~(~HC + ~m + m') (RFC 1624 eqn 3). Folding a nonzero sum gives
     // 1..0xffff, as does a full computation over data that is never all zeros
     // (the IPv4 version nibble, the pseudo-header's protocol), so the result
@@ -319,6 +327,72 @@ bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet) {
     // very example).
     const uint8_t word[2] = {uint8_t(ip[ipv4_ttl] - 1), ip[ipv4_ttl + 1]};
     update_checksum(ip + ipv4_header_checksum, replace(ip + ipv4_ttl, word, 2));
+    return true;
+}
+
+namespace {
+
+inline uint32_t load32(const uint8_t *p) {
+    uint32_t value;
+    std::memcpy(&value, p, 4);
+    return value;
+}
+
+inline void store16(uint8_t *p, uint16_t value) { std::memcpy(p, &value, 2); }
+inline void store32(uint8_t *p, uint32_t value) { std::memcpy(p, &value, 4); }
+
+// forward_rewrite() for IPv4 TCP and UDP with their header: one change for
+// the header checksum (TTL and both addresses; sequential RFC 1624 updates
+// and one combined update give the same bits, see SumChange), one for the
+// L4 checksum (addresses through the pseudo-header, and ports).
+bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+    uint8_t *ip = frame + packet.l3_offset;
+    if (ip[ipv4_ttl] <= 1)
+        return false;
+    const uint16_t ttl_word = load16(ip + ipv4_ttl);
+    const uint8_t decremented[2] = {uint8_t(ip[ipv4_ttl] - 1), ip[ipv4_ttl + 1]};
+    const uint16_t new_ttl_word = load16(decremented);
+    const uint32_t source = load32(ip + ipv4_source), destination = load32(ip + ipv4_destination);
+    const uint32_t new_source = load32(answer.destination.data());
+    const uint32_t new_destination = load32(answer.source.data());
+    SumChange addresses;
+    addresses.add32(source, new_source);
+    addresses.add32(destination, new_destination);
+    SumChange header = addresses;
+    header.add16(ttl_word, new_ttl_word);
+    store16(ip + ipv4_ttl, new_ttl_word);
+    store32(ip + ipv4_source, new_source);
+    store32(ip + ipv4_destination, new_destination);
+    const uint16_t header_checksum = header.applied_to(load16(ip + ipv4_header_checksum));
+    store16(ip + ipv4_header_checksum, header_checksum);
+
+    uint8_t *l4 = frame + packet.l4_offset;
+    const uint32_t ports = load32(l4);
+    uint32_t new_ports;  // source port then destination port, as in the header
+    std::memcpy(&new_ports, &answer.destination_port, 2);
+    std::memcpy(reinterpret_cast<uint8_t *>(&new_ports) + 2, &answer.source_port, 2);
+    SumChange l4_change = addresses;
+    l4_change.add32(ports, new_ports);
+    store32(l4, new_ports);
+    if (packet.l4_protocol == ip_proto::tcp)
+        store16(l4 + tcp_checksum, l4_change.applied_to(load16(l4 + tcp_checksum)));
+    else
+        update_udp_checksum(l4 + udp_checksum, l4_change);
+    return true;
+}
+
+} // namespace
+
+bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+    // The parser checked 20 bytes of TCP or 8 of UDP when it set has_l4, so
+    // the ports and the checksum are inside; later fragments, ICMP and IPv6
+    // take the general path.
+    if (packet.network == NetworkLayer::ipv4 && answer.family == 4 && packet.has_l4 &&
+        (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp))
+        return forward_rewrite_ipv4(frame, packet, answer);
+    if (!decrement_hop_limit(frame, packet))
+        return false;
+    rewrite_tuple(frame, packet, answer.reversed());
     return true;
 }
 
