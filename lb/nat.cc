@@ -1,5 +1,6 @@
 #include "lb/nat.h"
 
+#include <bit>
 #include <cstring>
 
 #include "dataplane/byte_order.h"
@@ -75,9 +76,15 @@ public:
     // word going 0xffff -> 0) would fold to the other zero; it is taken as
     // 0xffff for the same reason, though no frame the parser accepts gets here.
     uint16_t applied_to(uint16_t checksum) const {
+        // The end-around-carry fold in four fixed steps (the sum is below
+        // 2^40: 32 bits, then at most 2^17 + 2^16, 0xffff + 2, 0xffff); a
+        // loop ran a data-dependent number of times, each a branch the CPU
+        // could not predict.
         uint64_t sum = uint16_t(~checksum) + sum_;
-        while (sum >> 16)
-            sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffffffff) + (sum >> 32);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
         if (sum == 0)
             sum = 0xffff;
         return uint16_t(~sum);
@@ -349,9 +356,11 @@ bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const Flow
     uint8_t *ip = frame + packet.l3_offset;
     if (ip[ipv4_ttl] <= 1)
         return false;
+    // TTL is the first byte of its word in memory: the word's low byte
+    // here, its high byte on a big-endian CPU. It is at least 2: no borrow.
     const uint16_t ttl_word = load16(ip + ipv4_ttl);
-    const uint8_t decremented[2] = {uint8_t(ip[ipv4_ttl] - 1), ip[ipv4_ttl + 1]};
-    const uint16_t new_ttl_word = load16(decremented);
+    const uint16_t new_ttl_word =
+        uint16_t(ttl_word - (std::endian::native == std::endian::little ? 1 : 0x100));
     const uint32_t source = load32(ip + ipv4_source), destination = load32(ip + ipv4_destination);
     const uint32_t new_source = load32(answer.destination.data());
     const uint32_t new_destination = load32(answer.source.data());
