@@ -327,17 +327,24 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         return {BalanceVerdict::await_next_hop, DropReason::next_hop_unresolved, 0};
     const EgressPort &egress = snapshot.ports()[next_hop->egress_port];
     const uint16_t inner_length = uint16_t(packet.l3_end - packet.l3_offset);
-    const IpAddress backend = address_of(reverse.source, reverse.family);
-    const bool gue = service.encapsulation == DsrEncapsulation::gue;
-    const size_t overhead = service.mode != ForwardingMode::dsr ? 0
-                            : gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
-                                  : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
-    // Encapsulated, it would not fit the link: the client must learn the
-    // smaller MTU (path MTU discovery), as from any router on its path.
-    if (inner_length + overhead > egress.mtu)
-        return too_big(frame, packet, ingress_port, snapshot, uint16_t(egress.mtu - overhead), now,
-                       counters);
-    if (service.mode == ForwardingMode::dsr) {
+    if (service.mode != ForwardingMode::dsr) {
+        // Too big for the link: the client must learn its MTU (path MTU
+        // discovery), as from any router on its path.
+        if (inner_length > egress.mtu)
+            return too_big(frame, packet, ingress_port, snapshot, egress.mtu, now, counters);
+        // Toward the backend the packet carries the reverse tuple, turned round.
+        if (!forward_rewrite(frame.data, packet, reverse))
+            return dropped(DropReason::ttl_exceeded);
+    } else {
+        const IpAddress backend = address_of(reverse.source, reverse.family);
+        const bool gue = service.encapsulation == DsrEncapsulation::gue;
+        const size_t overhead = gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
+                                    : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
+        // Encapsulated, it would not fit the link: the same, with the
+        // smaller MTU the tunnel leaves.
+        if (inner_length + overhead > egress.mtu)
+            return too_big(frame, packet, ingress_port, snapshot,
+                           uint16_t(egress.mtu - overhead), now, counters);
         if (!decrement_hop_limit(frame.data, packet))
             return dropped(DropReason::ttl_exceeded);
         // The packet travels unchanged inside an outer header to the backend.
@@ -359,9 +366,6 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         frame.data = start;
         frame.headroom -= uint32_t(overhead);
         frame.length = uint32_t(ethernet_header_length + overhead + inner_length);
-    } else if (!forward_rewrite(frame.data, packet, reverse)) {
-        // Toward the backend the packet carries the reverse tuple, turned round.
-        return dropped(DropReason::ttl_exceeded);
     }
     set_ethernet(frame.data, next_hop->mac, egress.mac);
     counters.to_backend_packets.increment();
