@@ -383,10 +383,25 @@ bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const Flow
     SumChange l4_change = addresses;
     l4_change.add32(ports, new_ports);
     store32(l4, new_ports);
-    if (packet.l4_protocol == ip_proto::tcp)
-        store16(l4 + tcp_checksum, l4_change.applied_to(load16(l4 + tcp_checksum)));
-    else
-        update_udp_checksum(l4 + udp_checksum, l4_change);
+    // update_udp_checksum's rules, inline: no call, no SumChange in memory.
+    const bool udp = packet.l4_protocol == ip_proto::udp;
+    uint8_t *field = l4 + (udp ? udp_checksum : tcp_checksum);
+    const uint16_t checksum = load16(field);
+    uint16_t updated = l4_change.applied_to(checksum);
+    if (udp && checksum == 0)
+        updated = 0;  // none computed: stays none
+    else if (udp && updated == 0)
+        updated = 0xffff;
+    store16(field, updated);
+    return true;
+}
+
+// Out of line: its 40-byte FlowKey would cost the fast path a stack canary.
+[[gnu::noinline]] bool forward_rewrite_general(uint8_t *frame, const ParsedPacket &packet,
+                                               const FlowKey &answer) {
+    if (!decrement_hop_limit(frame, packet))
+        return false;
+    rewrite_tuple(frame, packet, answer.reversed());
     return true;
 }
 
@@ -399,10 +414,7 @@ bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &
     if (packet.network == NetworkLayer::ipv4 && answer.family == 4 && packet.has_l4 &&
         (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp))
         return forward_rewrite_ipv4(frame, packet, answer);
-    if (!decrement_hop_limit(frame, packet))
-        return false;
-    rewrite_tuple(frame, packet, answer.reversed());
-    return true;
+    return forward_rewrite_general(frame, packet, answer);
 }
 
 bool quoted_flow_key(const uint8_t *frame, const ParsedPacket &packet, FlowKey &quoted) {
