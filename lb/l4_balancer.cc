@@ -46,8 +46,22 @@ IpAddress address_of(const std::array<uint8_t, 16> &bytes, uint8_t family) {
 }
 
 void copy_address(std::array<uint8_t, 16> &to, const IpAddress &from) {
-    to.fill(0);
-    std::memcpy(to.data(), from.bytes.data(), from.is_v4() ? 4 : 16);
+    // Sizes the compiler can see: a memcpy of a variable size was a libc
+    // call, twice per new fullnat flow.
+    if (from.is_v4()) {
+        to.fill(0);
+        std::memcpy(to.data(), from.bytes.data(), 4);
+    } else {
+        std::memcpy(to.data(), from.bytes.data(), 16);
+    }
+}
+
+// A flow's SNAT address: `hash` modulo their count, by a mask when the count
+// is a power of two (one address, most often), which gives the same index
+// without a division.
+const IpAddress &local_address_of(const Service &service, uint64_t hash) {
+    const size_t count = service.local_addresses.size();
+    return service.local_addresses[(count & (count - 1)) == 0 ? hash & (count - 1) : hash % count];
 }
 
 BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason, 0}; }
@@ -112,8 +126,13 @@ void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
     if (index == MaglevTable::no_backend)
         return;
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
-    const uint16_t port = uint16_t(snat_.first + (snat_cursor_ + new_flows++) % range);
-    const IpAddress &local = service.local_addresses[probe.hash % service.local_addresses.size()];
+    // The offset modulo the range without a division, but in a range
+    // smaller than a burst.
+    uint32_t offset = snat_cursor_ + new_flows++;
+    if (offset >= range)
+        offset %= range;
+    const uint16_t port = uint16_t(snat_.first + offset);
+    const IpAddress &local = local_address_of(service, probe.hash);
     flows_.prefetch(flows_.hash(snat_tuple(local, service.backends[index], probe.key, port)));
 }
 
@@ -208,7 +227,7 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
     for (unsigned attempt = 0; attempt < snat_attempts && attempt < range; ++attempt) {
         const uint16_t port = uint16_t(snat_.first + snat_cursor_);
-        snat_cursor_ = (snat_cursor_ + 1) % range;
+        snat_cursor_ = snat_cursor_ + 1 == range ? 0 : snat_cursor_ + 1;
         reverse = snat_tuple(local, backend, client, port);
         if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
             return true;
@@ -277,8 +296,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         const Backend &backend = service.backends[index];
         slot = backend.slot;
         if (service.mode == ForwardingMode::fullnat) {
-            const IpAddress &local =
-                service.local_addresses[hash % service.local_addresses.size()];
+            const IpAddress &local = local_address_of(service, hash);
             if (!pick_snat_port(local, backend, key, now, reverse))
                 return dropped(DropReason::snat_ports_exhausted);
         } else {
