@@ -188,9 +188,9 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
     // Stage one, over the whole burst: parse each frame (drop the malformed),
     // probe the flow table, so its buckets load while the others parse, and
     // pass on what another worker owns.
-    ParsedPacket parsed[max_burst];
-    lb::FlowProbe probes[max_burst];
-    SteeredPacket valid[max_burst];
+    ParsedPacket *parsed = worker.stages.parsed;
+    lb::FlowProbe *probes = worker.stages.probes;
+    SteeredPacket *valid = worker.stages.valid;
     uint16_t count = 0;
     lb::L4Balancer *balancer = snapshot ? worker.balancing->balancer.get() : nullptr;
     const lb::Steering *steering =
@@ -244,7 +244,7 @@ unsigned poll_port(WorkerContext &worker, uint16_t port_index, const lb::Snapsho
 
     const uint16_t received = rte_eth_rx_burst(port.port_id, port.queue_id, packets, burst);
     if (received) {
-        SteeredPacket items[max_burst];
+        SteeredPacket *items = worker.stages.received;
         uint64_t bytes = 0;
         for (uint16_t i = 0; i < received; ++i) {
             items[i] = {packets[i], port_index, 0};

@@ -46,8 +46,22 @@ IpAddress address_of(const std::array<uint8_t, 16> &bytes, uint8_t family) {
 }
 
 void copy_address(std::array<uint8_t, 16> &to, const IpAddress &from) {
-    to.fill(0);
-    std::memcpy(to.data(), from.bytes.data(), from.is_v4() ? 4 : 16);
+    // Sizes the compiler can see: a memcpy of a variable size was a libc
+    // call, twice per new fullnat flow.
+    if (from.is_v4()) {
+        to.fill(0);
+        std::memcpy(to.data(), from.bytes.data(), 4);
+    } else {
+        std::memcpy(to.data(), from.bytes.data(), 16);
+    }
+}
+
+// A flow's SNAT address: `hash` modulo their count, by a mask when the count
+// is a power of two (one address, most often), which gives the same index
+// without a division.
+const IpAddress &local_address_of(const Service &service, uint64_t hash) {
+    const size_t count = service.local_addresses.size();
+    return service.local_addresses[(count & (count - 1)) == 0 ? hash & (count - 1) : hash % count];
 }
 
 BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason, 0}; }
@@ -73,7 +87,24 @@ void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowPro
                       (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp);
     if (!probe.candidate)
         return;
-    probe.key = flow_key_of(frame, packet);
+    if (packet.network == NetworkLayer::ipv4) {
+        // flow_key_of's result without its generality (a TCP or UDP
+        // header is there): written in place, no 40-byte copy.
+        const uint8_t *ip = frame + packet.l3_offset;
+        const uint8_t *l4 = frame + packet.l4_offset;
+        FlowKey &key = probe.key;
+        key.source = {};
+        key.destination = {};
+        std::memcpy(key.source.data(), ip + 12, 4);
+        std::memcpy(key.destination.data(), ip + 16, 4);
+        std::memcpy(&key.source_port, l4, 2);
+        std::memcpy(&key.destination_port, l4 + 2, 2);
+        key.protocol = packet.l4_protocol;
+        key.family = 4;
+        key.reserved = 0;
+    } else {
+        probe.key = flow_key_of(frame, packet);
+    }
     probe.hash = flows_.hash(probe.key);
     flows_.prefetch(probe.hash);
 }
@@ -95,8 +126,13 @@ void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
     if (index == MaglevTable::no_backend)
         return;
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
-    const uint16_t port = uint16_t(snat_.first + (snat_cursor_ + new_flows++) % range);
-    const IpAddress &local = service.local_addresses[probe.hash % service.local_addresses.size()];
+    // The offset modulo the range without a division, but in a range
+    // smaller than a burst.
+    uint32_t offset = snat_cursor_ + new_flows++;
+    if (offset >= range)
+        offset %= range;
+    const uint16_t port = uint16_t(snat_.first + offset);
+    const IpAddress &local = local_address_of(service, probe.hash);
     flows_.prefetch(flows_.hash(snat_tuple(local, service.backends[index], probe.key, port)));
 }
 
@@ -191,7 +227,7 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
     for (unsigned attempt = 0; attempt < snat_attempts && attempt < range; ++attempt) {
         const uint16_t port = uint16_t(snat_.first + snat_cursor_);
-        snat_cursor_ = (snat_cursor_ + 1) % range;
+        snat_cursor_ = snat_cursor_ + 1 == range ? 0 : snat_cursor_ + 1;
         reverse = snat_tuple(local, backend, client, port);
         if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
             return true;
@@ -260,8 +296,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         const Backend &backend = service.backends[index];
         slot = backend.slot;
         if (service.mode == ForwardingMode::fullnat) {
-            const IpAddress &local =
-                service.local_addresses[hash % service.local_addresses.size()];
+            const IpAddress &local = local_address_of(service, hash);
             if (!pick_snat_port(local, backend, key, now, reverse))
                 return dropped(DropReason::snat_ports_exhausted);
         } else {
@@ -310,20 +345,26 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         return {BalanceVerdict::await_next_hop, DropReason::next_hop_unresolved, 0};
     const EgressPort &egress = snapshot.ports()[next_hop->egress_port];
     const uint16_t inner_length = uint16_t(packet.l3_end - packet.l3_offset);
-    const IpAddress backend = address_of(reverse.source, reverse.family);
-    const bool gue = service.encapsulation == DsrEncapsulation::gue;
-    const size_t overhead = service.mode != ForwardingMode::dsr ? 0
-                            : gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
-                                  : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
-    // Encapsulated, it would not fit the link: the client must learn the
-    // smaller MTU (path MTU discovery), as from any router on its path.
-    if (inner_length + overhead > egress.mtu)
-        return too_big(frame, packet, ingress_port, snapshot, uint16_t(egress.mtu - overhead), now,
-                       counters);
-    if (!decrement_hop_limit(frame.data, packet))
-        return dropped(DropReason::ttl_exceeded);
-
-    if (service.mode == ForwardingMode::dsr) {
+    if (service.mode != ForwardingMode::dsr) {
+        // Too big for the link: the client must learn its MTU (path MTU
+        // discovery), as from any router on its path.
+        if (inner_length > egress.mtu)
+            return too_big(frame, packet, ingress_port, snapshot, egress.mtu, now, counters);
+        // Toward the backend the packet carries the reverse tuple, turned round.
+        if (!forward_rewrite(frame.data, packet, reverse))
+            return dropped(DropReason::ttl_exceeded);
+    } else {
+        const IpAddress backend = address_of(reverse.source, reverse.family);
+        const bool gue = service.encapsulation == DsrEncapsulation::gue;
+        const size_t overhead = gue ? (backend.is_v4() ? gue_overhead_v4 : gue_overhead_v6)
+                                    : (backend.is_v4() ? ipip_overhead_v4 : ipip_overhead_v6);
+        // Encapsulated, it would not fit the link: the same, with the
+        // smaller MTU the tunnel leaves.
+        if (inner_length + overhead > egress.mtu)
+            return too_big(frame, packet, ingress_port, snapshot,
+                           uint16_t(egress.mtu - overhead), now, counters);
+        if (!decrement_hop_limit(frame.data, packet))
+            return dropped(DropReason::ttl_exceeded);
         // The packet travels unchanged inside an outer header to the backend.
         const IpAddress &source = backend.is_v4() ? egress.ipv4 : egress.ipv6;
         if ((backend.is_v4() ? !egress.has_ipv4 : !egress.has_ipv6) || frame.headroom < overhead)
@@ -343,9 +384,6 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         frame.data = start;
         frame.headroom -= uint32_t(overhead);
         frame.length = uint32_t(ethernet_header_length + overhead + inner_length);
-    } else {
-        // Toward the backend the packet carries the reverse tuple, turned round.
-        rewrite_tuple(frame.data, packet, reverse.reversed());
     }
     set_ethernet(frame.data, next_hop->mac, egress.mac);
     counters.to_backend_packets.increment();
@@ -389,11 +427,10 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
     flow.last_seen = now;
     if (flow.client_port >= snapshot.ports().size())
         return dropped(DropReason::next_hop_unresolved);
-    if (!decrement_hop_limit(frame.data, packet))
-        return dropped(DropReason::ttl_exceeded);
     // Back to the client from the VIP: the flow's forward tuple, turned round,
     // to the MAC the client's packets came from.
-    rewrite_tuple(frame.data, packet, flow.forward.reversed());
+    if (!forward_rewrite(frame.data, packet, flow.forward))
+        return dropped(DropReason::ttl_exceeded);
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();
     count(flow.backend, frame.length);

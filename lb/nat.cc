@@ -1,5 +1,6 @@
 #include "lb/nat.h"
 
+#include <bit>
 #include <cstring>
 
 #include "dataplane/byte_order.h"
@@ -59,6 +60,14 @@ public:
     }
     friend SumChange operator+(SumChange a, const SumChange &b) { return a += b; }
 
+    // A 32-bit field that went from `before` to `after` (both as loaded
+    // from memory): its two 16-bit words at once, since 2^16 = 1 modulo
+    // 0xffff and the fold below only sees the sum modulo 0xffff (and
+    // whether it is 0, which for a nonzero multiple of 0xffff gives the
+    // same 0xffff the fold does).
+    void add32(uint32_t before, uint32_t after) { sum_ += uint64_t(~before) + after; }
+    void add16(uint16_t before, uint16_t after) { sum_ += uint16_t(~before) + after; }
+
     // HC' = ~(~HC + ~m + m') (RFC 1624 eqn 3). Folding a nonzero sum gives
     // 1..0xffff, as does a full computation over data that is never all zeros
     // (the IPv4 version nibble, the pseudo-header's protocol), so the result
@@ -67,9 +76,15 @@ public:
     // word going 0xffff -> 0) would fold to the other zero; it is taken as
     // 0xffff for the same reason, though no frame the parser accepts gets here.
     uint16_t applied_to(uint16_t checksum) const {
+        // The end-around-carry fold in four fixed steps (the sum is below
+        // 2^40: 32 bits, then at most 2^17 + 2^16, 0xffff + 2, 0xffff); a
+        // loop ran a data-dependent number of times, each a branch the CPU
+        // could not predict.
         uint64_t sum = uint16_t(~checksum) + sum_;
-        while (sum >> 16)
-            sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffffffff) + (sum >> 32);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
         if (sum == 0)
             sum = 0xffff;
         return uint16_t(~sum);
@@ -320,6 +335,86 @@ bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet) {
     const uint8_t word[2] = {uint8_t(ip[ipv4_ttl] - 1), ip[ipv4_ttl + 1]};
     update_checksum(ip + ipv4_header_checksum, replace(ip + ipv4_ttl, word, 2));
     return true;
+}
+
+namespace {
+
+inline uint32_t load32(const uint8_t *p) {
+    uint32_t value;
+    std::memcpy(&value, p, 4);
+    return value;
+}
+
+inline void store16(uint8_t *p, uint16_t value) { std::memcpy(p, &value, 2); }
+inline void store32(uint8_t *p, uint32_t value) { std::memcpy(p, &value, 4); }
+
+// forward_rewrite() for IPv4 TCP and UDP with their header: one change for
+// the header checksum (TTL and both addresses; sequential RFC 1624 updates
+// and one combined update give the same bits, see SumChange), one for the
+// L4 checksum (addresses through the pseudo-header, and ports).
+bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+    uint8_t *ip = frame + packet.l3_offset;
+    if (ip[ipv4_ttl] <= 1)
+        return false;
+    // TTL is the first byte of its word in memory: the word's low byte
+    // here, its high byte on a big-endian CPU. It is at least 2: no borrow.
+    const uint16_t ttl_word = load16(ip + ipv4_ttl);
+    const uint16_t new_ttl_word =
+        uint16_t(ttl_word - (std::endian::native == std::endian::little ? 1 : 0x100));
+    const uint32_t source = load32(ip + ipv4_source), destination = load32(ip + ipv4_destination);
+    const uint32_t new_source = load32(answer.destination.data());
+    const uint32_t new_destination = load32(answer.source.data());
+    SumChange addresses;
+    addresses.add32(source, new_source);
+    addresses.add32(destination, new_destination);
+    SumChange header = addresses;
+    header.add16(ttl_word, new_ttl_word);
+    store16(ip + ipv4_ttl, new_ttl_word);
+    store32(ip + ipv4_source, new_source);
+    store32(ip + ipv4_destination, new_destination);
+    const uint16_t header_checksum = header.applied_to(load16(ip + ipv4_header_checksum));
+    store16(ip + ipv4_header_checksum, header_checksum);
+
+    uint8_t *l4 = frame + packet.l4_offset;
+    const uint32_t ports = load32(l4);
+    uint32_t new_ports;  // source port then destination port, as in the header
+    std::memcpy(&new_ports, &answer.destination_port, 2);
+    std::memcpy(reinterpret_cast<uint8_t *>(&new_ports) + 2, &answer.source_port, 2);
+    SumChange l4_change = addresses;
+    l4_change.add32(ports, new_ports);
+    store32(l4, new_ports);
+    // update_udp_checksum's rules, inline: no call, no SumChange in memory.
+    const bool udp = packet.l4_protocol == ip_proto::udp;
+    uint8_t *field = l4 + (udp ? udp_checksum : tcp_checksum);
+    const uint16_t checksum = load16(field);
+    uint16_t updated = l4_change.applied_to(checksum);
+    if (udp && checksum == 0)
+        updated = 0;  // none computed: stays none
+    else if (udp && updated == 0)
+        updated = 0xffff;
+    store16(field, updated);
+    return true;
+}
+
+// Out of line: its 40-byte FlowKey would cost the fast path a stack canary.
+[[gnu::noinline]] bool forward_rewrite_general(uint8_t *frame, const ParsedPacket &packet,
+                                               const FlowKey &answer) {
+    if (!decrement_hop_limit(frame, packet))
+        return false;
+    rewrite_tuple(frame, packet, answer.reversed());
+    return true;
+}
+
+} // namespace
+
+bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+    // The parser checked 20 bytes of TCP or 8 of UDP when it set has_l4, so
+    // the ports and the checksum are inside; later fragments, ICMP and IPv6
+    // take the general path.
+    if (packet.network == NetworkLayer::ipv4 && answer.family == 4 && packet.has_l4 &&
+        (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp))
+        return forward_rewrite_ipv4(frame, packet, answer);
+    return forward_rewrite_general(frame, packet, answer);
 }
 
 bool quoted_flow_key(const uint8_t *frame, const ParsedPacket &packet, FlowKey &quoted) {

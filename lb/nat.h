@@ -27,6 +27,14 @@ void rewrite_tuple(uint8_t *frame, const ParsedPacket &packet, const FlowKey &to
 // must not be forwarded.
 bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet);
 
+// What a balanced packet needs before it leaves: decrement_hop_limit(), then
+// rewrite_tuple() to `answer.reversed()` (a flow's packets in one direction
+// carry the tuple its answers carry, turned round). Returns false, changing
+// nothing, when the hop limit is spent. The bytes written are exactly those
+// of the two calls; IPv4 TCP and UDP with their header take a fast path that
+// reads each changed field once and updates each checksum once.
+bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer);
+
 // ICMP errors (destination unreachable, time exceeded, parameter problem;
 // for IPv6 also packet too big) quote the start of the packet that caused
 // them. `quoted_flow_key` reads that quoted packet's tuple, as it was sent

@@ -1,6 +1,7 @@
 #include "lb/snapshot.h"
 
 #include <algorithm>
+#include <bit>
 #include <cstring>
 
 namespace sluice::lb {
@@ -23,13 +24,29 @@ Snapshot::Snapshot(std::vector<Service> services, std::vector<EgressPort> ports,
     while (size < services_.size() * 2)
         size *= 2;
     slots_.resize(size);
+    v4_listeners_.resize(size);
+    v4_shift_ = unsigned(64 - std::countr_zero(size));
+    // Both tables probe linearly from a key's slot and stop at the first
+    // match: of two services on the same listener, the first one wins.
     for (uint32_t i = 0; i < services_.size(); ++i) {
         const Service &service = services_[i];
-        const FlowKey key = listener_key(service.vip, service.protocol, service.port_be);
-        for (size_t slot = slot_hash(key) & (size - 1);; slot = (slot + 1) & (size - 1)) {
-            if (slots_[slot].service == no_service) {
-                slots_[slot] = {key, i};
-                break;
+        if (service.vip.is_v4()) {
+            uint32_t address_be;
+            std::memcpy(&address_be, service.vip.bytes.data(), 4);
+            const uint64_t key = v4_key(address_be, service.port_be, service.protocol);
+            for (size_t slot = v4_index(key);; slot = (slot + 1) & (size - 1)) {
+                if (v4_listeners_[slot].service == no_service) {
+                    v4_listeners_[slot] = {key, i};
+                    break;
+                }
+            }
+        } else {
+            const FlowKey key = listener_key(service.vip, service.protocol, service.port_be);
+            for (size_t slot = slot_hash(key) & (size - 1);; slot = (slot + 1) & (size - 1)) {
+                if (slots_[slot].service == no_service) {
+                    slots_[slot] = {key, i};
+                    break;
+                }
             }
         }
         auto add = [](std::vector<AddressEntry> &set, const IpAddress &address) {
@@ -88,7 +105,7 @@ const NextHop *Snapshot::find_next_hop(const std::array<uint8_t, 16> &address,
     return index == no_next_hop ? nullptr : &next_hops_[index].next_hop;
 }
 
-uint32_t Snapshot::find_service(const FlowKey &packet) const {
+uint32_t Snapshot::find_service_v6(const FlowKey &packet) const {
     const size_t mask = slots_.size() - 1;
     FlowKey key;
     key.destination = packet.destination;

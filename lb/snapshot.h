@@ -76,7 +76,17 @@ public:
 
     // The service listening on destination address/protocol/port of `key`
     // (an exact port first, then an every-port service), or no_service.
-    uint32_t find_service(const FlowKey &key) const;
+    // Inline: every packet to a VIP asks, and most are IPv4.
+    uint32_t find_service(const FlowKey &key) const {
+        if (key.family != 4)
+            return find_service_v6(key);
+        uint32_t address_be;
+        std::memcpy(&address_be, key.destination.data(), 4);
+        const uint32_t exact = find_listener_v4(v4_key(address_be, key.destination_port, key.protocol));
+        return exact != no_service || key.destination_port == 0
+                   ? exact
+                   : find_listener_v4(v4_key(address_be, 0, key.protocol));
+    }
     // True when `address` (16 bytes, IPv4 in the first 4) of `family` is a
     // fullnat SNAT address of some service: return traffic.
     bool is_local_address(const uint8_t *address, uint8_t family) const;
@@ -118,10 +128,36 @@ private:
         return h ^ (h >> 29);
     }
     static FlowKey listener_key(const IpAddress &vip, uint8_t protocol, uint16_t port_be);
+    uint32_t find_service_v6(const FlowKey &key) const;
+
+    // IPv4 listeners have a table of their own, keyed by one 64-bit word
+    // (address, port, protocol): a multiply to hash and one compare per
+    // probe, where the FlowKey table hashes and compares five words.
+    struct V4Listener {
+        uint64_t key = 0;
+        uint32_t service = no_service;  // no_service: a free slot
+    };
+    static uint64_t v4_key(uint32_t address_be, uint16_t port_be, uint8_t protocol) {
+        return uint64_t(address_be) << 32 | uint32_t(port_be) << 16 | protocol;
+    }
+    // Fibonacci hashing: the multiply's high bits are the index.
+    size_t v4_index(uint64_t key) const {
+        return size_t((key * 0x9e3779b97f4a7c15ull) >> v4_shift_);
+    }
+    uint32_t find_listener_v4(uint64_t key) const {
+        const size_t mask = v4_listeners_.size() - 1;
+        for (size_t slot = v4_index(key);; slot = (slot + 1) & mask) {
+            const V4Listener &listener = v4_listeners_[slot];
+            if (listener.key == key || listener.service == no_service)
+                return listener.service;
+        }
+    }
 
     std::vector<Service> services_;
     std::vector<EgressPort> ports_;
-    std::vector<Slot> slots_;  // open addressing, power-of-two size, linear probing
+    std::vector<Slot> slots_;  // IPv6: open addressing, power-of-two size, linear probing
+    std::vector<V4Listener> v4_listeners_;  // the same, never full
+    unsigned v4_shift_ = 64;
     // Small sets of addresses, each entry the family then 16 bytes.
     using AddressEntry = std::array<uint8_t, 17>;
     static AddressEntry entry_of(const IpAddress &address);

@@ -77,8 +77,11 @@ Bytes tcp_to(const IpAddress &vip, size_t client, uint8_t flags) {
                       with_transport_checksum(source, vip, 6, tcp(port, 80, flags)));
 }
 
+// Backends get counter slots from `first_slot` on, as the control plane
+// gives every backend one (ctrl/snapshot_builder.cc): the flows' next hops
+// and per-backend counters then take the same path as in sluiced.
 lb::Service make_service(const char *name, const IpAddress &vip, lb::ForwardingMode mode,
-                         size_t local_addresses) {
+                         size_t local_addresses, lb::BackendSlot first_slot) {
     lb::Service s;
     s.name = name;
     s.vip = vip;
@@ -87,7 +90,7 @@ lb::Service make_service(const char *name, const IpAddress &vip, lb::ForwardingM
     s.mode = mode;
     std::vector<lb::MaglevBackend> identities;
     for (const char *address : {"198.18.1.11", "198.18.1.12", "198.18.1.13"}) {
-        s.backends.push_back({ip(address), 0, 1});
+        s.backends.push_back({ip(address), 0, 1, lb::BackendSlot(first_slot + s.backends.size())});
         identities.push_back({address, 1});
     }
     s.maglev = lb::MaglevTable(identities, 65537, 1);
@@ -102,8 +105,8 @@ lb::Service make_service(const char *name, const IpAddress &vip, lb::ForwardingM
 std::unique_ptr<lb::Snapshot> bench_snapshot() {
     std::vector<lb::Service> services;
     // Enough SNAT addresses for the new-flow batches: 3 backends x 64 x 64K.
-    services.push_back(make_service("fullnat", vip_fullnat, lb::ForwardingMode::fullnat, 64));
-    services.push_back(make_service("dsr", vip_dsr, lb::ForwardingMode::dsr, 0));
+    services.push_back(make_service("fullnat", vip_fullnat, lb::ForwardingMode::fullnat, 64, 0));
+    services.push_back(make_service("dsr", vip_dsr, lb::ForwardingMode::dsr, 0, 3));
     std::vector<lb::EgressPort> ports(2);
     ports[0].mac = gw_mac;
     ports[1].mac = mac("02:00:00:00:01:01");

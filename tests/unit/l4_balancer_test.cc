@@ -102,6 +102,43 @@ protected:
     uint32_t now = 1000;
 };
 
+// probe() writes IPv4 keys in place rather than through flow_key_of: the
+// same key, with options, fragments, UDP and IPv6 (which still takes
+// flow_key_of) alike; tuples with all-ones bytes catch a stray zero word.
+TEST_F(Balancer, ProbeKeysAreFlowKeyOfs) {
+    const IpAddress ones4 = ip("255.255.255.254"), ones6 = ip("2001:db8:ffff::ffff");
+    const Bytes datagram =
+        with_transport_checksum(client4, ones4, 17, concat({udp(65535, 53, 12), Bytes(12, 0xff)}));
+    const std::vector<Bytes> frames = {
+        tcp_frame(gw_client_mac, client4, vip_fullnat, 40000, 80, tcp_flag::syn),
+        tcp_frame(gw_client_mac, ones4, ones4, 65535, 65535, tcp_flag::ack),
+        tcp_frame(gw_client_mac, client6, vip_nat6, 40000, 80, tcp_flag::syn),
+        tcp_frame(gw_client_mac, ones6, ones6, 65535, 1, tcp_flag::ack),
+        ipv4_frame(gw_client_mac, client_mac, client4, ones4, 17, datagram),
+        concat({ethernet(gw_client_mac, client_mac, ether_type::ipv4),
+                ipv4(client4, vip_fullnat, 6, 20, {1, 1, 1, 0}),  // options: NOP NOP NOP EOL
+                with_transport_checksum(client4, vip_fullnat, 6, tcp(1234, 80, tcp_flag::syn))}),
+        concat({ethernet(gw_client_mac, client_mac, ether_type::ipv4),
+                ipv4(client4, ones4, 17, 16, {}, 0x2000),  // a first fragment
+                first_bytes(datagram, 16)}),
+    };
+    for (size_t i = 0; i < frames.size(); ++i) {
+        SCOPED_TRACE(i);
+        ParsedPacket parsed;
+        ASSERT_EQ(parse_packet(frames[i].data(), uint32_t(frames[i].size()), parsed),
+                  DropReason::none);
+        FlowProbe probe;
+        // No byte left from before: every one set.
+        probe.key.source.fill(0xa5);
+        probe.key.destination.fill(0xa5);
+        probe.key.reserved = 0xa5a5;
+        balancer.probe(frames[i].data(), parsed, probe);
+        ASSERT_TRUE(probe.candidate);
+        EXPECT_EQ(probe.key, flow_key_of(frames[i].data(), parsed));
+        EXPECT_EQ(probe.hash, flows.hash(flow_key_of(frames[i].data(), parsed)));
+    }
+}
+
 TEST_F(Balancer, FullNatThereAndBack) {
     Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40000, 80, 0x02));
     const BalanceResult out = run(syn, client_port_index);

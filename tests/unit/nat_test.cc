@@ -348,6 +348,94 @@ TEST(DecrementHopLimit, DecrementsOrRefuses) {
 }
 
 // ---------------------------------------------------------------------------
+// forward_rewrite: its IPv4 fast path against the two calls it stands for
+
+// `frame` with the general path's bytes: decrement_hop_limit(), then
+// rewrite_tuple() to the answer turned round. Parsed as a NIC that verified
+// the IPv4 header checksum would have it, so that a wrong one gets through.
+void expect_as_general_path(const Bytes &frame, const FlowKey &answer) {
+    ParsedPacket packet;
+    ASSERT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), packet, true), DropReason::none);
+    Bytes general = frame;
+    const bool forwarded = decrement_hop_limit(general.data(), packet);
+    if (forwarded)
+        rewrite_tuple(general.data(), packet, answer.reversed());
+    Bytes fast = frame;
+    EXPECT_EQ(forward_rewrite(fast.data(), packet, answer), forwarded);
+    EXPECT_EQ(fast, general);
+}
+
+// Every frame of the rewrite table (IPv4 options, VLAN tags, fragments, UDP
+// without checksum or with 0xffff, IPv6, ICMP, the other family), at TTLs
+// that are forwarded and refused, and with a wrong IPv4 header or L4
+// checksum, which the update must carry through as the general path does.
+TEST(ForwardRewrite, MatchesHopLimitThenRewriteTuple) {
+    for (const RewriteCase &c : rewrite_cases()) {
+        SCOPED_TRACE(c.description);
+        ParsedPacket packet;
+        ASSERT_EQ(parse_packet(c.input.data(), uint32_t(c.input.size()), packet, true),
+                  DropReason::none);
+        const FlowKey answer = c.to.reversed();
+        expect_as_general_path(c.input, answer);
+        if (packet.network == NetworkLayer::other || packet.network == NetworkLayer::arp)
+            continue;
+        const bool v4 = packet.network == NetworkLayer::ipv4;
+        for (const uint8_t hops : {255, 2, 1, 0}) {
+            SCOPED_TRACE(int(hops));
+            Bytes f = c.input;
+            f[packet.l3_offset + (v4 ? 8 : 7)] = hops;
+            expect_as_general_path(f, answer);
+        }
+        if (v4) {
+            Bytes f = c.input;
+            f[packet.l3_offset + 10] ^= 0x5a;  // header checksum
+            SCOPED_TRACE("bad IPv4 header checksum");
+            expect_as_general_path(f, answer);
+        }
+        if (packet.has_l4 && (packet.l4_protocol == ip_proto::tcp ||
+                              packet.l4_protocol == ip_proto::udp)) {
+            Bytes f = c.input;
+            f[packet.l4_offset + (packet.l4_protocol == ip_proto::tcp ? 17 : 7)] ^= 0x33;
+            SCOPED_TRACE("bad L4 checksum");
+            expect_as_general_path(f, answer);
+        }
+    }
+}
+
+// Random tuples, payloads and TTLs, both protocols, both families: the
+// carries of the one's-complement sums land everywhere.
+TEST(ForwardRewrite, RandomTuplesMatchTheGeneralPath) {
+    std::mt19937 rng(791);
+    auto random_address = [&](bool v4) {
+        IpAddress a = v4 ? client4 : client6;
+        for (size_t i = 0; i < (v4 ? 4u : 16u); ++i)
+            a.bytes[i] = uint8_t(rng());
+        a.bytes[0] = v4 ? uint8_t(1 + rng() % 223) : 0x20;  // the parser refuses multicast sources
+        return a;
+    };
+    for (int i = 0; i < 20000; ++i) {
+        const bool v4 = rng() % 4 != 0;
+        const uint8_t protocol = rng() & 1 ? ip_proto::tcp : ip_proto::udp;
+        Bytes data(rng() % 32);
+        for (uint8_t &b : data)
+            b = uint8_t(rng());
+        Bytes f = frame(protocol, random_address(v4), uint16_t(rng()), random_address(v4),
+                        uint16_t(rng()), data);
+        ParsedPacket packet;
+        ASSERT_EQ(parse_packet(f.data(), uint32_t(f.size()), packet, true), DropReason::none);
+        f[packet.l3_offset + (v4 ? 8 : 7)] = uint8_t(rng());
+        if (v4 && rng() % 8 == 0) {  // all-ones and zero header checksums too
+            f[packet.l3_offset + 10] = f[packet.l3_offset + 11] = rng() & 1 ? 0xff : 0;
+        }
+        const FlowKey answer = tuple(random_address(v4), uint16_t(rng()), random_address(v4),
+                                     uint16_t(rng()), protocol);
+        expect_as_general_path(f, answer);
+        if (HasFailure())
+            FAIL() << "iteration " << i;
+    }
+}
+
+// ---------------------------------------------------------------------------
 // ICMP errors
 
 // The IP packet a router quotes: header and whole L4 segment with correct

@@ -1,6 +1,7 @@
 #include <gtest/gtest.h>
 
 #include <cstring>
+#include <random>
 #include <tuple>
 
 #include "lb/snapshot.h"
@@ -70,6 +71,39 @@ TEST(Snapshot, ManyServicesAllFound) {
         EXPECT_EQ(snapshot.find_service(packet_to(vip.c_str(), i < 250 ? 6 : 17, uint16_t(1000 + i))),
                   uint32_t(i));
     }
+}
+
+// IPv4 listeners have their own table: against the rule itself (the first
+// service on the exact listener, else the first every-port one on the VIP
+// and protocol), over random VIPs, ports and protocols with duplicates and
+// addresses whose bytes differ only where a hash might not look.
+TEST(Snapshot, Ipv4ListenersFollowTheRuleExactlyThenEveryPortFirstWins) {
+    std::mt19937 rng(4);
+    auto vip_text = [&] { return "198.18." + std::to_string(rng() % 2) + "." + std::to_string(rng() % 4); };
+    std::vector<Service> services;
+    for (int i = 0; i < 120; ++i) {
+        const std::string vip = vip_text();
+        const uint16_t port = rng() % 3 == 0 ? 0 : uint16_t(rng() % 6);
+        services.push_back(service("s", vip.c_str(), rng() & 1 ? 6 : 17, port));
+    }
+    services.push_back(service("v6", "2001:db8:10::1", 6, 1));
+    const std::vector<Service> copy = services;
+    const Snapshot snapshot(std::move(services), {}, {}, 1, 1);
+    auto expected = [&](const FlowKey &key) {
+        for (const uint16_t port : {key.destination_port, uint16_t(0)})
+            for (uint32_t i = 0; i < copy.size(); ++i)
+                if (copy[i].vip.is_v4() &&
+                    std::memcmp(copy[i].vip.bytes.data(), key.destination.data(), 4) == 0 &&
+                    copy[i].protocol == key.protocol && copy[i].port_be == port)
+                    return i;
+        return Snapshot::no_service;
+    };
+    for (int i = 0; i < 2000; ++i) {
+        const std::string vip = vip_text();
+        const FlowKey key = packet_to(vip.c_str(), rng() & 1 ? 6 : 17, uint16_t(rng() % 7));
+        ASSERT_EQ(snapshot.find_service(key), expected(key)) << vip << " " << i;
+    }
+    EXPECT_EQ(snapshot.find_service(packet_to("2001:db8:10::1", 6, 1)), 120u);
 }
 
 TEST(Snapshot, NextHops) {
