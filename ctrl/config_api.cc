@@ -104,6 +104,22 @@ std::string ApiConfig::listen() const {
            std::to_string(listen_port);
 }
 
+std::string ConfigLoader::readable_file(const Field &f) const {
+    std::string path = text(f, "a file name", is_path);
+    mode_t mode = 0;
+    if (const std::string problem = read_start(path, nullptr, mode); !problem.empty())
+        fail(f, "cannot read " + quoted(path) + ": " + problem);
+    return path;
+}
+
+std::string ConfigLoader::first_line_of(const Field &f, std::string &path, mode_t &mode) const {
+    path = text(f, "a file name", is_path);
+    std::string line;
+    if (const std::string problem = read_start(path, &line, mode); !problem.empty())
+        fail(f, "cannot read " + quoted(path) + ": " + problem);
+    return line;
+}
+
 void ConfigLoader::read_api(const Field &f, Config &config) const {
     ApiConfig &api = config.api;
     const Section s = map(f, {"listen", "token", "token_file", "max_body_bytes", "max_clients",
@@ -139,12 +155,8 @@ void ConfigLoader::read_api(const Field &f, Config &config) const {
         api.token = value;
     }
     if (token_file) {
-        api.token_file = text(*token_file, "a file name", is_path);
-        std::string line;
         mode_t mode = 0;
-        if (const std::string problem = read_start(api.token_file, &line, mode);
-            !problem.empty())
-            fail(*token_file, "cannot read " + quoted(api.token_file) + ": " + problem);
+        const std::string line = first_line_of(*token_file, api.token_file, mode);
         if (line.empty())
             fail(*token_file, "the first line of " + quoted(api.token_file) +
                                   " is empty: it must hold the token");
@@ -169,17 +181,10 @@ void ConfigLoader::read_api(const Field &f, Config &config) const {
     if (const Field *v = s.find("tls")) {
         const Section t = map(*v, {"certificate", "private_key", "client_ca"});
         ApiTlsConfig tls;
-        auto readable = [&](const Field &file) {
-            std::string path = text(file, "a file name", is_path);
-            mode_t mode = 0;
-            if (const std::string problem = read_start(path, nullptr, mode); !problem.empty())
-                fail(file, "cannot read " + quoted(path) + ": " + problem);
-            return path;
-        };
-        tls.certificate = readable(require(t, "certificate"));
-        tls.private_key = readable(require(t, "private_key"));
+        tls.certificate = readable_file(require(t, "certificate"));
+        tls.private_key = readable_file(require(t, "private_key"));
         if (const Field *ca = t.find("client_ca"))
-            tls.client_ca = readable(*ca);
+            tls.client_ca = readable_file(*ca);
         api.tls = tls;
     }
 

@@ -159,12 +159,8 @@ void ConfigLoader::read_etcd_connection(const Section &s, EtcdSettings &etcd) co
     if (password)
         etcd.password = text(*password, "a password of visible ASCII characters", is_visible);
     if (password_file) {
-        etcd.password_file = text(*password_file, "a file name", is_path);
-        std::string line;
         mode_t mode = 0;
-        if (const std::string problem = read_start(etcd.password_file, &line, mode);
-            !problem.empty())
-            fail(*password_file, "cannot read " + quoted(etcd.password_file) + ": " + problem);
+        const std::string line = first_line_of(*password_file, etcd.password_file, mode);
         if (!is_visible(line))
             fail(*password_file, "the first line of " + quoted(etcd.password_file) +
                                      " must hold the password, in visible ASCII characters");
@@ -182,15 +178,8 @@ void ConfigLoader::read_etcd_connection(const Section &s, EtcdSettings &etcd) co
         if (!tls_endpoint)
             fail(*v, "no endpoint is https://: TLS settings would not be used");
         const Section t = map(*v, {"ca", "certificate", "private_key", "server_name"});
-        auto readable = [&](const Field &file) {
-            std::string path = text(file, "a file name", is_path);
-            mode_t mode = 0;
-            if (const std::string problem = read_start(path, nullptr, mode); !problem.empty())
-                fail(file, "cannot read " + quoted(path) + ": " + problem);
-            return path;
-        };
         if (const Field *ca = t.find("ca"))
-            etcd.tls_ca = readable(*ca);
+            etcd.tls_ca = readable_file(*ca);
         const Field *certificate = t.find("certificate");
         const Field *key = t.find("private_key");
         if (certificate && !key)
@@ -200,8 +189,8 @@ void ConfigLoader::read_etcd_connection(const Section &s, EtcdSettings &etcd) co
             fail(t.self.mark, join(t.self.path, "certificate"),
                  "required key is missing: a private key needs its certificate");
         if (certificate) {
-            etcd.tls_cert = readable(*certificate);
-            etcd.tls_key = readable(*key);
+            etcd.tls_cert = readable_file(*certificate);
+            etcd.tls_key = readable_file(*key);
         }
         if (const Field *name = t.find("server_name"))
             etcd.tls_server_name = text(*name, "a DNS name", is_dns_text);

@@ -60,6 +60,11 @@ private:
 
     // config_api.cc
     void read_api(const Field &f, Config &config) const;
+    // The file `f` names, which must be readable now (TLS files).
+    std::string readable_file(const Field &f) const;
+    // The first line of the file `f` names (secrets: tokens, passwords);
+    // `path` and `mode` get its name and permission bits.
+    std::string first_line_of(const Field &f, std::string &path, mode_t &mode) const;
 
     // config_discovery.cc
     void read_discovery(const Field &f, DiscoveryConfig &discovery) const;

@@ -181,19 +181,10 @@ void TcpEndpoint::on_listener_segment(const FourTuple &tuple, const AcceptHandle
             send_reset(tuple, segment);
             return;
         }
-        Slot *slot = make_slot(tuple, nullptr);
-        if (!slot) {
-            ++counters_.refused_full;
-            send_reset(tuple, segment);
+        Slot *slot = admit(tuple, accept, segment);
+        if (!slot)
             return;
-        }
         ++counters_.syn_cookies_accepted;
-        ++counters_.accepted;
-        slot->events = accept(slot->connection, tuple);
-        if (!slot->events) {
-            slot->connection.abort(now_us);
-            return;
-        }
         slot->connection.accept_cookie(segment, payload, h.ack - 1, mss, now_us);
         return;
     }
@@ -217,23 +208,31 @@ void TcpEndpoint::on_listener_segment(const FourTuple &tuple, const AcceptHandle
         ++counters_.syn_cookies_sent;
         return;
     }
+    Slot *slot = admit(tuple, accept, segment);
+    if (!slot)
+        return;
+    slot->half_open = true;
+    ++half_open_;
+    slot->connection.accept(segment, initial_sequence(tuple, now_us), now_us);
+}
+
+TcpEndpoint::Slot *TcpEndpoint::admit(const FourTuple &tuple, const AcceptHandler &accept,
+                                      const TcpSegment &segment) {
     Slot *slot = make_slot(tuple, nullptr);
     if (!slot) {
         ++counters_.refused_full;
         send_reset(tuple, segment);
-        return;
+        return nullptr;
     }
-    ++counters_.accepted;
     slot->events = accept(slot->connection, tuple);
     if (!slot->events) {
         // Refused by the layer above: reset, as a closed port would be.
         send_reset(tuple, segment);
         slots_.erase(tuple);
-        return;
+        return nullptr;
     }
-    slot->half_open = true;
-    ++half_open_;
-    slot->connection.accept(segment, initial_sequence(tuple, now_us), now_us);
+    ++counters_.accepted;
+    return slot;
 }
 
 bool TcpEndpoint::on_time_wait_segment(const FourTuple &tuple, const TcpSegment &segment,

@@ -129,6 +129,9 @@ private:
     };
 
     Slot *make_slot(const FourTuple &tuple, ConnectionEvents *events);
+    // A slot whose events the listener's owner gave, or null: then the
+    // segment was answered with a RST (no room, or refused).
+    Slot *admit(const FourTuple &tuple, const AcceptHandler &accept, const TcpSegment &segment);
     void on_listener_segment(const FourTuple &tuple, const AcceptHandler &accept,
                              const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
     bool on_time_wait_segment(const FourTuple &tuple, const TcpSegment &segment, uint64_t now_us);
