@@ -47,10 +47,10 @@ const char *to_string(CloseReason reason) {
 // ---------------------------------------------------------------- the ring
 
 void Connection::Ring::write(size_t offset, const uint8_t *data, size_t length) {
-    size_t at = (start_ + offset) % bytes_.size();
+    size_t at = (start_ + offset) % capacity_;
     while (length > 0) {
-        const size_t piece = std::min(length, bytes_.size() - at);
-        std::memcpy(bytes_.data() + at, data, piece);
+        const size_t piece = std::min(length, capacity_ - at);
+        std::memcpy(bytes_.get() + at, data, piece);
         data += piece;
         length -= piece;
         at = 0;
@@ -58,12 +58,12 @@ void Connection::Ring::write(size_t offset, const uint8_t *data, size_t length) 
 }
 
 Payload Connection::Ring::view(size_t offset, size_t length) const {
-    const size_t at = (start_ + offset) % bytes_.size();
+    const size_t at = (start_ + offset) % capacity_;
     Payload payload;
-    payload.first = bytes_.data() + at;
-    payload.first_length = std::min(length, bytes_.size() - at);
+    payload.first = bytes_.get() + at;
+    payload.first_length = std::min(length, capacity_ - at);
     if (payload.first_length < length) {
-        payload.second = bytes_.data();
+        payload.second = bytes_.get();
         payload.second_length = length - payload.first_length;
     }
     return payload;

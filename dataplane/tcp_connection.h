@@ -177,17 +177,20 @@ private:
     // A byte ring of fixed capacity.
     class Ring {
     public:
-        explicit Ring(size_t capacity) : bytes_(capacity) {}
-        size_t capacity() const { return bytes_.size(); }
+        // Not zeroed: a connection touches only the bytes it uses, so a big
+        // buffer costs pages only as it fills.
+        explicit Ring(size_t capacity) : bytes_(new uint8_t[capacity]), capacity_(capacity) {}
+        size_t capacity() const { return capacity_; }
         // Writes `length` bytes at `offset` from the ring's start (wrapping).
         void write(size_t offset, const uint8_t *data, size_t length);
         // `length` bytes from `offset`, in place.
         Payload view(size_t offset, size_t length) const;
         // Moves the ring's start by `length` bytes.
-        void advance(size_t length) { start_ = (start_ + length) % bytes_.size(); }
+        void advance(size_t length) { start_ = (start_ + length) % capacity_; }
 
     private:
-        std::vector<uint8_t> bytes_;
+        std::unique_ptr<uint8_t[]> bytes_;
+        size_t capacity_;
         size_t start_ = 0;
     };
 

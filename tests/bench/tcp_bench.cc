@@ -1,0 +1,225 @@
+// The userspace TCP talking to itself on one core: two endpoints (a
+// client and a server) joined by an in-memory wire of bytes. Every segment
+// is written out with write_header, its payload copied behind it and its
+// checksum computed, then verified and parsed on the other side, as the
+// worker will do with mbufs; the Ethernet/IP layers and the NIC are not
+// in it yet (the workers do not run the TCP yet). Prints, per case,
+//   case=<name> conns_per_s=<float> gbit_per_s=<float>
+//   connections   open, one request and one answer of 100 bytes, close, over and over
+//   bulk          one connection moving data from client to server, as fast as it goes
+// Usage: bench_tcp [SECONDS_PER_CASE]
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <deque>
+#include <string>
+#include <vector>
+
+#include "dataplane/tcp_endpoint.h"
+#include "dataplane/tcp_segment.h"
+
+namespace sluice::tcp {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const IpAddress client_ip = *parse_ip_address("198.18.0.10");
+const IpAddress server_ip = *parse_ip_address("198.18.10.1");
+
+// One direction of the wire: whole segments as bytes, with their tuple.
+struct Wire : PacketSink {
+    struct Frame {
+        FourTuple tuple;
+        size_t length = 0;
+        uint8_t bytes[60 + 9000];
+    };
+    std::vector<Frame> frames;
+    size_t head = 0, tail = 0;
+    uint64_t segments = 0;
+
+    Wire() : frames(4096) {}
+
+    void send_packet(const FourTuple &tuple, const TcpHeader &header,
+                     const Payload &payload) override {
+        Frame &frame = frames[tail % frames.size()];
+        if (tail - head == frames.size()) {
+            std::fprintf(stderr, "bench_tcp: the wire is full\n");
+            std::exit(1);
+        }
+        ++tail;
+        ++segments;
+        frame.tuple = tuple;
+        const size_t header_length = write_header(header, frame.bytes);
+        std::memcpy(frame.bytes + header_length, payload.first, payload.first_length);
+        std::memcpy(frame.bytes + header_length + payload.first_length, payload.second,
+                    payload.second_length);
+        frame.length = header_length + payload.length();
+        const uint16_t sum = segment_checksum(tuple.local.bytes.data(), tuple.remote.bytes.data(),
+                                              false, frame.bytes, frame.length);
+        std::memcpy(frame.bytes + 16, &sum, 2);
+    }
+
+    // Hands every frame to `to`, as its worker would after receiving it.
+    bool deliver(TcpEndpoint &to, uint64_t now) {
+        bool moved = false;
+        while (head != tail) {
+            Frame &frame = frames[head % frames.size()];
+            ++head;
+            moved = true;
+            if (segment_checksum(frame.tuple.local.bytes.data(), frame.tuple.remote.bytes.data(),
+                                 false, frame.bytes, frame.length) != 0)
+                std::abort();
+            TcpSegment segment;
+            if (parse_segment(frame.bytes, frame.length, segment) != SegmentError::none)
+                std::abort();
+            to.receive(frame.tuple.local, frame.tuple.remote, segment, frame.bytes, now);
+        }
+        return moved;
+    }
+};
+
+uint64_t now_us() {
+    return uint64_t(std::chrono::duration_cast<std::chrono::microseconds>(
+                        Clock::now().time_since_epoch())
+                        .count());
+}
+
+Settings settings() {
+    Settings s;
+    s.mss = 8960;  // a jumbo-frame lab: the figure is the stack's, not the MTU's
+    s.send_buffer = 1 << 20;
+    s.receive_buffer = 1 << 20;
+    s.window_shift = 7;
+    return s;
+}
+
+// A server that answers each request with as many bytes and closes when the
+// client does; a client that sends a request, reads the answer and closes.
+struct ServerApp : ConnectionEvents {
+    Connection *connection = nullptr;
+    uint64_t *clock = nullptr;
+    void on_data(const uint8_t *data, size_t length) override {
+        connection->send(data, length, *clock);
+    }
+    void on_peer_finished() override { connection->shutdown(*clock); }
+};
+
+struct ClientApp : ConnectionEvents {
+    Connection *connection = nullptr;
+    uint64_t *clock = nullptr;
+    size_t answered = 0;
+    bool done = false;
+    uint64_t received = 0;
+    void on_established() override {
+        static const std::string request(100, 'q');
+        connection->send(reinterpret_cast<const uint8_t *>(request.data()), request.size(),
+                         *clock);
+    }
+    void on_data(const uint8_t *, size_t length) override {
+        received += length;
+        answered += length;
+        if (answered >= 100)
+            connection->shutdown(*clock);
+    }
+    void on_closed(CloseReason) override { done = true; }
+};
+
+struct Pair {
+    Wire to_server, to_client;
+    // TIME-WAIT entries beyond 4096 make room (the oldest go), so that the
+    // client's ports turn over as they do on a busy host.
+    EndpointLimits limits{65536, 65536, 4096};
+    TcpEndpoint client{settings(), limits, {1024, 65535}, to_server, 11};
+    TcpEndpoint server{settings(), limits, {}, to_client, 12};
+    uint64_t clock = now_us();
+    std::deque<ServerApp> server_apps;
+
+    Pair() {
+        server.listen(server_ip, 80, [this](Connection &connection, const FourTuple &) {
+            if (server_apps.size() > 1024)
+                server_apps.pop_front();  // long closed
+            server_apps.push_back({});
+            server_apps.back().connection = &connection;
+            server_apps.back().clock = &clock;
+            return &server_apps.back();
+        });
+    }
+
+    // Until the wire is quiet; timers as they fall due.
+    void run() {
+        for (;;) {
+            clock = now_us();
+            const bool a = to_server.deliver(server, clock);
+            const bool b = to_client.deliver(client, clock);
+            if (!a && !b)
+                break;
+        }
+        const uint64_t due = std::min(client.next_timer_us() ? client.next_timer_us() : ~0ull,
+                                      server.next_timer_us() ? server.next_timer_us() : ~0ull);
+        if (due <= clock) {
+            client.on_timer(clock);
+            server.on_timer(clock);
+        }
+    }
+};
+
+void connections_case(double seconds) {
+    Pair pair;
+    uint64_t opened = 0, bytes = 0;
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    while (Clock::now() < end) {
+        for (int i = 0; i < 64; ++i) {
+            ClientApp app;
+            app.clock = &pair.clock;
+            app.connection =
+                pair.client.connect(client_ip, server_ip, 80, app, pair.clock);
+            if (!app.connection) {
+                std::fprintf(stderr, "bench_tcp: no local port free\n");
+                std::exit(1);
+            }
+            while (!app.done)
+                pair.run();
+            bytes += app.received + 100;
+            ++opened;
+        }
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::printf("case=connections conns_per_s=%.0f gbit_per_s=%.3f\n", opened / elapsed,
+                bytes * 8 / elapsed / 1e9);
+}
+
+// Counts what arrives; says nothing back.
+struct CountingSink : ConnectionEvents {
+    uint64_t bytes = 0;
+    void on_data(const uint8_t *, size_t length) override { bytes += length; }
+};
+
+void bulk_case(double seconds) {
+    Pair pair;
+    CountingSink sink;
+    pair.server.listen(server_ip, 81, [&sink](Connection &, const FourTuple &) { return &sink; });
+    ConnectionEvents quiet;
+    Connection *connection = pair.client.connect(client_ip, server_ip, 81, quiet, pair.clock);
+    pair.run();
+    std::vector<uint8_t> chunk(1 << 16, 'b');
+    const auto start = Clock::now();
+    const auto end = start + std::chrono::duration<double>(seconds);
+    while (Clock::now() < end) {
+        connection->send(chunk.data(), chunk.size(), pair.clock);
+        pair.run();
+    }
+    const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
+    std::printf("case=bulk conns_per_s=0 gbit_per_s=%.3f\n", sink.bytes * 8 / elapsed / 1e9);
+}
+
+} // namespace
+} // namespace sluice::tcp
+
+int main(int argc, char **argv) {
+    const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
+    sluice::tcp::connections_case(seconds);
+    sluice::tcp::bulk_case(seconds);
+    return 0;
+}
