@@ -220,6 +220,15 @@ void Connection::process_synchronized(const TcpSegment &segment, const uint8_t *
     const TcpHeader &h = segment.header;
     const bool rst = h.flags & flag::rst;
 
+    // The peer's SYN again: our SYN-ACK was lost. Send it again now rather
+    // than at our next timeout, as Linux does.
+    if (state_ == State::syn_received && (h.flags & (flag::syn | flag::ack | flag::rst)) ==
+                                             flag::syn && h.seq == irs_) {
+        ++retransmissions_;
+        send_control(flag::syn | flag::ack, iss_, now_us);
+        return;
+    }
+
     // PAWS (RFC 7323 5.3): an older timestamp is an old duplicate.
     if (timestamps_ && h.options.timestamp && !rst &&
         seq_lt(h.options.timestamp->first, ts_recent_)) {

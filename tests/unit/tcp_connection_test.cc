@@ -173,6 +173,17 @@ TEST_F(TcpConnectionTest, PassiveOpenAnswersOnlyWhatTheSynOffered) {
     EXPECT_TRUE(other.sent.empty());
 }
 
+TEST_F(TcpConnectionTest, ARetransmittedSynGetsTheSynAckAgain) {
+    ASSERT_TRUE(connection.accept(segment(flag::syn, peer_iss, 0).segment, our_iss, 0));
+    harness.take();
+    deliver(segment(flag::syn, peer_iss, 0), 1000 * ms);
+    const Sent again = harness.take();
+    EXPECT_EQ(again.header.flags, flag::syn | flag::ack);
+    EXPECT_EQ(again.header.seq, our_iss);
+    EXPECT_EQ(again.header.ack, peer_iss + 1);
+    EXPECT_EQ(connection.state(), State::syn_received);
+}
+
 TEST_F(TcpConnectionTest, AnAckThatDoesNotTakeOurSynIsReset) {
     ASSERT_TRUE(connection.accept(segment(flag::syn, peer_iss, 0).segment, our_iss, 0));
     harness.take();
