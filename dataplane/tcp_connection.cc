@@ -95,7 +95,7 @@ bool Connection::accept(const TcpSegment &syn, uint32_t iss, uint64_t now_us) {
     if (state_ != State::closed || (h.flags & (flag::syn | flag::ack | flag::rst)) != flag::syn)
         return false;
     irs_ = h.seq;
-    rcv_nxt_ = irs_ + 1;
+    rcv_nxt_ = rcv_adv_ = irs_ + 1;
     take_peer_options(h.options, false);
     snd_wnd_ = max_snd_wnd_ = h.window;  // never scaled on a SYN (RFC 7323 2.2)
     snd_wl1_ = h.seq;
@@ -114,7 +114,7 @@ void Connection::accept_cookie(const TcpSegment &ack, const uint8_t *payload, ui
                                uint16_t peer_mss, uint64_t now_us) {
     const TcpHeader &h = ack.header;
     irs_ = h.seq - 1;
-    rcv_nxt_ = h.seq;
+    rcv_nxt_ = rcv_adv_ = h.seq;
     iss_ = iss;
     snd_una_ = snd_nxt_ = snd_max_ = iss + 1;
     peer_mss_ = peer_mss;
@@ -163,7 +163,7 @@ void Connection::receive_syn_sent(const TcpSegment &segment, uint64_t now_us) {
     if (!(h.flags & flag::syn))
         return;
     irs_ = h.seq;
-    rcv_nxt_ = irs_ + 1;
+    rcv_nxt_ = rcv_adv_ = irs_ + 1;
     take_peer_options(h.options, true);
     snd_wnd_ = max_snd_wnd_ = h.window;
     snd_wl1_ = h.seq;
@@ -208,10 +208,13 @@ bool Connection::acceptable(const TcpSegment &segment) const {
     const auto in_window = [&](uint32_t seq) {
         return seq_le(rcv_nxt_, seq) && seq_lt(seq, rcv_nxt_ + window);
     };
-    if (length == 0)
-        return window == 0 ? h.seq == rcv_nxt_ : in_window(h.seq);
+    // A closed window takes nothing, but a segment at RCV.NXT still brings
+    // its ACK, RST or FIN, none of which needs room (RFC 9293 3.10.7.4's
+    // "special allowance"); its data is dropped and acknowledged.
     if (window == 0)
-        return false;
+        return h.seq == rcv_nxt_;
+    if (length == 0)
+        return in_window(h.seq);
     return in_window(h.seq) || in_window(h.seq + length - 1);
 }
 
@@ -262,6 +265,8 @@ void Connection::process_synchronized(const TcpSegment &segment, const uint8_t *
     }
     if (!(h.flags & flag::ack))
         return;
+    last_heard_us_ = now_us;
+    keepalive_probes_sent_ = 0;
     if (timestamps_ && h.options.timestamp && seq_le(h.seq, last_ack_sent_))
         ts_recent_ = h.options.timestamp->first;
     if (!process_ack(segment, now_us) || closed())
@@ -277,8 +282,11 @@ void Connection::process_synchronized(const TcpSegment &segment, const uint8_t *
     // A FIN counts once every byte before it has arrived.
     if ((h.flags & flag::fin) && h.seq + segment.payload_length == rcv_nxt_)
         process_fin(now_us);
+    if (closed())
+        return;
+    output(now_us);
     if (!closed())
-        output(now_us);
+        report_send_space();
 }
 
 // False when the segment is to be dropped after the ACK.
@@ -408,27 +416,48 @@ void Connection::process_data(const TcpSegment &segment, const uint8_t *data, ui
         length -= old;
         seq = rcv_nxt_;
     }
-    // Nothing beyond the window we offered.
-    const uint32_t room = rcv_nxt_ + receive_window() - seq;
-    length = std::min<size_t>(length, room);
-    if (length == 0)
+    // Nothing beyond the window we offered (RFC 9293 3.10.7.4): the rest
+    // is dropped, and the peer hears at once where the window ends.
+    const uint32_t window_end = rcv_nxt_ + receive_window();
+    const size_t room = seq_lt(seq, window_end) ? window_end - seq : 0;
+    const bool trimmed = length > room;
+    length = std::min(length, room);
+    if (length == 0) {
+        send_ack(now_us);
         return;
+    }
     if (seq != rcv_nxt_) {
         hold(seq, data, length);
         send_ack(now_us);  // at once, with SACK blocks: fast retransmit needs it
         return;
     }
     const bool filled_hole = held_count_ > 0;
+    // The segment goes up in place, unless the reader has bytes to take
+    // before it: then it waits in the ring behind them.
+    const bool reader_ready = unread_ == 0;
     rcv_nxt_ += uint32_t(length);
-    receive_ring_.advance(length);
-    events_.on_data(data, length);
-    if (closed())
-        return;
-    deliver_held();
-    if (closed())
-        return;
+    // Counted unread while offered, so that a window sent from inside
+    // on_data() does not promise room the reader may keep.
+    unread_ += length;
+    size_t taken = 0;
+    if (reader_ready) {
+        offering_ = true;
+        taken = std::min(events_.on_data(data, length), length);
+        offering_ = false;
+        if (closed())
+            return;
+        receive_ring_.advance(taken);
+        unread_ -= taken;
+    }
+    receive_ring_.write(unread_ - (length - taken), data + taken, length - taken);
+    absorb_held();
+    if (reader_ready && taken == length) {
+        offer_unread();
+        if (closed())
+            return;
+    }
     ++unacked_segments_;
-    if (filled_hole || unacked_segments_ >= 2)
+    if (filled_hole || trimmed || unacked_segments_ >= 2)
         send_ack(now_us);
     else if (!delayed_ack_at_)
         delayed_ack_at_ = now_us + settings_.delayed_ack_us;
@@ -449,7 +478,7 @@ void Connection::hold(uint32_t seq, const uint8_t *data, size_t length) {
     const size_t merged = last - first;
     if (merged == 0 && held_count_ == max_held)
         return;  // no room to remember another hole: the peer sends it again
-    receive_ring_.write(seq - rcv_nxt_, data, length);
+    receive_ring_.write(unread_ + (seq - rcv_nxt_), data, length);
     // Replace intervals [first, last) by the one merged interval.
     if (merged == 0) {
         std::move_backward(held_ + first, held_ + held_count_, held_ + held_count_ + 1);
@@ -465,32 +494,70 @@ void Connection::hold(uint32_t seq, const uint8_t *data, size_t length) {
         held_bytes_ += held_[i].right - held_[i].left;
 }
 
-void Connection::deliver_held() {
+// The blocks held out of order that the last segment joined become bytes
+// in order, unread, where they lie in the ring.
+void Connection::absorb_held() {
     while (held_count_ > 0 && seq_le(held_[0].left, rcv_nxt_)) {
         const Held block = held_[0];
         std::move(held_ + 1, held_ + held_count_, held_);
         --held_count_;
-        if (seq_le(block.right, rcv_nxt_))
-            continue;
-        // In place: nothing writes to the ring until the next segment.
-        const size_t length = block.right - rcv_nxt_;
-        const Payload held = receive_ring_.view(0, length);
-        receive_ring_.advance(length);
-        rcv_nxt_ += uint32_t(length);
-        events_.on_data(held.first, held.first_length);
-        if (!closed() && held.second_length > 0)
-            events_.on_data(held.second, held.second_length);
-        if (closed())
-            return;
+        if (seq_gt(block.right, rcv_nxt_)) {
+            unread_ += block.right - rcv_nxt_;
+            rcv_nxt_ = block.right;
+        }
     }
     held_bytes_ = 0;
     for (size_t i = 0; i < held_count_; ++i)
         held_bytes_ += held_[i].right - held_[i].left;
 }
 
+// Offers the unread bytes from the ring, in place (nothing writes to it
+// until the next segment), until the reader takes less than it is offered.
+void Connection::offer_unread() {
+    offering_ = true;
+    while (unread_ > 0) {
+        const Payload piece = receive_ring_.view(0, unread_);
+        const size_t taken =
+            std::min(events_.on_data(piece.first, piece.first_length), piece.first_length);
+        if (closed())
+            break;
+        receive_ring_.advance(taken);
+        unread_ -= taken;
+        if (taken < piece.first_length)
+            break;
+    }
+    offering_ = false;
+}
+
+// The peer's FIN is news for the reader once it has taken every byte before it.
+void Connection::report_fin_if_read() {
+    if (fin_unreported_ && unread_ == 0) {
+        fin_unreported_ = false;
+        events_.on_peer_finished();
+    }
+}
+
+void Connection::resume_receiving(uint64_t now_us) {
+    if (closed() || offering_)
+        return;
+    offer_unread();
+    if (closed())
+        return;
+    report_fin_if_read();
+    if (closed())
+        return;
+    // A window update, when receive_window() finds the right edge moved
+    // far enough to be worth one (RFC 9293 3.8.6.2.2).
+    const bool receiving = state_ == State::established || state_ == State::fin_wait_1 ||
+                           state_ == State::fin_wait_2;
+    if (receiving && seq_gt(rcv_nxt_ + receive_window(), rcv_adv_))
+        send_ack(now_us);
+}
+
 void Connection::process_fin(uint64_t now_us) {
+    // The FIN takes a sequence number but no byte of the ring; nothing
+    // more is written to it.
     ++rcv_nxt_;
-    receive_ring_.advance(1);
     send_ack(now_us);
     switch (state_) {
     case State::syn_received:
@@ -506,7 +573,8 @@ void Connection::process_fin(uint64_t now_us) {
         break;
     default: break;
     }
-    events_.on_peer_finished();
+    fin_unreported_ = true;
+    report_fin_if_read();
 }
 
 // ---------------------------------------------------------------- sending
@@ -516,12 +584,32 @@ size_t Connection::send(const uint8_t *data, size_t length, uint64_t now_us) {
                       state_ == State::syn_sent || state_ == State::syn_received;
     if (!open || fin_queued_)
         return 0;
-    const size_t accepted = std::min(length, send_ring_.capacity() - queued_);
+    const size_t accepted = std::min(length, send_space());
+    if (accepted < length)
+        send_blocked_ = true;
     send_ring_.write(queued_, data, accepted);
     queued_ += accepted;
     if (state_ == State::established || state_ == State::close_wait)
         output(now_us);
     return accepted;
+}
+
+size_t Connection::send_space() const {
+    const bool open = state_ == State::established || state_ == State::close_wait ||
+                      state_ == State::syn_sent || state_ == State::syn_received;
+    return open && !fin_queued_ ? send_ring_.capacity() - queued_ : 0;
+}
+
+void Connection::report_send_space() {
+    if (!send_blocked_)
+        return;
+    // Half the buffer at least, so that the writer comes back for big
+    // pieces rather than for what each ACK frees.
+    const size_t space = send_space();
+    if (space == 0 || space < send_ring_.capacity() / 2)
+        return;
+    send_blocked_ = false;
+    events_.on_send_space(space);
 }
 
 void Connection::shutdown(uint64_t now_us) {
@@ -607,6 +695,7 @@ void Connection::send_data(uint32_t seq, size_t length, bool fin, uint64_t now_u
     header.ack = rcv_nxt_;
     header.flags = flag::ack | (length > 0 ? flag::psh : 0) | (fin ? flag::fin : 0);
     header.window = advertised_window();
+    rcv_adv_ = rcv_nxt_ + (uint32_t(header.window) << rcv_shift_);
     fill_options(header, false, now_us);
     const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
     sink_.send_segment(header, send_ring_.view(seq - data_start, length));
@@ -656,10 +745,12 @@ void Connection::send_control(uint8_t flags, uint32_t seq, uint64_t now_us) {
     if (flags & flag::ack)
         header.ack = rcv_nxt_;
     if (!(flags & flag::rst)) {
-        header.window = (flags & flag::syn)
-                            ? uint16_t(std::min<uint32_t>(settings_.receive_buffer, 65535))
+        // A SYN's window is never scaled (RFC 7323 2.2).
+        const bool syn = flags & flag::syn;
+        header.window = syn ? uint16_t(std::min<uint32_t>(settings_.receive_buffer, 65535))
                             : advertised_window();
-        fill_options(header, flags & flag::syn, now_us);
+        rcv_adv_ = rcv_nxt_ + (uint32_t(header.window) << (syn ? 0 : rcv_shift_));
+        fill_options(header, syn, now_us);
     }
     sink_.send_segment(header, Payload{});
     if (flags & flag::ack) {
@@ -706,8 +797,19 @@ void Connection::fill_options(TcpHeader &header, bool syn, uint64_t now_us) cons
 }
 
 uint32_t Connection::receive_window() const {
-    // Data in order goes up at once; the ring holds what came out of order.
-    return settings_.receive_buffer;
+    // The ring's room past RCV.NXT: what the reader has not taken shrinks it.
+    const uint32_t capacity = uint32_t(receive_ring_.capacity());
+    const uint32_t free = capacity - uint32_t(unread_);
+    const uint32_t offered =
+        std::min(seq_gt(rcv_adv_, rcv_nxt_) ? rcv_adv_ - rcv_nxt_ : 0u, free);
+    // Receiver silly window avoidance (RFC 9293 3.8.6.2.2, RFC 1122
+    // 4.2.3.3): the right edge moves only by min(half the buffer, an MSS)
+    // or more; until then the window offered only shrinks as data comes.
+    const uint32_t step = std::min<uint32_t>(capacity / 2, settings_.mss);
+    uint32_t window = free >= offered + step ? free : offered;
+    // What the header can say: a multiple of the scale, at most 65535 of them.
+    window = std::min<uint32_t>(window, uint32_t(65535) << rcv_shift_);
+    return window >> rcv_shift_ << rcv_shift_;
 }
 
 uint16_t Connection::advertised_window() const {
@@ -734,13 +836,21 @@ void Connection::arm_retransmit(uint64_t now_us) { retransmit_at_ = now_us + rto
 
 uint64_t Connection::next_timer_us() const {
     uint64_t next = 0;
-    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_})
+    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_, user_timer_at_})
         if (at && (!next || at < next))
             next = at;
     return next;
 }
 
 void Connection::on_timer(uint64_t now_us) {
+    run_protocol_timers(now_us);
+    if (!closed() && user_timer_at_ && now_us >= user_timer_at_) {
+        user_timer_at_ = 0;
+        events_.on_user_timer();
+    }
+}
+
+void Connection::run_protocol_timers(uint64_t now_us) {
     if (time_wait_until_ && now_us >= time_wait_until_) {
         close(CloseReason::normal);
         return;
@@ -812,7 +922,7 @@ void Connection::close(CloseReason reason) {
         return;
     state_ = State::closed;
     close_reason_ = reason;
-    retransmit_at_ = delayed_ack_at_ = time_wait_until_ = 0;
+    retransmit_at_ = delayed_ack_at_ = time_wait_until_ = user_timer_at_ = 0;
     events_.on_closed(reason);
 }
 
@@ -834,6 +944,7 @@ Connection::Info Connection::info() const {
     i.timestamps = timestamps_;
     i.queued = queued_;
     i.held_out_of_order = held_bytes_;
+    i.unread = unread_;
     i.retransmissions = retransmissions_;
     i.fast_retransmits = fast_retransmits_;
     i.timeouts = timeouts_;

@@ -19,7 +19,12 @@
 //     with fast retransmit and fast recovery;
 //   - delayed ACKs (every second full segment, or delayed_ack_us), an
 //     immediate ACK for data out of order, and zero-window probes (RFC 9293
-//     3.8.6.1) with the retransmission backoff.
+//     3.8.6.1) with the retransmission backoff;
+//   - flow control both ways for the layer above: on_data() returns what it
+//     took, the rest waits in the receive buffer and shrinks the window
+//     (never by small steps: RFC 9293 3.8.6.2.2) until resume_receiving();
+//     on_send_space() says when a send() that fell short may go on;
+//   - one timer for the layer above (set_user_timer(), on_user_timer()).
 //
 // Memory: a connection owns a send buffer and a receive (reassembly) buffer
 // of the sizes in its settings, allocated once when it is made, and nothing
@@ -102,14 +107,25 @@ public:
 };
 
 // What the layer above hears. Called from inside receive(), on_timer() and
-// the calls below; it may call send(), shutdown() and abort() from them.
+// the calls below; it may call send(), shutdown(), abort() and
+// set_user_timer() from them (resume_receiving() not from on_data).
 class ConnectionEvents {
 public:
     virtual ~ConnectionEvents() = default;
     virtual void on_established() {}
-    // In-order bytes, each exactly once. The view is valid during the call.
-    virtual void on_data(const uint8_t *, size_t) {}
-    virtual void on_peer_finished() {}  // the peer's FIN: no more data will come
+    // In-order bytes, each offered until taken. The view is valid during
+    // the call. Returns how many bytes (from the start) the layer above
+    // took; the rest stay in the connection's receive buffer, shrinking the
+    // window it offers, and are offered again only by resume_receiving().
+    virtual size_t on_data(const uint8_t *, size_t length) { return length; }
+    // The peer's FIN: no more data will come. Heard after every byte before
+    // it was taken.
+    virtual void on_peer_finished() {}
+    // After a send() that did not take everything, acknowledgments freed at
+    // least half of the send buffer: send() takes `free_bytes` now.
+    virtual void on_send_space(size_t /*free_bytes*/) {}
+    // The time given to set_user_timer() came.
+    virtual void on_user_timer() {}
     virtual void on_closed(CloseReason) {}
 };
 
@@ -142,8 +158,20 @@ public:
     // A segment for this connection, checksum verified by the owner.
     void receive(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
 
-    // Queues bytes to send; returns how many fit in the send buffer.
+    // Queues bytes to send; returns how many fit in the send buffer. When
+    // not all did, on_send_space() says when to try again.
     size_t send(const uint8_t *data, size_t length, uint64_t now_us);
+    // What send() would take now.
+    size_t send_space() const;
+    // The layer above has room again: offers the bytes on_data() left, in
+    // order, and when the window this opens is worth it (RFC 9293 3.8.6.2.2)
+    // tells the peer at once.
+    void resume_receiving(uint64_t now_us);
+    // Bytes in order that the layer above has not taken yet.
+    size_t unread() const { return unread_; }
+    // One timer for the layer above (idle timeouts): on_user_timer() at
+    // `at_us`; 0 cancels. Counted in next_timer_us() and run by on_timer().
+    void set_user_timer(uint64_t at_us) { user_timer_at_ = at_us; }
     // No more data from us: a FIN follows the queued bytes.
     void shutdown(uint64_t now_us);
     // Resets the connection at once (RST), dropping queued data.
@@ -168,7 +196,7 @@ public:
         uint16_t peer_mss;
         uint8_t snd_shift, rcv_shift;
         bool sack, timestamps;
-        size_t queued, held_out_of_order;
+        size_t queued, held_out_of_order, unread;
         uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks;
     };
     Info info() const;
@@ -211,7 +239,11 @@ private:
     bool process_ack(const TcpSegment &segment, uint64_t now_us);
     void process_data(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
     void hold(uint32_t seq, const uint8_t *data, size_t length);
-    void deliver_held();
+    void absorb_held();
+    void offer_unread();
+    void report_fin_if_read();
+    void report_send_space();
+    void run_protocol_timers(uint64_t now_us);
     void process_fin(uint64_t now_us);
 
     void take_rtt_sample(uint32_t rtt_us);
@@ -245,10 +277,18 @@ private:
     bool fin_queued_ = false;  // shutdown() called: FIN after the queued bytes
     bool fin_sent_ = false;
     uint32_t fin_seq_ = 0;
+    bool send_blocked_ = false;  // a send() did not take everything: on_send_space() owed
 
     // Receive sequence space.
     uint32_t irs_ = 0, rcv_nxt_ = 0;
-    Ring receive_ring_;     // bytes held out of order, at offset seq - rcv_nxt_
+    // From its start: the bytes in order the layer above has not taken
+    // (unread_ of them, up to rcv_nxt_), then those held out of order, at
+    // offset unread_ + seq - rcv_nxt_.
+    Ring receive_ring_;
+    size_t unread_ = 0;
+    bool offering_ = false;        // inside on_data()
+    bool fin_unreported_ = false;  // the peer's FIN came before the reader took everything
+    uint32_t rcv_adv_ = 0;         // the right edge of the window last offered
     Held held_[max_held]{};
     size_t held_count_ = 0;
     size_t held_bytes_ = 0;
@@ -271,6 +311,9 @@ private:
     uint64_t retransmit_at_ = 0;
     uint64_t delayed_ack_at_ = 0;
     uint64_t time_wait_until_ = 0;
+    uint64_t user_timer_at_ = 0;
+    uint64_t last_heard_us_ = 0;        // the peer's last acceptable segment
+    uint32_t keepalive_probes_sent_ = 0;  // since then
     uint32_t srtt_us_ = 0, rttvar_us_ = 0, rto_us_ = 0;
     uint32_t backoffs_ = 0;
     uint32_t retries_ = 0;  // timeouts since the peer last acknowledged anything

@@ -69,9 +69,16 @@ struct TcpEndpoint::Slot final : SegmentSink, ConnectionEvents {
         if (events)
             events->on_established();
     }
-    void on_data(const uint8_t *data, size_t length) override {
+    size_t on_data(const uint8_t *data, size_t length) override {
+        return events ? events->on_data(data, length) : length;
+    }
+    void on_send_space(size_t free_bytes) override {
         if (events)
-            events->on_data(data, length);
+            events->on_send_space(free_bytes);
+    }
+    void on_user_timer() override {
+        if (events)
+            events->on_user_timer();
     }
     void on_peer_finished() override {
         if (events)

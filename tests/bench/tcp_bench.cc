@@ -99,9 +99,11 @@ Settings settings() {
 struct ServerApp : ConnectionEvents {
     Connection *connection = nullptr;
     uint64_t *clock = nullptr;
-    void on_data(const uint8_t *data, size_t length) override {
-        connection->send(data, length, *clock);
+    // What the send buffer does not take waits in the connection.
+    size_t on_data(const uint8_t *data, size_t length) override {
+        return connection->send(data, length, *clock);
     }
+    void on_send_space(size_t) override { connection->resume_receiving(*clock); }
     void on_peer_finished() override { connection->shutdown(*clock); }
 };
 
@@ -116,11 +118,12 @@ struct ClientApp : ConnectionEvents {
         connection->send(reinterpret_cast<const uint8_t *>(request.data()), request.size(),
                          *clock);
     }
-    void on_data(const uint8_t *, size_t length) override {
+    size_t on_data(const uint8_t *, size_t length) override {
         received += length;
         answered += length;
         if (answered >= 100)
             connection->shutdown(*clock);
+        return length;
     }
     void on_closed(CloseReason) override { done = true; }
 };
@@ -193,7 +196,10 @@ void connections_case(double seconds) {
 // Counts what arrives; says nothing back.
 struct CountingSink : ConnectionEvents {
     uint64_t bytes = 0;
-    void on_data(const uint8_t *, size_t length) override { bytes += length; }
+    size_t on_data(const uint8_t *, size_t length) override {
+        bytes += length;
+        return length;
+    }
 };
 
 void bulk_case(double seconds) {

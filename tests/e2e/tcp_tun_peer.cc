@@ -124,7 +124,6 @@ struct App : ConnectionEvents {
     uint64_t *clock = nullptr;
     uint64_t received = 0, to_send = 0, sent = 0;
     std::unique_ptr<EVP_MD_CTX, void (*)(EVP_MD_CTX *)> digest{EVP_MD_CTX_new(), EVP_MD_CTX_free};
-    std::deque<uint8_t> echo_backlog;
     bool done = false;
 
     App() { EVP_DigestInit_ex(digest.get(), EVP_sha256(), nullptr); }
@@ -145,27 +144,23 @@ struct App : ConnectionEvents {
                     return;
             }
             connection->shutdown(*clock);
-        } else if (kind == Kind::echo) {
-            while (!echo_backlog.empty()) {
-                uint8_t chunk[16384];
-                const size_t n = std::min(echo_backlog.size(), sizeof chunk);
-                std::copy(echo_backlog.begin(), echo_backlog.begin() + long(n), chunk);
-                const size_t taken = connection->send(chunk, n, *clock);
-                echo_backlog.erase(echo_backlog.begin(), echo_backlog.begin() + long(taken));
-                sent += taken;
-                if (taken < n)
-                    return;
-            }
         }
     }
     void on_established() override { pump(); }
-    void on_data(const uint8_t *data, size_t length) override {
-        received += length;
-        EVP_DigestUpdate(digest.get(), data, length);
-        if (kind == Kind::echo) {
-            echo_backlog.insert(echo_backlog.end(), data, data + length);
+    // The echo takes only what its send buffer takes, and the rest waits in
+    // the connection (its window closing) until on_send_space().
+    size_t on_data(const uint8_t *data, size_t length) override {
+        const size_t taken = kind == Kind::echo ? connection->send(data, length, *clock) : length;
+        received += taken;
+        sent += kind == Kind::echo ? taken : 0;
+        EVP_DigestUpdate(digest.get(), data, taken);
+        return taken;
+    }
+    void on_send_space(size_t) override {
+        if (kind == Kind::echo)
+            connection->resume_receiving(*clock);
+        else
             pump();
-        }
     }
     void on_peer_finished() override {
         if (kind != Kind::source)

@@ -3,10 +3,15 @@
 // simultaneous, TIME-WAIT), data in order, out of order and duplicated, the
 // checks of RFC 5961 (RST and SYN in the window, ACKs for unsent data),
 // PAWS, retransmission (RFC 6298) and NewReno's fast retransmit and
-// recovery (RFC 5681, 6582), zero-window probes and giving up.
+// recovery (RFC 5681, 6582), zero-window probes and giving up; a reader
+// that takes less than it is offered (the window closing and opening
+// again), the send-space event and the timer for the layer above.
 #include "dataplane/tcp_connection.h"
 
 #include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
 
 #include <string>
 #include <vector>
@@ -29,6 +34,10 @@ struct Harness : SegmentSink, ConnectionEvents {
     std::string received;
     bool established = false, peer_finished = false;
     CloseReason closed = CloseReason::none;
+    size_t reader_room = SIZE_MAX;  // what on_data() takes, in all, before it is full
+    size_t offers = 0;              // on_data() calls
+    std::vector<size_t> send_space_events;
+    int user_timers = 0;
 
     void send_segment(const TcpHeader &header, const Payload &payload) override {
         std::string bytes(reinterpret_cast<const char *>(payload.first), payload.first_length);
@@ -36,9 +45,15 @@ struct Harness : SegmentSink, ConnectionEvents {
         sent.push_back({header, bytes});
     }
     void on_established() override { established = true; }
-    void on_data(const uint8_t *data, size_t length) override {
-        received.append(reinterpret_cast<const char *>(data), length);
+    size_t on_data(const uint8_t *data, size_t length) override {
+        ++offers;
+        const size_t taken = std::min(length, reader_room);
+        reader_room -= reader_room == SIZE_MAX ? 0 : taken;
+        received.append(reinterpret_cast<const char *>(data), taken);
+        return taken;
     }
+    void on_send_space(size_t free_bytes) override { send_space_events.push_back(free_bytes); }
+    void on_user_timer() override { ++user_timers; }
     void on_peer_finished() override { peer_finished = true; }
     void on_closed(CloseReason reason) override { closed = reason; }
 
@@ -531,6 +546,191 @@ TEST_F(TcpConnectionTest, AnUnansweredSynGivesUp) {
     }
     EXPECT_EQ(syns, 6);
     EXPECT_EQ(harness.closed, CloseReason::timed_out);
+}
+
+// A connection with a small receive buffer, established like establish()
+// does: no window scaling, so the window in the header is the window.
+struct SmallReceiver {
+    Harness harness;
+    Connection connection;
+
+    explicit SmallReceiver(uint32_t receive_buffer)
+        : connection(make_settings(receive_buffer), {40000, 80}, harness, harness) {
+        connection.connect(our_iss, 0);
+        Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+        syn_ack.segment.header.options.mss = 1000;
+        syn_ack.segment.header.options.sack_permitted = true;
+        deliver(syn_ack, 10 * ms);
+        harness.sent.clear();
+    }
+    static Settings make_settings(uint32_t receive_buffer) {
+        Settings s;
+        s.mss = 1000;
+        s.receive_buffer = receive_buffer;
+        s.timestamps = false;
+        return s;
+    }
+    void deliver(const Incoming &in, uint64_t now) {
+        connection.receive(in.segment, reinterpret_cast<const uint8_t *>(in.payload.data()),
+                           now);
+    }
+    void data(uint32_t offset, const std::string &bytes, uint64_t now) {
+        deliver(segment(flag::ack, peer_iss + 1 + offset, our_iss + 1, bytes), now);
+    }
+};
+
+TEST(TcpReceiveBackpressure, AZeroWindowIsProbedAndOpensAgainOnResume) {
+    SmallReceiver r(4000);
+    r.harness.reader_room = 0;  // the layer above is full
+    const std::string a(1000, 'a'), b(1000, 'b'), c(1000, 'c'), d(1000, 'd');
+    r.data(0, a, 20 * ms);
+    r.data(1000, b, 21 * ms);
+    Sent ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 2001);
+    EXPECT_EQ(ack.header.window, 2000);  // what is held shrinks the window
+    EXPECT_EQ(r.connection.unread(), 2000u);
+    EXPECT_EQ(r.harness.offers, 1u);  // offered once; not again until resumed
+    r.data(2000, c, 22 * ms);
+    r.data(3000, d, 23 * ms);
+    ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 4001);
+    EXPECT_EQ(ack.header.window, 0);
+    EXPECT_EQ(r.connection.info().rcv_wnd, 0u);
+
+    // The peer's zero-window probes: one byte at RCV.NXT (dropped), or
+    // Linux's, an empty segment just before it. Each gets the window, 0.
+    r.data(4000, "e", 300 * ms);
+    ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 4001);
+    EXPECT_EQ(ack.header.window, 0);
+    r.deliver(segment(flag::ack, peer_iss + 4000, our_iss + 1), 600 * ms);
+    ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 4001);
+    EXPECT_EQ(ack.header.window, 0);
+    EXPECT_TRUE(r.harness.sent.empty());
+    EXPECT_EQ(r.harness.received, "");
+    EXPECT_EQ(r.harness.offers, 1u);
+    EXPECT_FALSE(r.connection.closed());
+
+    // Room for 1500 bytes: they go up, and a window of 1500 (more than
+    // an MSS) is worth an update.
+    r.harness.reader_room = 1500;
+    r.connection.resume_receiving(700 * ms);
+    EXPECT_EQ(r.harness.received, a + b.substr(0, 500));
+    ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 4001);
+    EXPECT_EQ(ack.header.window, 1500);
+    // 100 bytes more would open it by less than an MSS: no update (receiver
+    // silly window avoidance), and the window offered stays as it was.
+    r.harness.reader_room = 100;
+    r.connection.resume_receiving(701 * ms);
+    EXPECT_TRUE(r.harness.sent.empty());
+    EXPECT_EQ(r.connection.info().rcv_wnd, 1500u);
+    // Everything: the whole window.
+    r.harness.reader_room = SIZE_MAX;
+    r.connection.resume_receiving(702 * ms);
+    EXPECT_EQ(r.harness.received, a + b + c + d);
+    EXPECT_EQ(r.connection.unread(), 0u);
+    ack = r.harness.take();
+    EXPECT_EQ(ack.header.window, 4000);
+    // The byte the probe carried comes again, and goes up.
+    r.data(4000, "e", 710 * ms);
+    EXPECT_EQ(r.harness.received, a + b + c + d + "e");
+}
+
+TEST(TcpReceiveBackpressure, DataBeyondTheWindowIsDroppedAndAcked) {
+    SmallReceiver r(4000);
+    r.harness.reader_room = 0;
+    // 3000 bytes of a 3500-byte segment fit: the rest is cut, and the peer
+    // hears at once where the window ends.
+    r.data(0, std::string(1000, 'a'), 20 * ms);
+    r.data(1000, std::string(3500, 'b'), 21 * ms);
+    const Sent ack = r.harness.take();
+    EXPECT_EQ(ack.header.ack, peer_iss + 4001);
+    EXPECT_EQ(ack.header.window, 0);
+    EXPECT_EQ(r.connection.unread(), 4000u);
+    // Past the window, out of order: not held.
+    r.data(6000, "zz", 22 * ms);
+    EXPECT_EQ(r.connection.info().held_out_of_order, 0u);
+    EXPECT_EQ(r.harness.take().header.ack, peer_iss + 4001);
+}
+
+TEST(TcpReceiveBackpressure, BytesHeldOutOfOrderWaitBehindTheUnread) {
+    SmallReceiver r(8000);
+    r.harness.reader_room = 500;
+    const std::string a(1000, 'a'), b(1000, 'b');
+    r.data(1000, b, 20 * ms);  // held out of order
+    r.data(0, a, 21 * ms);     // fills the hole; the reader takes 500 of it
+    EXPECT_EQ(r.harness.received, a.substr(0, 500));
+    EXPECT_EQ(r.connection.unread(), 1500u);
+    EXPECT_EQ(r.connection.info().held_out_of_order, 0u);
+    EXPECT_EQ(r.connection.info().rcv_nxt, peer_iss + 2001);
+    r.harness.reader_room = SIZE_MAX;
+    r.connection.resume_receiving(30 * ms);
+    EXPECT_EQ(r.harness.received, a + b);
+    // New data after the resume goes up in place again.
+    r.data(2000, "c", 31 * ms);
+    EXPECT_EQ(r.harness.received, a + b + "c");
+}
+
+TEST(TcpReceiveBackpressure, ThePeersFinWaitsForTheReader) {
+    SmallReceiver r(8000);
+    r.harness.reader_room = 0;
+    r.deliver(segment(flag::ack | flag::fin, peer_iss + 1, our_iss + 1, "abc"), 20 * ms);
+    EXPECT_EQ(r.connection.state(), State::close_wait);
+    EXPECT_EQ(r.harness.take().header.ack, peer_iss + 5);
+    EXPECT_FALSE(r.harness.peer_finished);
+    r.harness.reader_room = SIZE_MAX;
+    r.connection.resume_receiving(30 * ms);
+    EXPECT_EQ(r.harness.received, "abc");
+    EXPECT_TRUE(r.harness.peer_finished);
+}
+
+TEST_F(TcpConnectionTest, SendSpaceIsReportedWhenAcksFreeHalfTheBuffer) {
+    establish();
+    EXPECT_EQ(connection.send_space(), 64u * 1024);
+    const std::string data = bytes(70'000, 's');
+    EXPECT_EQ(connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(),
+                              20 * ms),
+              64u * 1024);
+    EXPECT_EQ(connection.send_space(), 0u);
+    // The peer acknowledges all it has, ACK after ACK, as the window grows.
+    uint64_t now = 30 * ms;
+    size_t space_before_event = 0;
+    for (int i = 0; i < 100 && harness.send_space_events.empty(); ++i) {
+        space_before_event = connection.send_space();
+        deliver(segment(flag::ack, peer_iss + 1, connection.info().snd_nxt), now += ms);
+    }
+    ASSERT_EQ(harness.send_space_events.size(), 1u);
+    EXPECT_GE(harness.send_space_events[0], 32u * 1024);
+    EXPECT_EQ(harness.send_space_events[0], connection.send_space());
+    EXPECT_LT(space_before_event, 32u * 1024);  // not before half was free
+    // Once said, not again until a send() falls short.
+    deliver(segment(flag::ack, peer_iss + 1, connection.info().snd_nxt), now += ms);
+    EXPECT_EQ(harness.send_space_events.size(), 1u);
+}
+
+TEST_F(TcpConnectionTest, TheUserTimerFiresOnceAndCanBeCancelled) {
+    establish();
+    connection.set_user_timer(500 * ms);
+    EXPECT_EQ(connection.next_timer_us(), 500 * ms);
+    connection.on_timer(499 * ms);
+    EXPECT_EQ(harness.user_timers, 0);
+    connection.on_timer(500 * ms);
+    EXPECT_EQ(harness.user_timers, 1);
+    EXPECT_EQ(connection.next_timer_us(), 0u);
+    // With the delayed-ACK timer earlier, each fires at its time.
+    connection.set_user_timer(900 * ms);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1, "x"), 600 * ms);
+    EXPECT_EQ(connection.next_timer_us(), 640 * ms);
+    connection.on_timer(640 * ms);
+    EXPECT_EQ(harness.user_timers, 1);
+    EXPECT_EQ(connection.next_timer_us(), 900 * ms);
+    connection.set_user_timer(0);
+    EXPECT_EQ(connection.next_timer_us(), 0u);
+    connection.on_timer(1000 * ms);
+    EXPECT_EQ(harness.user_timers, 1);
+    EXPECT_FALSE(connection.closed());
 }
 
 } // namespace

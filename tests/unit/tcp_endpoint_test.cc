@@ -10,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstring>
 #include <deque>
 #include <random>
@@ -60,8 +61,9 @@ struct App : ConnectionEvents {
     uint64_t *now = nullptr;
 
     void on_established() override { established = true; }
-    void on_data(const uint8_t *data, size_t length) override {
+    size_t on_data(const uint8_t *data, size_t length) override {
         received.append(reinterpret_cast<const char *>(data), length);
+        return length;
     }
     void on_peer_finished() override {
         finished = true;
@@ -212,6 +214,52 @@ TEST_F(TcpEndpointTest, ALossyWireStillDeliversEveryByteInOrder) {
     EXPECT_EQ(client_app.closed, CloseReason::normal);
     EXPECT_GT(dropped, 10u);  // the wire did lose segments
     EXPECT_GT(server.counters().accepted, 0u);
+}
+
+// A reader that takes 8000 bytes every 5 ms, on the connection's timer
+// for the layer above, and leaves the rest in the connection meanwhile.
+struct SlowReader : App {
+    size_t budget = 0;
+    bool saw_zero_window = false;
+
+    void on_established() override {
+        App::on_established();
+        connection->set_user_timer(*now + 5000);
+    }
+    size_t on_data(const uint8_t *data, size_t length) override {
+        const size_t taken = std::min(length, budget);
+        budget -= taken;
+        received.append(reinterpret_cast<const char *>(data), taken);
+        return taken;
+    }
+    void on_user_timer() override {
+        saw_zero_window |= connection->info().rcv_wnd == 0;
+        budget = 8000;
+        connection->resume_receiving(*now);
+        connection->set_user_timer(*now + 5000);
+    }
+};
+
+TEST_F(TcpEndpointTest, ASlowReaderClosesTheWindowAndNothingIsLost) {
+    SlowReader server_app;
+    App client_app;
+    listen_with(server_app);
+    client_app.now = &now;
+    client_app.close_when_finished = false;
+    Connection *connection = client.connect(client_ip, server_ip, 80, client_app, now);
+    ASSERT_NE(connection, nullptr);
+    client_app.connection = connection;
+    run(now + 100'000);
+    ASSERT_TRUE(server_app.established);
+    const std::string data = pattern(1 << 20);
+    send_all(*connection, data, now + 600'000'000, 0.02, 0.01, 0.05);
+    connection->shutdown(now);
+    run(now + 600'000'000, 0.02, 0.01, 0.05);
+    EXPECT_TRUE(server_app.saw_zero_window);
+    EXPECT_EQ(server_app.received.size(), data.size());
+    EXPECT_TRUE(server_app.received == data);
+    EXPECT_TRUE(server_app.finished);
+    EXPECT_EQ(client_app.closed, CloseReason::normal);
 }
 
 TEST_F(TcpEndpointTest, ASegmentForNoConnectionIsReset) {
