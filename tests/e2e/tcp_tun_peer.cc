@@ -46,8 +46,8 @@
 #include <string>
 #include <vector>
 
-#include "dataplane/checksum.h"
 #include "dataplane/tcp_endpoint.h"
+#include "dataplane/tcp_frame.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
@@ -74,33 +74,8 @@ struct TunSink : PacketSink {
 
     void send_packet(const FourTuple &tuple, const TcpHeader &header,
                      const Payload &payload) override {
-        uint8_t packet[20 + 60 + 65536];
-        uint8_t *tcp = packet + 20;
-        const size_t header_length = write_header(header, tcp);
-        std::memcpy(tcp + header_length, payload.first, payload.first_length);
-        std::memcpy(tcp + header_length + payload.first_length, payload.second,
-                    payload.second_length);
-        const size_t tcp_length = header_length + payload.length();
-        const uint16_t sum = segment_checksum(tuple.local.bytes.data(), tuple.remote.bytes.data(),
-                                              false, tcp, tcp_length);
-        std::memcpy(tcp + 16, &sum, 2);
-        const size_t total = 20 + tcp_length;
-        packet[0] = 0x45;
-        packet[1] = 0;
-        packet[2] = uint8_t(total >> 8);
-        packet[3] = uint8_t(total);
-        packet[4] = uint8_t(ip_id >> 8);
-        packet[5] = uint8_t(ip_id);
-        ++ip_id;
-        packet[6] = 0x40;  // don't fragment
-        packet[7] = 0;
-        packet[8] = 64;
-        packet[9] = 6;
-        packet[10] = packet[11] = 0;
-        std::memcpy(packet + 12, tuple.local.bytes.data(), 4);
-        std::memcpy(packet + 16, tuple.remote.bytes.data(), 4);
-        const uint16_t ip_sum = internet_checksum(packet, 20);
-        std::memcpy(packet + 10, &ip_sum, 2);
+        uint8_t packet[ip_segment_size(65536)];
+        const size_t total = write_ip_segment(tuple, header, payload, ip_id++, packet);
         if (write(fd, packet, total) < 0 && errno != EAGAIN && errno != ENOBUFS)
             die(std::string("write to the TUN device: ") + std::strerror(errno));
         ++packets;
