@@ -144,8 +144,8 @@ Config ConfigLoader::read(const YAML::Node &document) const {
     Config config;
     config.source = source_;
     const Section top = map({document, "", document.Mark()},
-                            {"eal", "cores", "worker", "ports", "routes", "lb", "discovery",
-                             "services", "api"});
+                            {"eal", "cores", "worker", "ports", "routes", "lb", "tcp",
+                             "discovery", "services", "api"});
     if (const Field *f = top.find("eal"))
         read_eal(*f, config.eal);
     read_cores(top, config);
@@ -156,6 +156,8 @@ Config ConfigLoader::read(const YAML::Node &document) const {
         read_routes(*f, config);
     if (const Field *f = top.find("lb"))
         read_lb(*f, config.lb);
+    if (const Field *f = top.find("tcp"))
+        read_tcp(*f, config.tcp);
     // Before services, which name its feeds.
     if (const Field *f = top.find("discovery"))
         read_discovery(*f, config.discovery);
@@ -384,7 +386,7 @@ void ConfigLoader::read_addresses(const Field &f, std::map<std::string, int> &se
 
 bool Config::operator==(const Config &other) const {
     return eal == other.eal && cores == other.cores && worker == other.worker &&
-           ports == other.ports && routes == other.routes && lb == other.lb &&
+           ports == other.ports && routes == other.routes && lb == other.lb && tcp == other.tcp &&
            services == other.services && api == other.api && discovery == other.discovery;
 }
 

@@ -88,7 +88,7 @@ struct ServiceConfig {
     uint8_t protocol = 6;  // IPPROTO_TCP or IPPROTO_UDP
     uint16_t port = 0;     // 0: every port of the VIP
     ForwardingMode mode = ForwardingMode::fullnat;
-    std::vector<IpAddress> local_addresses;  // fullnat: the SNAT addresses
+    std::vector<IpAddress> local_addresses;  // fullnat: SNAT; proxy: the backend connections' source
     DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
     uint16_t gue_port = 6080;
     uint32_t maglev_size = 65537;
@@ -120,6 +120,22 @@ struct FlowTimeoutConfig {
     unsigned udp = 30;
 
     bool operator==(const FlowTimeoutConfig &) const = default;
+};
+
+// The workers' userspace TCP, which proxy services run on. Per worker.
+struct TcpConfig {
+    unsigned max_connections = 16384;  // client and backend connections together
+    unsigned syn_backlog = 1024;       // half-open connections before SYN cookies
+    unsigned max_time_wait = 16384;
+    unsigned send_buffer = 262144;     // bytes, per connection
+    unsigned receive_buffer = 262144;
+    unsigned mss = 1460;
+    // Of each worker's slice of local ports, the percentage the proxy's
+    // backend connections take (the rest is fullnat's); 0: no userspace TCP.
+    unsigned backend_port_share = 25;
+    unsigned idle_timeout = 300;       // seconds without a byte either way
+
+    bool operator==(const TcpConfig &) const = default;
 };
 
 struct LbConfig {
@@ -202,6 +218,7 @@ struct Config {
     std::vector<PortConfig> ports;
     std::vector<RouteConfig> routes;
     LbConfig lb;
+    TcpConfig tcp;
     std::vector<ServiceConfig> services;
     ApiConfig api;
     DiscoveryConfig discovery;

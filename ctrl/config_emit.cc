@@ -19,6 +19,7 @@ const char *mode_name(ForwardingMode mode) {
     case ForwardingMode::fullnat: return "fullnat";
     case ForwardingMode::nat: return "nat";
     case ForwardingMode::dsr: return "dsr";
+    case ForwardingMode::proxy: return "proxy";
     }
     return "fullnat";
 }
@@ -173,7 +174,7 @@ Json service_json(const ServiceConfig &service) {
               {"protocol", service.protocol == 17 ? "udp" : "tcp"},
               {"port", service.port},
               {"mode", mode_name(service.mode)}};
-    if (service.mode == ForwardingMode::fullnat)
+    if (service.mode == ForwardingMode::fullnat || service.mode == ForwardingMode::proxy)
         j["local_addresses"] = addresses_json(service.local_addresses);
     if (service.mode == ForwardingMode::dsr) {
         const bool gue = service.encapsulation == DsrEncapsulation::gue;
@@ -231,12 +232,22 @@ Json config_json(const Config &config) {
                        {"tcp_closing", t.tcp_closing},
                        {"udp", t.udp}}}};
 
+    const TcpConfig &c = config.tcp;
+    const Json tcp = {{"max_connections", c.max_connections},
+                      {"syn_backlog", c.syn_backlog},
+                      {"max_time_wait", c.max_time_wait},
+                      {"send_buffer", c.send_buffer},
+                      {"receive_buffer", c.receive_buffer},
+                      {"mss", c.mss},
+                      {"backend_port_share", c.backend_port_share},
+                      {"idle_timeout", c.idle_timeout}};
+
     Json services = Json::array();
     for (const ServiceConfig &service : config.services)
         services.push_back(service_json(service));
 
     return {{"eal", eal},   {"cores", cores},       {"worker", worker},
-            {"ports", ports}, {"routes", routes},   {"lb", lb},
+            {"ports", ports}, {"routes", routes},   {"lb", lb}, {"tcp", tcp},
             {"discovery", discovery_json(config.discovery)},
             {"services", services}, {"api", api_json(config.api)}};
 }

@@ -80,6 +80,30 @@ void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
     }
 }
 
+void ConfigLoader::read_tcp(const Field &f, TcpConfig &tcp) const {
+    const Section s = map(f, {"max_connections", "syn_backlog", "max_time_wait", "send_buffer",
+                              "receive_buffer", "mss", "backend_port_share", "idle_timeout"});
+    if (const Field *v = s.find("max_connections"))
+        tcp.max_connections = integer(*v, 2, 4'194'304, "a number of connections");
+    if (const Field *v = s.find("syn_backlog"))
+        tcp.syn_backlog = integer(*v, 1, 1'048'576, "a number of half-open connections");
+    if (const Field *v = s.find("max_time_wait"))
+        tcp.max_time_wait = integer(*v, 0, 4'194'304, "a number of TIME-WAIT entries");
+    // Window scaling covers up to 1 GiB (RFC 7323 2.3); a buffer smaller
+    // than a few segments stalls a connection.
+    if (const Field *v = s.find("send_buffer"))
+        tcp.send_buffer = integer(*v, 16384, 1u << 30, "bytes");
+    if (const Field *v = s.find("receive_buffer"))
+        tcp.receive_buffer = integer(*v, 16384, 1u << 30, "bytes");
+    // A segment and its headers fit one mbuf of the default data room.
+    if (const Field *v = s.find("mss"))
+        tcp.mss = integer(*v, 536, 1460, "bytes of segment payload");
+    if (const Field *v = s.find("backend_port_share"))
+        tcp.backend_port_share = integer(*v, 0, 90, "a percentage");
+    if (const Field *v = s.find("idle_timeout"))
+        tcp.idle_timeout = integer(*v, 1, max_timeout_s, "seconds");
+}
+
 IpAddress ConfigLoader::unicast_address(const Field &f) const {
     const std::string what = "an IPv4 or IPv6 address like 198.18.10.1 or 2001:db8::10";
     const std::string &text = scalar(f, what);
@@ -154,15 +178,28 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
     if (const Field *v = s.find("port"))
         service.port = uint16_t(integer(*v, 0, 65535, "a port (0: every port)"));
     if (const Field *v = s.find("mode"))  // in ForwardingMode's order
-        service.mode = ForwardingMode(choice(*v, {"fullnat", "nat", "dsr"}));
+        service.mode = ForwardingMode(choice(*v, {"fullnat", "nat", "dsr", "proxy"}));
     const bool dsr = service.mode == ForwardingMode::dsr;
+    const bool proxy = service.mode == ForwardingMode::proxy;
+    if (proxy) {
+        if (service.protocol != 6)
+            fail(require(s, "protocol"), "proxy services are tcp: the workers' TCP ends them");
+        if (service.port == 0)
+            fail(s.self.mark, join(s.self.path, "port"),
+                 "a proxy service listens on one port: port 0 (every port) is for L4 modes");
+        if (config.tcp.backend_port_share == 0)
+            fail(require(s, "mode"),
+                 "tcp.backend_port_share is 0, which leaves the proxy no local ports for its "
+                 "backend connections");
+    }
 
     const Field *local = s.find("local_addresses");
-    if (service.mode == ForwardingMode::fullnat && !local)
+    if ((service.mode == ForwardingMode::fullnat || proxy) && !local)
         fail(s.self.mark, join(s.self.path, "local_addresses"),
-             "required key is missing: fullnat needs at least one SNAT address");
-    if (local && service.mode != ForwardingMode::fullnat)
-        fail(*local, "only fullnat services have local (SNAT) addresses");
+             proxy ? "required key is missing: proxy needs at least one local address"
+                   : "required key is missing: fullnat needs at least one SNAT address");
+    if (local && service.mode != ForwardingMode::fullnat && !proxy)
+        fail(*local, "only fullnat and proxy services have local addresses");
     if (local) {
         const std::vector<Field> items = sequence(*local);
         if (items.empty())

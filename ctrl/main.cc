@@ -377,7 +377,8 @@ const char *Gateway::needs_restart(const Config &next) const {
            : !(next.lb.flow_table_size == config_.lb.flow_table_size &&
                next.lb.timeouts == config_.lb.timeouts)
                ? "lb.flow_table_size and lb.timeouts"
-               : nullptr;
+           : !(next.tcp == config_.tcp) ? "tcp"
+                                        : nullptr;
 }
 
 // `base` with the feeds' endpoints that meet the config's rules for a backend.
@@ -545,10 +546,30 @@ bool Gateway::launch_workers(std::string &error) {
         balancing->snapshot = snapshot_.get();
         balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
                                                            lb::HashKey::random(), timeouts);
-        // Each worker owns a slice of the SNAT ports.
+        // Each worker owns a slice of the local ports: fullnat's SNAT ports
+        // first, then the TCP's for the proxy's backend connections.
+        const lb::SnatPortRange slice = slices.slice(unsigned(i));
+        const unsigned tcp_ports =
+            (unsigned(slice.last) - slice.first + 1) * config_.tcp.backend_port_share / 100;
+        const lb::SnatPortRange snat{slice.first, uint16_t(slice.last - tcp_ports)};
         balancing->balancer = std::make_unique<lb::L4Balancer>(
-            *balancing->flows, slices.slice(unsigned(i)), std::random_device{}());
+            *balancing->flows, snat, std::random_device{}());
         worker->balancing = std::move(balancing);
+        if (tcp_ports) {
+            const TcpConfig &tcp = config_.tcp;
+            dataplane::WorkerTcpSettings settings;
+            settings.connection.mss = uint16_t(tcp.mss);
+            settings.connection.send_buffer = tcp.send_buffer;
+            settings.connection.receive_buffer = tcp.receive_buffer;
+            settings.limits = {tcp.max_connections, tcp.syn_backlog, tcp.max_time_wait};
+            settings.ports = {uint16_t(snat.last + 1), slice.last};
+            settings.proxy.idle_timeout_us = uint64_t(tcp.idle_timeout) * 1'000'000;
+            settings.secret = uint64_t(std::random_device{}()) << 32 | std::random_device{}();
+            // The pool of the worker's NUMA socket, if a port is there.
+            const auto pool = pools_.find(int(rte_lcore_to_socket_id(config_.cores.workers[i])));
+            worker->tcp = std::make_unique<dataplane::WorkerTcp>(
+                settings, *worker, (pool != pools_.end() ? pool : pools_.begin())->second);
+        }
         workers_.push_back(std::move(worker));
     }
     for (size_t i = 0; i < workers_.size(); ++i)

@@ -93,6 +93,52 @@ void collect_worker(Collector &out, const dataplane::WorkerContext &worker) {
                 "Flows in the worker's table (expired ones not yet reclaimed included).", label,
                 worker.balancing->flows->size());
     }
+    if (worker.tcp) {
+        const dataplane::TcpFigures &t = worker.tcp->figures();
+        const lb::ProxyCounters &p = worker.tcp->proxy_counters();
+        out.add("sluice_tcp_connections", Type::gauge,
+                "Connections of the worker's TCP, client and backend sides.", label,
+                t.connections.read());
+        out.add("sluice_tcp_time_wait", Type::gauge, "TIME-WAIT entries of the worker's TCP.",
+                label, t.time_wait.read());
+        out.add("sluice_tcp_half_open", Type::gauge, "Connections in SYN-RECEIVED.", label,
+                t.half_open.read());
+        out.add("sluice_proxy_sessions", Type::gauge,
+                "Proxied client connections with their backend connections.", label,
+                t.sessions.read());
+        add_counters(out, "sluice_tcp_", label, {
+            {"accepted", "Client connections accepted.", t.accepted.read()},
+            {"connected", "Connections opened to backends.", t.connected.read()},
+            {"closed", "Connections ended, any way.", t.closed.read()},
+            {"resets_sent", "RSTs sent for segments of no connection.", t.resets_sent.read()},
+            {"refused_full", "Connections refused: max_connections reached.",
+             t.refused_full.read()},
+            {"syn_cookies_sent", "SYN-ACKs with a cookie: the SYN backlog was full.",
+             t.syn_cookies_sent.read()},
+            {"syn_cookies_accepted", "Connections made from a returning cookie.",
+             t.syn_cookies_accepted.read()},
+            {"syn_cookies_refused", "ACKs whose cookie did not verify.",
+             t.syn_cookies_refused.read()},
+            {"time_wait_evicted", "TIME-WAIT entries dropped early: the table was full.",
+             t.time_wait_evicted.read()},
+            {"segments_in", "Segments taken by the worker's TCP.", t.segments_in.read()},
+            {"segments_out", "Segments the worker's TCP sent.", t.segments_out.read()},
+        });
+        add_counters(out, "sluice_proxy_", label, {
+            {"sessions", "Client connections the proxy took.", p.sessions.read()},
+            {"backend_connected", "Backend connections established.",
+             p.backend_connected.read()},
+            {"backend_failed", "Backend connections refused, timed out or without a port.",
+             p.backend_failed.read()},
+            {"no_backend", "Clients refused: their service had no backend.", p.no_backend.read()},
+            {"idle_timeouts", "Sessions reset for idleness.", p.idle_timeouts.read()},
+            {"resets", "Sessions ended by a reset on either side.", p.resets.read()},
+            {"bytes_to_backend", "Bytes relayed from clients to backends.",
+             p.bytes_to_backend.read()},
+            {"bytes_to_client", "Bytes relayed from backends to clients.",
+             p.bytes_to_client.read()},
+        });
+    }
     for (size_t reason = 1; reason < drop_reason_count; ++reason)
         out.add("sluice_worker_drops_total", Type::counter, "Packets dropped, by reason.",
                 {{"worker", std::to_string(worker.id)},

@@ -3,12 +3,11 @@
 #include <algorithm>
 
 #include "ctrl/route_table.h"
+#include "dataplane/byte_order.h"
 
 namespace sluice::ctrl {
 
 namespace {
-
-uint16_t to_network(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
 
 // What Maglev hashes a backend by: its address and port, so that every
 // instance, whatever order it lists backends in, builds the same table.
@@ -59,7 +58,7 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
         service.name = config_service.name;
         service.vip = config_service.vip;
         service.protocol = config_service.protocol;
-        service.port_be = to_network(config_service.port);
+        service.port_be = port_to_network(config_service.port);
         service.mode = config_service.mode;
         service.local_addresses = config_service.local_addresses;
         service.encapsulation = config_service.encapsulation;
@@ -74,7 +73,7 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
             // service, so its flows run on even when removed ones are reset.
             const uint32_t weight = backend.drained ? 0 : backend.weight;
             service.backends.push_back(
-                {backend.address, to_network(backend.port), weight, state.slot});
+                {backend.address, port_to_network(backend.port), weight, state.slot});
             identities.push_back({maglev_identity(backend), weight});
         }
         service.maglev = lb::MaglevTable(identities, config_service.maglev_size,

@@ -20,4 +20,10 @@ inline void write_be32(uint8_t *p, uint32_t value) {
     write_be16(p + 2, uint16_t(value));
 }
 
+// A port kept as a uint16_t in the order a header holds it (the `_be`
+// fields), to and from host order: the same swap both ways on the
+// little-endian machines sluice runs on.
+inline uint16_t port_to_network(uint16_t port) { return uint16_t(port << 8 | port >> 8); }
+inline uint16_t port_to_host(uint16_t port_be) { return uint16_t(port_be << 8 | port_be >> 8); }
+
 } // namespace sluice

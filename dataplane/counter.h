@@ -13,6 +13,8 @@ public:
     void add(uint64_t n) { value_.store(value_.load(std::memory_order_relaxed) + n,
                                         std::memory_order_relaxed); }
     void increment() { add(1); }
+    // For gauges, and for counters kept elsewhere that the worker publishes.
+    void set(uint64_t value) { value_.store(value, std::memory_order_relaxed); }
     uint64_t read() const { return value_.load(std::memory_order_relaxed); }
 
 private:

@@ -58,6 +58,12 @@ namespace sluice {
     X(ttl_exceeded, "TTL or hop limit would reach zero")                                 \
     X(no_room_for_encapsulation, "no headroom or address for the DSR outer header")      \
     X(too_big_to_encapsulate, "too big for the link once encapsulated; no ICMP sent")   \
+    /* Userspace TCP (proxy services) */                                                 \
+    X(fragment_to_stack, "a fragmented TCP segment for the worker's TCP, not reassembled") \
+    X(bad_tcp_checksum, "a TCP segment for the worker's TCP with a bad checksum")        \
+    X(bad_tcp_option, "a TCP option of the wrong length, for the worker's TCP")          \
+    X(tcp_no_route, "a segment of the worker's TCP toward a peer it has no MAC for")     \
+    X(tcp_no_mbuf, "no packet buffer for a segment of the worker's TCP")                 \
     /* Forwarding */                                                                     \
     X(no_exception_path, "not for the gateway and the port has no exception path")      \
     X(exception_path_full, "the exception path TAP did not take the packet")            \

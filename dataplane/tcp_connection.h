@@ -155,7 +155,8 @@ public:
     void accept_cookie(const TcpSegment &ack, const uint8_t *payload, uint32_t iss,
                        uint16_t peer_mss, uint64_t now_us);
 
-    // A segment for this connection, checksum verified by the owner.
+    // A segment for this connection, checksum verified by the owner;
+    // `payload` points at its header, the data at segment.payload_offset.
     void receive(const TcpSegment &segment, const uint8_t *payload, uint64_t now_us);
 
     // Queues bytes to send; returns how many fit in the send buffer. When

@@ -308,6 +308,8 @@ void TcpEndpoint::send_reset(const FourTuple &tuple, const TcpSegment &segment) 
 }
 
 uint64_t TcpEndpoint::next_timer_us() const {
+    if (reap_due_)
+        return 1;  // closed connections to free: at once
     uint64_t next = 0;
     for (const auto &[tuple, slot] : slots_) {
         const uint64_t at = slot->connection.next_timer_us();

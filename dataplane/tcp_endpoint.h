@@ -93,7 +93,9 @@ public:
     Connection *connect(const IpAddress &local, const IpAddress &remote, uint16_t remote_port,
                         ConnectionEvents &events, uint64_t now_us);
 
-    // A segment that arrived, from `source` to `destination`, its checksum verified.
+    // A segment that arrived, from `source` to `destination`, its checksum
+    // verified. `payload` points at the segment's first byte (its header), as
+    // parse_segment() read it: the data is at segment.payload_offset.
     void receive(const IpAddress &source, const IpAddress &destination, const TcpSegment &segment,
                  const uint8_t *payload, uint64_t now_us);
 

@@ -6,6 +6,7 @@
 #include <rte_prefetch.h>
 #include <rte_ring.h>
 
+#include "dataplane/byte_order.h"
 #include "dataplane/packet_parse.h"
 #include "dataplane/published_snapshot.h"
 
@@ -108,7 +109,22 @@ bool balance(WorkerContext &worker, const SteeredPacket &item, const lb::Snapsho
         buffer, parsed, probe, item.port_index, snapshot, now, balancing.counters);
     switch (result.verdict) {
     case lb::BalanceVerdict::not_balanced:
+        // Perhaps a backend's answer to one of the proxy's connections.
+        if (worker.tcp && probe.candidate && probe.key.protocol == ip_proto::tcp &&
+            !parsed.fragment &&
+            worker.tcp->owns_port(port_to_host(probe.key.destination_port)) &&
+            snapshot.is_local_address(probe.key.destination.data(), probe.key.family)) {
+            worker.tcp->receive(packet, parsed, item.port_index);
+            return true;
+        }
         return false;
+    case lb::BalanceVerdict::to_stack:
+        if (!worker.tcp) {
+            drop(packet, DropReason::no_exception_path, worker.counters);
+            return true;
+        }
+        worker.tcp->receive(packet, parsed, item.port_index);
+        return true;
     case lb::BalanceVerdict::unknown_flow:
         // The flow of an ICMP error or a later fragment may live with any
         // worker: each looks once, in turn, before the last one gives up.
@@ -325,7 +341,12 @@ void prepare_worker(WorkerContext &worker) {
         worker.outboxes.assign(worker.steering->inboxes.size(), SteerBuffer{});
     worker.tx_drain_tsc = (rte_get_tsc_hz() + 999'999) / 1'000'000 * worker.settings.tx_drain_us;
     worker.tsc_per_ms = std::max<uint64_t>(rte_get_tsc_hz() / 1000, 1);
+    worker.tsc_per_us = std::max<uint64_t>(rte_get_tsc_hz() / 1'000'000, 1);
     worker.last_drain_tsc = rte_rdtsc();
+}
+
+void send_to_wire(WorkerContext &worker, uint16_t port_index, rte_mbuf *packet) {
+    send(worker.ports[port_index].to_wire, packet, worker.counters);
 }
 
 void flush_worker(WorkerContext &worker) {
@@ -338,7 +359,10 @@ void flush_worker(WorkerContext &worker) {
 unsigned poll_worker(WorkerContext &worker) {
     // One snapshot for the whole poll: the grace period ends after it.
     const lb::Snapshot *snapshot = worker.balancing ? worker.balancing->snapshot->current() : nullptr;
-    const uint32_t now_ms = uint32_t(rte_rdtsc() / worker.tsc_per_ms);
+    const uint64_t start = rte_rdtsc();
+    const uint32_t now_ms = uint32_t(start / worker.tsc_per_ms);
+    if (worker.tcp)
+        worker.tcp->begin_poll(snapshot, start / worker.tsc_per_us);
     unsigned received = 0;
     for (uint16_t index = 0; index < worker.ports.size(); ++index)
         received += poll_port(worker, index, snapshot, now_ms);
@@ -346,6 +370,8 @@ unsigned poll_worker(WorkerContext &worker) {
         received += poll_inbox(worker, snapshot, now_ms);
     if (worker.waiting.count)
         retry_waiting(worker, snapshot, now_ms);
+    if (worker.tcp)
+        worker.tcp->end_poll();
     const uint64_t now = rte_rdtsc();
     if (now - worker.last_drain_tsc >= worker.tx_drain_tsc) {
         flush_worker(worker);

@@ -11,6 +11,7 @@
 #include "dataplane/counter.h"
 #include "dataplane/drop_reason.h"
 #include "dataplane/local_reply.h"
+#include "dataplane/worker_tcp.h"
 #include "lb/flow_table.h"
 #include "lb/l4_balancer.h"
 #include "lb/steering.h"
@@ -127,6 +128,7 @@ struct alignas(64) WorkerContext {
     std::vector<WorkerPort> ports;
     const std::atomic<bool> *stop = nullptr;
     std::unique_ptr<WorkerBalancing> balancing;
+    std::unique_ptr<WorkerTcp> tcp;  // with balancing: proxy services' TCP
     const WorkerSteering *steering = nullptr;
     std::vector<SteerBuffer> outboxes;  // by worker id, when steering
     NeighbourWait waiting;
@@ -134,6 +136,7 @@ struct alignas(64) WorkerContext {
     uint64_t tx_drain_tsc = 0;    // settings.tx_drain_us in TSC ticks
     uint64_t last_drain_tsc = 0;
     uint64_t tsc_per_ms = 1;
+    uint64_t tsc_per_us = 1;
     WorkerCounters counters;
     BurstStages stages;
 };
@@ -144,6 +147,9 @@ void prepare_worker(WorkerContext &worker);
 // One pass over every port: receive a burst, handle it, flush TX when the
 // deadline passed. Returns the number of packets received.
 unsigned poll_worker(WorkerContext &worker);
+
+// Queues a frame on the TX buffer of the snapshot's port `port_index`.
+void send_to_wire(WorkerContext &worker, uint16_t port_index, rte_mbuf *packet);
 
 // Sends everything still buffered.
 void flush_worker(WorkerContext &worker);

@@ -56,14 +56,6 @@ void copy_address(std::array<uint8_t, 16> &to, const IpAddress &from) {
     }
 }
 
-// A flow's SNAT address: `hash` modulo their count, by a mask when the count
-// is a power of two (one address, most often), which gives the same index
-// without a division.
-const IpAddress &local_address_of(const Service &service, uint64_t hash) {
-    const size_t count = service.local_addresses.size();
-    return service.local_addresses[(count & (count - 1)) == 0 ? hash & (count - 1) : hash % count];
-}
-
 BalanceResult dropped(DropReason reason) { return {BalanceVerdict::drop, reason, 0}; }
 
 // True while the backend a flow's reverse tuple comes from is still one of
@@ -169,6 +161,9 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
     const uint32_t service =
         probe.service_known ? probe.service : snapshot.find_service(probe.key);
     if (service != Snapshot::no_service) {
+        if (snapshot.services()[service].mode == ForwardingMode::proxy)
+            return {packet.fragment ? BalanceVerdict::drop : BalanceVerdict::to_stack,
+                    packet.fragment ? DropReason::fragment_to_stack : DropReason::none, 0};
         result = to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
                             probe.key, probe.hash, now, counters);
     } else {
@@ -207,6 +202,8 @@ BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket 
     const FlowKey key = *datagram;
     const uint64_t hash = flows_.hash(key);
     const uint32_t service = snapshot.find_service(key);
+    if (service != Snapshot::no_service && snapshot.services()[service].mode == ForwardingMode::proxy)
+        return dropped(DropReason::fragment_to_stack);
     if (service != Snapshot::no_service)
         return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
                           key, hash, now, counters);

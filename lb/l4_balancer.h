@@ -49,6 +49,7 @@ enum class BalanceVerdict : uint8_t {
     drop,          // `reason` says why
     await_next_hop,  // untouched, its backend's MAC unknown yet: hold it and
                      // balance it again when the snapshot changes
+    to_stack,      // for a proxy service's VIP: the worker's TCP takes it
     unknown_flow,  // an ICMP error or a later fragment whose flow this
                    // worker lacks: another worker's perhaps; if none has it,
                    // dropped for `reason`, or someone else's when that is none

@@ -18,7 +18,9 @@
 
 namespace sluice::lb {
 
-enum class ForwardingMode : uint8_t { fullnat, nat, dsr };
+// proxy: the worker's own TCP ends the client's connection on the VIP and
+// opens another from a local address to the backend (lb/tcp_proxy.h).
+enum class ForwardingMode : uint8_t { fullnat, nat, dsr, proxy };
 enum class DsrEncapsulation : uint8_t { ipip, gue };
 // What becomes of the flows of a backend that leaves the service.
 enum class RemovedBackendFlows : uint8_t { keep, reset };
@@ -46,7 +48,7 @@ struct Service {
     uint8_t protocol = 6;
     uint16_t port_be = 0;  // network byte order; 0: every port
     ForwardingMode mode = ForwardingMode::fullnat;
-    std::vector<IpAddress> local_addresses;  // fullnat SNAT addresses
+    std::vector<IpAddress> local_addresses;  // fullnat SNAT, proxy source addresses
     DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
     uint16_t gue_port = 6080;  // host byte order
     RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
@@ -65,6 +67,15 @@ struct EgressPort {
     // VIPs and the SNAT addresses.
     LocalAddresses local;
 };
+
+// The local address a flow (or proxied connection) with flow hash `hash`
+// leaves from: the hash modulo their count, by a mask when the count is a
+// power of two (one address, most often), which gives the same index
+// without a division.
+inline const IpAddress &local_address_of(const Service &service, uint64_t hash) {
+    const size_t count = service.local_addresses.size();
+    return service.local_addresses[(count & (count - 1)) == 0 ? hash & (count - 1) : hash % count];
+}
 
 class Snapshot {
 public:

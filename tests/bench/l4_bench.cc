@@ -74,7 +74,7 @@ Bytes tcp_to(const IpAddress &vip, size_t client, uint8_t flags) {
     const IpAddress source = client_address(client / 50000);
     const uint16_t port = uint16_t(10000 + client % 50000);
     return ipv4_frame(gw_mac, client_mac, source, vip, 6,
-                      with_transport_checksum(source, vip, 6, tcp(port, 80, flags)));
+                      with_transport_checksum(source, vip, 6, sluice::testing::tcp(port, 80, flags)));
 }
 
 // Backends get counter slots from `first_slot` on, as the control plane

@@ -51,7 +51,7 @@ Bytes tcp_frame(const MacAddress &to, const MacAddress &from, const IpAddress &s
                 uint8_t flags) {
     return ipv4_frame(to, from, source, destination, 6,
                       with_transport_checksum(source, destination, 6,
-                                              tcp(source_port, destination_port, flags)));
+                                              sluice::testing::tcp(source_port, destination_port, flags)));
 }
 
 lb::FlowKey key_of(const Bytes &frame) {
@@ -249,7 +249,7 @@ TEST_F(TwoWorkers, AnIcmpErrorIsTranslatedByTheWorkerThatHasItsFlow) {
     // The client says the VIP's packets are too big, on worker 1's queue.
     const Bytes quoted = ip_packet(vip_fullnat, client, 6,
                                    with_transport_checksum(vip_fullnat, client, 6,
-                                                           tcp(80, 43000, 0x12)));
+                                                           sluice::testing::tcp(80, 43000, 0x12)));
     inject(client_port, 1, ipv4_frame(gw_client, client_mac, client, vip_fullnat, 1,
                                       icmp_error(3, 4, 1400, quote_of(quoted))));
     poll(1);
@@ -269,7 +269,7 @@ TEST_F(TwoWorkers, AnIcmpErrorIsTranslatedByTheWorkerThatHasItsFlow) {
     // to the kernel (here: no exception path, so dropped).
     const Bytes stray = ip_packet(vip_fullnat, client, 6,
                                   with_transport_checksum(vip_fullnat, client, 6,
-                                                          tcp(80, 49999, 0x12)));
+                                                          sluice::testing::tcp(80, 49999, 0x12)));
     inject(client_port, 1, ipv4_frame(gw_client, client_mac, client, vip_fullnat, 1,
                                       icmp_error(3, 4, 1400, quote_of(stray))));
     poll(1);

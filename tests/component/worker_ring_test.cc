@@ -90,7 +90,7 @@ TEST_F(WorkerOnRings, AnswersArpAndEchoOnTheWire) {
 }
 
 TEST_F(WorkerOnRings, OtherTrafficGoesToTheKernelAndBack) {
-    const Bytes tcp_syn = ipv4_frame(local.mac, client, c4, g4, 6, tcp(40000, 22, 0x02));
+    const Bytes tcp_syn = ipv4_frame(local.mac, client, c4, g4, 6, sluice::testing::tcp(40000, 22, 0x02));
     inject(wire->rx[0], tcp_syn);
     poll();
     auto up = drain(kernel->tx[0]);
@@ -99,7 +99,7 @@ TEST_F(WorkerOnRings, OtherTrafficGoesToTheKernelAndBack) {
     EXPECT_EQ(worker->counters.to_kernel.read(), 1u);
 
     // What the kernel sends leaves through the port untouched.
-    const Bytes syn_ack = ipv4_frame(client, local.mac, g4, c4, 6, tcp(22, 40000, 0x12));
+    const Bytes syn_ack = ipv4_frame(client, local.mac, g4, c4, 6, sluice::testing::tcp(22, 40000, 0x12));
     inject(kernel->rx[0], syn_ack);
     poll();
     auto out = drain(wire->tx[0]);

@@ -847,6 +847,7 @@ const char *verdict_name(BalanceVerdict verdict) {
     case BalanceVerdict::forward: return "forward";
     case BalanceVerdict::drop: return "drop";
     case BalanceVerdict::await_next_hop: return "await_next_hop";
+    case BalanceVerdict::to_stack: return "to_stack";
     case BalanceVerdict::unknown_flow: return "unknown_flow";
     }
     return "?";

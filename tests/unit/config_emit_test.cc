@@ -160,7 +160,8 @@ api: {token_file: )" + token.path() + "}\n",
     for (const auto &[key, value] : j.items())
         sections.push_back(key);
     EXPECT_EQ(sections, (std::vector<std::string>{"eal", "cores", "worker", "ports", "routes",
-                                                  "lb", "discovery", "services", "api"}));
+                                                  "lb", "tcp", "discovery", "services",
+                                                  "api"}));
     EXPECT_FALSE(j["eal"].contains("file_prefix"));  // empty: sluice-<pid>
     EXPECT_EQ(j["lb"]["maglev_seed"], 0u);
     // The token's file, never the token read from it.

@@ -115,6 +115,42 @@ TEST(Config, MinimalConfigGetsDefaults) {
     EXPECT_TRUE(c.routes.empty());
 }
 
+TEST(Config, TcpSectionDefaultsAndEveryKey) {
+    const Config defaults = load_config_text(minimal_yaml, "min.yaml", 2);
+    EXPECT_EQ(defaults.tcp.max_connections, 16384u);
+    EXPECT_EQ(defaults.tcp.syn_backlog, 1024u);
+    EXPECT_EQ(defaults.tcp.max_time_wait, 16384u);
+    EXPECT_EQ(defaults.tcp.send_buffer, 262144u);
+    EXPECT_EQ(defaults.tcp.receive_buffer, 262144u);
+    EXPECT_EQ(defaults.tcp.mss, 1460u);
+    EXPECT_EQ(defaults.tcp.backend_port_share, 25u);
+    EXPECT_EQ(defaults.tcp.idle_timeout, 300u);
+
+    const Config c = load_config_text(R"(
+ports:
+  - {name: only, device: net_null0}
+tcp:
+  max_connections: 100000
+  syn_backlog: 64
+  max_time_wait: 0
+  send_buffer: 65536
+  receive_buffer: 1048576
+  mss: 1400
+  backend_port_share: 50
+  idle_timeout: 30
+)",
+                                      "tcp.yaml", 2);
+    EXPECT_EQ(c.tcp.max_connections, 100000u);
+    EXPECT_EQ(c.tcp.syn_backlog, 64u);
+    EXPECT_EQ(c.tcp.max_time_wait, 0u);
+    EXPECT_EQ(c.tcp.send_buffer, 65536u);
+    EXPECT_EQ(c.tcp.receive_buffer, 1048576u);
+    EXPECT_EQ(c.tcp.mss, 1400u);
+    EXPECT_EQ(c.tcp.backend_port_share, 50u);
+    EXPECT_EQ(c.tcp.idle_timeout, 30u);
+    EXPECT_FALSE(c == defaults);
+}
+
 TEST(Config, EveryKeySet) {
     const Config c = load_config_text(R"(
 eal:
@@ -300,7 +336,8 @@ TEST_P(BadConfigTest, IsRejectedWithPosition) {
 const BadConfig bad_configs[] = {
     // Structure.
     {"unknown top-level key", PORT "colour: blue\n", 2, 1, "colour",
-     "unknown key, expected one of: eal, cores, worker, ports, routes, lb, discovery, services, api"},
+     "unknown key, expected one of: eal, cores, worker, ports, routes, lb, tcp, discovery, "
+     "services, api"},
     {"unknown key in a port", "ports:\n  - name: a\n    device: net_null0\n    speed: 10G\n", 4,
      5, "ports[0].speed", "unknown key, expected one of: name, device, addresses, mtu"},
     {"unknown key in exception_path",
@@ -496,7 +533,7 @@ const BadConfig bad_configs[] = {
     {"unknown protocol", LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n"
      "    protocol: sctp\n", 9, 15, "services[0].protocol", "expected one of tcp, udp"},
     {"unknown mode", LB_PORTS SERVICE "    mode: tunnel\n", 11, 11, "services[0].mode",
-     "expected one of fullnat, nat, dsr, got \"tunnel\""},
+     "expected one of fullnat, nat, dsr, proxy, got \"tunnel\""},
     {"backend of the other family", LB_PORTS SERVICE
      "    local_addresses: [198.18.1.100]\n    backends:\n      - address: \"2001:db8:0:2::11\"\n",
      13, 18, "services[0].backends[0].address", "expected an IPv4 address like the VIP"},
@@ -522,9 +559,30 @@ const BadConfig bad_configs[] = {
      "ports:\n  - {name: back, device: net_null0, addresses: [198.18.1.1/24]}\n"
      SERVICE "    mode: nat\n    backends: [{address: 198.18.1.11}]\n", 9, 26,
      "services[0].backends[0].address", "has no exception_path to resolve its MAC through"},
+    {"proxy service for udp", LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n"
+     "    protocol: udp\n    port: 53\n    mode: proxy\n    local_addresses: [198.18.1.100]\n",
+     9, 15, "services[0].protocol", "proxy services are tcp: the workers' TCP ends them"},
+    {"proxy service on every port", LB_PORTS "services:\n  - name: web\n    vip: 198.18.10.1\n"
+     "    protocol: tcp\n    mode: proxy\n    local_addresses: [198.18.1.100]\n",
+     7, 5, "services[0].port",
+     "a proxy service listens on one port: port 0 (every port) is for L4 modes"},
+    {"proxy service without local addresses", LB_PORTS SERVICE "    mode: proxy\n", 7, 5,
+     "services[0].local_addresses",
+     "required key is missing: proxy needs at least one local address"},
+    {"proxy service without TCP ports", LB_PORTS "tcp: {backend_port_share: 0}\n" SERVICE
+     "    mode: proxy\n    local_addresses: [198.18.1.100]\n", 12, 11, "services[0].mode",
+     "tcp.backend_port_share is 0, which leaves the proxy no local ports for its backend "
+     "connections"},
+    {"TCP buffer too small", LB_PORTS "tcp: {send_buffer: 1000}\n", 6, 20, "tcp.send_buffer",
+     "expected bytes in 16384..1073741824, got 1000"},
+    {"TCP MSS too large", LB_PORTS "tcp: {mss: 9000}\n", 6, 12, "tcp.mss",
+     "expected bytes of segment payload in 536..1460, got 9000"},
+    {"unknown TCP key", LB_PORTS "tcp: {nagle: true}\n", 6, 7, "tcp.nagle",
+     "unknown key, expected one of: max_connections, syn_backlog, max_time_wait, send_buffer, "
+     "receive_buffer, mss, backend_port_share, idle_timeout"},
     {"SNAT addresses on a nat service", LB_PORTS SERVICE "    mode: nat\n"
      "    local_addresses: [198.18.1.100]\n", 12, 22, "services[0].local_addresses",
-     "only fullnat services have local (SNAT) addresses"},
+     "only fullnat and proxy services have local addresses"},
     {"duplicate service", LB_PORTS SERVICE "    mode: nat\n"
      "  - {name: web2, vip: 198.18.10.1, protocol: tcp, port: 80, mode: nat}\n", 12, 23,
      "services[1].vip", "duplicate service 198.18.10.1 tcp port 80, first defined at line 7"},
@@ -586,6 +644,13 @@ services:
     encapsulation: gue
     gue_port: 6081
     backends: [{address: "2001:db8:0:2::12"}]
+  - name: proxied
+    vip: 198.18.10.3
+    protocol: tcp
+    port: 443
+    mode: proxy
+    local_addresses: [198.18.1.102]
+    backends: [{address: 198.18.1.13, port: 8443}]
 )",
                                       "good.yaml", 4);
     EXPECT_EQ(c.lb.maglev_seed, UINT64_MAX);
@@ -593,7 +658,7 @@ services:
     EXPECT_EQ(c.lb.timeouts.tcp_syn, 3u);
     EXPECT_EQ(c.lb.timeouts.tcp_established, 300u);
     EXPECT_EQ(c.lb.timeouts.udp, 60u);
-    ASSERT_EQ(c.services.size(), 3u);
+    ASSERT_EQ(c.services.size(), 4u);
 
     const ServiceConfig &web = c.services[0];
     EXPECT_EQ(web.vip.to_string(), "198.18.10.1");
@@ -620,6 +685,12 @@ services:
     EXPECT_EQ(everything.mode, ForwardingMode::dsr);
     EXPECT_EQ(everything.encapsulation, DsrEncapsulation::gue);
     EXPECT_EQ(everything.gue_port, 6081);
+
+    const ServiceConfig &proxied = c.services[3];
+    EXPECT_EQ(proxied.mode, ForwardingMode::proxy);
+    ASSERT_EQ(proxied.local_addresses.size(), 1u);
+    EXPECT_EQ(proxied.local_addresses[0].to_string(), "198.18.1.102");
+    EXPECT_EQ(proxied.backends[0].port, 8443);
 
     // Every table holds at least 100 slots per backend: nothing to warn about.
     EXPECT_TRUE(c.warnings.empty());
