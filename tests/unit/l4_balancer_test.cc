@@ -22,7 +22,8 @@ const MacAddress gw_client_mac = mac("02:00:00:00:01:00");
 const MacAddress gw_backend_mac = mac("02:00:00:00:01:01");
 const IpAddress client4 = ip("198.18.0.2"), client6 = ip("2001:db8:0:1::2");
 const IpAddress vip_fullnat = ip("198.18.10.1"), vip_nat6 = ip("2001:db8:10::1"),
-                vip_dsr = ip("198.18.10.3"), vip_empty = ip("198.18.10.4");
+                vip_dsr = ip("198.18.10.3"), vip_empty = ip("198.18.10.4"),
+                vip_proxy = ip("198.18.10.8");
 const IpAddress local = ip("198.18.1.100");
 const char *backends4[] = {"198.18.1.11", "198.18.1.12", "198.18.1.13"};
 const char *backends6[] = {"2001:db8:0:2::11", "2001:db8:0:2::12", "2001:db8:0:2::13"};
@@ -43,6 +44,9 @@ std::unique_ptr<Snapshot> lab_snapshot(bool resolved = true) {
                                {backends6[0], backends6[1], backends6[2]}));
     services.push_back(service("dsr", vip_dsr, ForwardingMode::dsr, {backends4[0], backends4[1]}));
     services.push_back(service("drained", vip_empty, ForwardingMode::nat, {backends4[2]}, 0));
+    services.push_back(service("proxy", vip_proxy, ForwardingMode::proxy,
+                               {backends4[0], backends4[1]}));
+    services.back().local_addresses = {ip("198.18.1.104")};
     std::vector<EgressPort> ports(2);
     ports[client_port_index].mac = gw_client_mac;
     ports[backend_port_index].mac = gw_backend_mac;
@@ -337,6 +341,34 @@ TEST_F(Balancer, RefusesWhatItCannotForward) {
     Packet ttl(tcp_frame(gw_client_mac, client6, vip_nat6, 40003, 80, 0x02));
     ttl.frame.data[14 + 7] = 1;
     EXPECT_EQ(run(ttl, client_port_index).reason, DropReason::ttl_exceeded);
+}
+
+// A proxy VIP's segments are the worker's TCP's, untouched and without a
+// flow; fragments are not (the TCP does not reassemble); the backends'
+// answers to the proxy's local address are left to the worker, which knows
+// its TCP's ports.
+TEST_F(Balancer, ProxyVipsGoToTheWorkersTcp) {
+    for (const uint8_t flags : {0x02, 0x10, 0x18, 0x11, 0x04}) {
+        Packet segment(tcp_frame(gw_client_mac, client4, vip_proxy, 40000, 80, flags));
+        const Bytes before = segment.bytes();
+        const BalanceResult result = run(segment, client_port_index);
+        EXPECT_EQ(result.verdict, BalanceVerdict::to_stack);
+        EXPECT_EQ(segment.bytes(), before);
+    }
+    EXPECT_EQ(flows.size(), 0u);
+    EXPECT_EQ(counters.new_flows.read(), 0u);
+
+    Packet first_fragment(concat({ethernet(gw_client_mac, client_mac, 0x0800),
+                                  ipv4(client4, vip_proxy, 6, 20, {}, 0x2000),
+                                  tcp(40000, 80, 0x18)}));
+    ASSERT_TRUE(first_fragment.parsed.fragment);
+    const BalanceResult fragment = run(first_fragment, client_port_index);
+    EXPECT_EQ(fragment.verdict, BalanceVerdict::drop);
+    EXPECT_EQ(fragment.reason, DropReason::fragment_to_stack);
+
+    Packet answer(tcp_frame(gw_backend_mac, ip(backends4[0]), ip("198.18.1.104"), 80, 50000,
+                            0x12));
+    EXPECT_EQ(run(answer, backend_port_index).verdict, BalanceVerdict::not_balanced);
 }
 
 TEST_F(Balancer, LeavesOtherTrafficAlone) {
