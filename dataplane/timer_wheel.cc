@@ -104,6 +104,12 @@ void TimerWheel::expire(uint64_t now_us, std::vector<uint32_t> &due) {
     const uint64_t target = now_us / tick_us;
     if (target < cursor_)
         return;
+    if (next_known_ && next_tick_ > target) {
+        // Nothing filed comes by then (next_tick_ is the earliest filing):
+        // the cursor moves and the answer of next_us() stays.
+        cursor_ = target + 1;
+        return;
+    }
     if (count_) {
         const uint64_t span = target - cursor_ + 1;
         const uint32_t first = uint32_t(cursor_ & (bucket_count - 1));

@@ -9,7 +9,9 @@
 // construction.
 //
 // An entry fires at the first tick at or after its deadline: never early,
-// late by less than one tick.
+// late by less than one tick. The earliest filing is kept once found, so
+// that expire() with nothing due, as on most turns of a worker's loop,
+// only moves the cursor.
 #pragma once
 
 #include <array>
@@ -67,8 +69,8 @@ private:
     std::array<uint64_t, word_count> occupied_{};
     uint64_t cursor_ = 0;  // the first tick not yet expired
     size_t count_ = 0;
-    // next_us()'s answer in ticks (UINT64_MAX: none), until expire() moves
-    // the cursor; filing lowers it.
+    // The earliest tick filed (UINT64_MAX: none) while next_known_: filing
+    // lowers it, removing the entry at it or expiring it forgets it.
     mutable uint64_t next_tick_ = UINT64_MAX;
     mutable bool next_known_ = true;
 };

@@ -751,6 +751,58 @@ TEST_F(TcpEndpointTest, TheTablesHashIsKeyedByTheSecret) {
 namespace sluice {
 namespace {
 
+using tcp::TimerWheel;
+
+// The wheel on its own against a sorted map of the same filings: the same
+// ids come due by the same moments (each at the first tick at or after its
+// deadline), and next_us() is the first tick of the earliest.
+TEST(TimerWheel, AgreesWithASortedMap) {
+    constexpr uint32_t ids = 500;
+    TimerWheel wheel(ids);
+    std::map<uint32_t, uint64_t> filed;  // id → deadline
+    std::mt19937_64 random(11);
+    uint64_t now = 5'000'000'000;  // a steady clock's microseconds
+    std::vector<uint32_t> due;
+    const auto tick_of = [](uint64_t at) { return (at + TimerWheel::tick_us - 1) / TimerWheel::tick_us; };
+    for (int step = 0; step < 20000; ++step) {
+        const uint32_t id = uint32_t(random() % ids);
+        switch (random() % 4) {
+        case 0:
+        case 1: {
+            // Near (delayed ACKs, RTOs) and far (beyond a turn of the wheel).
+            const uint64_t span = random() % 3 ? 300'000 : 30'000'000;
+            const uint64_t at = now + 1 + random() % span;
+            wheel.file(id, at);
+            filed[id] = at;
+            break;
+        }
+        case 2:
+            wheel.remove(id);
+            filed.erase(id);
+            break;
+        case 3: {
+            now += random() % 20'000;
+            due.clear();
+            wheel.expire(now, due);
+            std::set<uint32_t> expected;
+            for (const auto &[i, at] : filed)
+                if (tick_of(at) <= now / TimerWheel::tick_us)
+                    expected.insert(i);
+            ASSERT_EQ(std::set<uint32_t>(due.begin(), due.end()), expected) << step;
+            for (const uint32_t i : expected)
+                filed.erase(i);
+            break;
+        }
+        }
+        ASSERT_EQ(wheel.size(), filed.size());
+        uint64_t earliest = 0;
+        for (const auto &[i, at] : filed)
+            if (!earliest || at < earliest)
+                earliest = at;
+        ASSERT_EQ(wheel.next_us(), earliest ? tick_of(earliest) * TimerWheel::tick_us : 0) << step;
+    }
+}
+
 // The reference vector of the SipHash paper (appendix A): key 00..0f,
 // message 00..0e.
 TEST(SipHash, MatchesThePapersVector) {
