@@ -122,25 +122,24 @@ public:
     void receive(const IpAddress &source, const IpAddress &destination, const TcpSegment &segment,
                  const uint8_t *payload, uint64_t now_us);
 
-    // When on_timer() next has something to do: a tick boundary at or up
-    // to 1 ms after the earliest deadline of a connection or TIME-WAIT
-    // entry, or earlier when a deadline moved later since it was filed;
-    // 0 when nothing waits. O(1) amortized.
+    // When on_timer() next has something to do: the earliest TIME-WAIT
+    // deadline, or the tick (at most 1 ms late) of the earliest connection
+    // deadline, which may be early when a deadline moved later since it
+    // was filed; 0 when nothing waits. O(1) amortized.
     uint64_t next_timer_us() const;
     // Runs the timers due by now_us; frees the connections that closed and
     // the TIME-WAIT entries whose wait ended. O(due timers) amortized.
     void on_timer(uint64_t now_us);
 
-    // For the layer above, after it called one of this endpoint's
-    // connections (send, shutdown, abort) outside the endpoint's callbacks:
-    // if the connection's next timer moved earlier, the wheel hears of it.
-    // A connection that sent a segment is looked at anyway, and one acted
-    // on from inside its events by the endpoint's own call; touch() is
-    // needed for timers armed without a segment going out (the persist
-    // timer on a zero window, a timer of the layer's own) and costs little
-    // otherwise: call it after every such act. Forgetting it delays that
-    // timer to the connection's next filing. A connection that is not
-    // this endpoint's is ignored.
+    // For the layer above: call it after acting on one of this endpoint's
+    // connections (send, shutdown, abort, a timer of its own) outside the
+    // endpoint's calls, so that a timer that moved earlier is filed in the
+    // wheel. Without it the endpoint still sees what happens inside its
+    // own calls (receive, connect, on_timer and the events they raise) and
+    // any connection that sent a segment; it would miss a timer armed with
+    // no segment going out (the persist timer on a zero window), which then
+    // waits for the connection's next filing. O(1): call it after every
+    // such act. A connection that is not this endpoint's is ignored.
     void touch(Connection &connection);
 
     struct Counters {
