@@ -3,8 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cstring>
-
-#include "dataplane/siphash.h"
+#include <new>
 
 namespace sluice::tcp {
 
@@ -20,7 +19,7 @@ SipKey key_of(uint64_t secret, uint64_t salt) {
 }
 
 // The tuple's bytes, with `extra` after them, hashed under `key`.
-uint64_t tuple_hash(const SipKey &key, const FourTuple &tuple, uint64_t extra) {
+uint64_t keyed_tuple_hash(const SipKey &key, const FourTuple &tuple, uint64_t extra) {
     uint8_t bytes[16 + 2 + 16 + 2 + 8];
     std::memcpy(bytes, tuple.local.bytes.data(), 16);
     std::memcpy(bytes + 16, &tuple.local_port, 2);
@@ -51,14 +50,22 @@ size_t TcpEndpoint::ListenKeyHash::operator()(const ListenKey &key) const {
     return FourTupleHash{}(FourTuple{key.address, key.port, {}, 0});
 }
 
+namespace {
+constexpr uint8_t slot_in_use = 1, slot_marked = 2;
+} // namespace
+
 // A connection with its tuple: it sends through the endpoint, and passes
 // its events on to the layer above.
 struct TcpEndpoint::Slot final : SegmentSink, ConnectionEvents {
-    Slot(TcpEndpoint &endpoint, const FourTuple &tuple, ConnectionEvents *events)
-        : endpoint(endpoint), tuple(tuple), events(events),
+    Slot(TcpEndpoint &endpoint, uint32_t id, const FourTuple &tuple, uint64_t hash,
+         ConnectionEvents *events)
+        : endpoint(endpoint), id(id), hash(hash), tuple(tuple), events(events),
           connection(endpoint.settings_, {tuple.local_port, tuple.remote_port}, *this, *this) {}
 
     void send_segment(const TcpHeader &header, const Payload &payload) override {
+        // A segment out may have armed the retransmission timer: the wheel
+        // hears of it at the next settle().
+        endpoint.mark(id);
         endpoint.sink_.send_packet(tuple, header, payload);
     }
     void on_established() override {
@@ -89,23 +96,92 @@ struct TcpEndpoint::Slot final : SegmentSink, ConnectionEvents {
             half_open = false;
             --endpoint.half_open_;
         }
-        endpoint.reap_due_ = true;
+        // Freed at the next reap(), never under the connection's own feet.
+        endpoint.closed_.push_back(id);
         if (events)
             events->on_closed(reason);
     }
 
     TcpEndpoint &endpoint;
+    const uint32_t id;
+    const uint64_t hash;  // tuple_hash(tuple)
     const FourTuple tuple;
     ConnectionEvents *events;
     bool half_open = false;
     Connection connection;
 };
 
+// Room for one slot, constructed in place when a connection opens.
+struct TcpEndpoint::SlotStorage {
+    alignas(Slot) unsigned char bytes[sizeof(Slot)];
+};
+
+namespace {
+uint32_t id_count(size_t limit) { return uint32_t(std::min<size_t>(limit, UINT32_MAX - 1)); }
+} // namespace
+
 TcpEndpoint::TcpEndpoint(const Settings &settings, const EndpointLimits &limits,
                          LocalPorts ports, PacketSink &sink, uint64_t secret)
-    : settings_(settings), limits_(limits), ports_(ports), sink_(sink), secret_(secret) {}
+    : settings_(settings), limits_(limits), ports_(ports), sink_(sink), secret_(secret),
+      table_key_(key_of(secret, 3)),
+      // Default-initialized: the pages are touched only as slots are used.
+      slot_storage_(new SlotStorage[id_count(limits.max_connections)]),
+      slot_capacity_(id_count(limits.max_connections)),
+      slot_flags_(slot_capacity_, 0), slot_index_(slot_capacity_), wheel_(slot_capacity_),
+      time_wait_(new TimeWaitEntry[id_count(limits.max_time_wait)]),
+      time_wait_index_(id_count(limits.max_time_wait)) {
+    limits_.max_connections = slot_capacity_;
+    limits_.max_time_wait = id_count(limits.max_time_wait);
+    free_slots_.reserve(slot_capacity_);
+    for (uint32_t id = slot_capacity_; id-- > 0;)
+        free_slots_.push_back(id);  // the lowest ids first
+    marked_.reserve(slot_capacity_);
+    closed_.reserve(slot_capacity_);
+    due_.reserve(slot_capacity_);
+    for (uint32_t i = 0; i < limits_.max_time_wait; ++i)
+        time_wait_[i].next = i + 1 < limits_.max_time_wait ? i + 1 : TupleIndex::none;
+    time_wait_free_ = limits_.max_time_wait ? 0 : TupleIndex::none;
+}
 
-TcpEndpoint::~TcpEndpoint() = default;
+TcpEndpoint::~TcpEndpoint() {
+    for (uint32_t id = 0; id < slot_capacity_; ++id)
+        if (slot_flags_[id] & slot_in_use)
+            slot(id).~Slot();
+}
+
+size_t TcpEndpoint::bytes_per_connection() {
+    // The slot (with the connection), its flags and free-list entry, its
+    // wheel links, and two index entries of 8 bytes (the index is at least
+    // twice as large as the pool); marked_, closed_ and due_ hold an id each.
+    return sizeof(SlotStorage) + 1 + 4 + 16 + 2 * 8 + 3 * 4;
+}
+
+size_t TcpEndpoint::bytes_per_time_wait_entry() { return sizeof(TimeWaitEntry) + 2 * 8; }
+
+uint64_t TcpEndpoint::tuple_hash(const FourTuple &tuple) const {
+    return keyed_tuple_hash(table_key_, tuple, 0);
+}
+
+TcpEndpoint::Slot &TcpEndpoint::slot(uint32_t id) const {
+    return *std::launder(reinterpret_cast<Slot *>(slot_storage_[id].bytes));
+}
+
+TcpEndpoint::Slot *TcpEndpoint::find_slot(uint64_t hash, const FourTuple &tuple) const {
+    const uint32_t id =
+        slot_index_.find(hash, [&](uint32_t candidate) { return slot(candidate).tuple == tuple; });
+    return id == TupleIndex::none ? nullptr : &slot(id);
+}
+
+long TcpEndpoint::probe_distance(const FourTuple &tuple) const {
+    const uint64_t hash = tuple_hash(tuple);
+    const Slot *found = find_slot(hash, tuple);
+    return found ? long(slot_index_.distance(hash, found->id)) : -1;
+}
+
+uint32_t TcpEndpoint::find_time_wait(uint64_t hash, const FourTuple &tuple) const {
+    return time_wait_index_.find(hash,
+                                 [&](uint32_t index) { return time_wait_[index].tuple == tuple; });
+}
 
 bool TcpEndpoint::listen(const IpAddress &address, uint16_t port, AcceptHandler accept) {
     return listeners_.emplace(ListenKey{address, port}, std::move(accept)).second;
@@ -115,13 +191,63 @@ void TcpEndpoint::stop_listening(const IpAddress &address, uint16_t port) {
     listeners_.erase(ListenKey{address, port});
 }
 
-TcpEndpoint::Slot *TcpEndpoint::make_slot(const FourTuple &tuple, ConnectionEvents *events) {
-    if (slots_.size() >= limits_.max_connections)
+TcpEndpoint::Slot *TcpEndpoint::make_slot(const FourTuple &tuple, uint64_t hash,
+                                          ConnectionEvents *events) {
+    if (free_slots_.empty())
         return nullptr;
-    auto slot = std::make_unique<Slot>(*this, tuple, events);
-    Slot *made = slot.get();
-    slots_.emplace(tuple, std::move(slot));
+    const uint32_t id = free_slots_.back();
+    free_slots_.pop_back();
+    Slot *made = new (slot_storage_[id].bytes) Slot(*this, id, tuple, hash, events);
+    slot_flags_[id] |= slot_in_use;
+    slot_index_.insert(hash, id);
+    ++connection_count_;
     return made;
+}
+
+void TcpEndpoint::free_slot(Slot &freed) {
+    const uint32_t id = freed.id;
+    slot_index_.erase(freed.hash, id);
+    wheel_.remove(id);
+    freed.~Slot();
+    // The marked flag stays: marked_ may still hold the id once.
+    slot_flags_[id] &= uint8_t(~slot_in_use);
+    free_slots_.push_back(id);
+    --connection_count_;
+}
+
+void TcpEndpoint::refile(Slot &filed) {
+    if (filed.connection.closed())
+        return;
+    if (const uint64_t at = filed.connection.next_timer_us())
+        wheel_.file_if_earlier(filed.id, at);
+}
+
+void TcpEndpoint::mark(uint32_t id) {
+    if (slot_flags_[id] & slot_marked)
+        return;
+    slot_flags_[id] |= slot_marked;
+    marked_.push_back(id);
+}
+
+void TcpEndpoint::touch(Connection &connection) {
+    // The slot that holds it, by its place in the pool.
+    const auto base = reinterpret_cast<uintptr_t>(slot_storage_.get());
+    const auto at = reinterpret_cast<uintptr_t>(&connection);
+    if (at < base || at >= base + uintptr_t(slot_capacity_) * sizeof(SlotStorage))
+        return;
+    const uint32_t id = uint32_t((at - base) / sizeof(SlotStorage));
+    if ((slot_flags_[id] & slot_in_use) && &slot(id).connection == &connection)
+        mark(id);
+}
+
+void TcpEndpoint::settle() {
+    // refile() may not add to marked_: it only reads the connection.
+    for (const uint32_t id : marked_) {
+        slot_flags_[id] &= uint8_t(~slot_marked);
+        if (slot_flags_[id] & slot_in_use)
+            refile(slot(id));
+    }
+    marked_.clear();
 }
 
 Connection *TcpEndpoint::connect(const IpAddress &local, const IpAddress &remote,
@@ -131,17 +257,19 @@ Connection *TcpEndpoint::connect(const IpAddress &local, const IpAddress &remote
     for (uint32_t tried = 0; tried < count; ++tried) {
         const uint16_t port = uint16_t(ports_.first + (next_port_ + tried) % count);
         const FourTuple tuple{local, port, remote, remote_port};
-        if (slots_.count(tuple) || time_wait_.count(tuple))
+        const uint64_t hash = tuple_hash(tuple);
+        if (find_slot(hash, tuple) || find_time_wait(hash, tuple) != TupleIndex::none)
             continue;
         next_port_ = (next_port_ + tried + 1) % count;
-        Slot *slot = make_slot(tuple, &events);
-        if (!slot) {
+        Slot *made = make_slot(tuple, hash, &events);
+        if (!made) {
             ++counters_.refused_full;
             return nullptr;
         }
         ++counters_.connected;
-        slot->connection.connect(initial_sequence(tuple, now_us), now_us);
-        return &slot->connection;
+        made->connection.connect(initial_sequence(tuple, now_us), now_us);
+        refile(*made);
+        return &made->connection;
     }
     return nullptr;
 }
@@ -150,27 +278,28 @@ void TcpEndpoint::receive(const IpAddress &source, const IpAddress &destination,
                           const TcpSegment &segment, const uint8_t *payload, uint64_t now_us) {
     const TcpHeader &h = segment.header;
     const FourTuple tuple{destination, h.destination_port, source, h.source_port};
-    if (const auto found = slots_.find(tuple); found != slots_.end()) {
-        // The slot, not the iterator: the layer above may open connections
-        // from its callbacks, and the map may rehash.
-        Connection &connection = found->second->connection;
+    // Connections the layer above aborted since: gone before the lookup.
+    reap();
+    const uint64_t hash = tuple_hash(tuple);
+    if (Slot *found = find_slot(hash, tuple)) {
+        Connection &connection = found->connection;
         connection.receive(segment, payload, now_us);
         if (connection.state() == State::time_wait)
-            enter_time_wait(tuple, connection, now_us);
-        if (connection.closed()) {
-            slots_.erase(tuple);
-            ++counters_.closed;
-        }
+            enter_time_wait(*found, now_us);
+        refile(*found);
+    } else if (find_time_wait(hash, tuple) != TupleIndex::none &&
+               on_time_wait_segment(tuple, segment, now_us)) {
         return;
-    }
-    if (time_wait_.count(tuple) && on_time_wait_segment(tuple, segment, now_us))
-        return;
-    if (const auto listener = listeners_.find(ListenKey{destination, h.destination_port});
-        listener != listeners_.end()) {
+    } else if (const auto listener = listeners_.find(ListenKey{destination, h.destination_port});
+               listener != listeners_.end()) {
         on_listener_segment(tuple, listener->second, segment, payload, now_us);
+    } else {
+        send_reset(tuple, segment);
         return;
     }
-    send_reset(tuple, segment);
+    // What the callbacks did to other connections.
+    settle();
+    reap();
 }
 
 void TcpEndpoint::on_listener_segment(const FourTuple &tuple, const AcceptHandler &accept,
@@ -193,6 +322,7 @@ void TcpEndpoint::on_listener_segment(const FourTuple &tuple, const AcceptHandle
             return;
         ++counters_.syn_cookies_accepted;
         slot->connection.accept_cookie(segment, payload, h.ack - 1, mss, now_us);
+        refile(*slot);
         return;
     }
     if ((h.flags & (flag::syn | flag::ack)) != flag::syn)
@@ -221,11 +351,12 @@ void TcpEndpoint::on_listener_segment(const FourTuple &tuple, const AcceptHandle
     slot->half_open = true;
     ++half_open_;
     slot->connection.accept(segment, initial_sequence(tuple, now_us), now_us);
+    refile(*slot);
 }
 
 TcpEndpoint::Slot *TcpEndpoint::admit(const FourTuple &tuple, const AcceptHandler &accept,
                                       const TcpSegment &segment) {
-    Slot *slot = make_slot(tuple, nullptr);
+    Slot *slot = make_slot(tuple, tuple_hash(tuple), nullptr);
     if (!slot) {
         ++counters_.refused_full;
         send_reset(tuple, segment);
@@ -235,7 +366,7 @@ TcpEndpoint::Slot *TcpEndpoint::admit(const FourTuple &tuple, const AcceptHandle
     if (!slot->events) {
         // Refused by the layer above: reset, as a closed port would be.
         send_reset(tuple, segment);
-        slots_.erase(tuple);
+        free_slot(*slot);  // never used: nothing refers to it
         return nullptr;
     }
     ++counters_.accepted;
@@ -244,13 +375,14 @@ TcpEndpoint::Slot *TcpEndpoint::admit(const FourTuple &tuple, const AcceptHandle
 
 bool TcpEndpoint::on_time_wait_segment(const FourTuple &tuple, const TcpSegment &segment,
                                        uint64_t now_us) {
-    TimeWaitEntry &entry = time_wait_.at(tuple);
+    const uint32_t index = find_time_wait(tuple_hash(tuple), tuple);
+    TimeWaitEntry &entry = time_wait_[index];
     const TcpHeader &h = segment.header;
     if (h.flags & flag::rst)
         return true;  // RFC 1337: a RST does not cut TIME-WAIT short
     if ((h.flags & (flag::syn | flag::ack)) == flag::syn && seq_gt(h.seq, entry.rcv_nxt)) {
         // RFC 6191: a new incarnation, past the old one's sequence numbers.
-        time_wait_.erase(tuple);
+        erase_time_wait(index);
         ++counters_.time_wait_recycled;
         return false;
     }
@@ -264,26 +396,71 @@ bool TcpEndpoint::on_time_wait_segment(const FourTuple &tuple, const TcpSegment 
     ack.flags = flag::ack;
     ack.window = uint16_t(std::min<uint32_t>(settings_.receive_buffer, 65535));
     sink_.send_packet(tuple, ack, Payload{});
-    if (h.flags & flag::fin)
+    if (h.flags & flag::fin) {
+        // The wait starts again: the entry's deadline is now the latest, so
+        // the list stays in the order of the deadlines.
         entry.until_us = now_us + 2ull * settings_.msl_us;
+        unlink_time_wait(index);
+        link_time_wait_last(index);
+    }
     return true;
 }
 
-void TcpEndpoint::enter_time_wait(const FourTuple &tuple, const Connection &connection,
-                                  uint64_t now_us) {
-    const Connection::Info info = connection.info();
+void TcpEndpoint::unlink_time_wait(uint32_t index) {
+    TimeWaitEntry &entry = time_wait_[index];
+    if (entry.prev != TupleIndex::none)
+        time_wait_[entry.prev].next = entry.next;
+    else
+        time_wait_first_ = entry.next;
+    if (entry.next != TupleIndex::none)
+        time_wait_[entry.next].prev = entry.prev;
+    else
+        time_wait_last_ = entry.prev;
+    entry.prev = entry.next = TupleIndex::none;
+}
+
+void TcpEndpoint::link_time_wait_last(uint32_t index) {
+    TimeWaitEntry &entry = time_wait_[index];
+    entry.prev = time_wait_last_;
+    entry.next = TupleIndex::none;
+    if (time_wait_last_ != TupleIndex::none)
+        time_wait_[time_wait_last_].next = index;
+    else
+        time_wait_first_ = index;
+    time_wait_last_ = index;
+}
+
+void TcpEndpoint::erase_time_wait(uint32_t index) {
+    TimeWaitEntry &entry = time_wait_[index];
+    time_wait_index_.erase(tuple_hash(entry.tuple), index);
+    unlink_time_wait(index);
+    entry.next = time_wait_free_;
+    time_wait_free_ = index;
+    --time_wait_count_;
+}
+
+void TcpEndpoint::enter_time_wait(Slot &waiting, uint64_t now_us) {
+    const FourTuple &tuple = waiting.tuple;
+    const Connection::Info info = waiting.connection.info();
     if (limits_.max_time_wait > 0) {
-        while (time_wait_.size() >= limits_.max_time_wait && !time_wait_order_.empty()) {
-            time_wait_.erase(time_wait_order_.front().first);
-            time_wait_order_.pop_front();
+        if (time_wait_count_ == limits_.max_time_wait) {
+            erase_time_wait(time_wait_first_);  // the oldest
             ++counters_.time_wait_evicted;
         }
-        const uint64_t until = now_us + 2ull * settings_.msl_us;
-        time_wait_[tuple] = {info.snd_nxt, info.rcv_nxt, until};
-        time_wait_order_.emplace_back(tuple, until);
+        const uint32_t index = time_wait_free_;
+        TimeWaitEntry &entry = time_wait_[index];
+        time_wait_free_ = entry.next;
+        entry.tuple = tuple;
+        entry.snd_nxt = info.snd_nxt;
+        entry.rcv_nxt = info.rcv_nxt;
+        entry.until_us = now_us + 2ull * settings_.msl_us;
+        link_time_wait_last(index);
+        time_wait_index_.insert(waiting.hash, index);
+        ++time_wait_count_;
     }
     ++counters_.time_wait_entered;
-    slots_.at(tuple)->connection.release_time_wait();
+    // Closes the connection: the slot is freed at the next reap().
+    waiting.connection.release_time_wait();
 }
 
 void TcpEndpoint::send_reset(const FourTuple &tuple, const TcpSegment &segment) {
@@ -308,65 +485,76 @@ void TcpEndpoint::send_reset(const FourTuple &tuple, const TcpSegment &segment) 
 }
 
 uint64_t TcpEndpoint::next_timer_us() const {
-    if (reap_due_)
+    if (!closed_.empty())
         return 1;  // closed connections to free: at once
-    uint64_t next = 0;
-    for (const auto &[tuple, slot] : slots_) {
-        const uint64_t at = slot->connection.next_timer_us();
+    uint64_t next = wheel_.next_us();
+    // Slots that sent or were touched since the last settle(): few, those
+    // of the last burst. Rounded up to the tick the wheel will file them at.
+    for (const uint32_t id : marked_) {
+        if (!(slot_flags_[id] & slot_in_use))
+            continue;
+        uint64_t at = slot(id).connection.next_timer_us();
+        at = (at + TimerWheel::tick_us - 1) / TimerWheel::tick_us * TimerWheel::tick_us;
         if (at && (!next || at < next))
             next = at;
     }
-    // Entries queue in the order of their deadlines, near enough: one whose
-    // wait a FIN restarted may leave a little late, which is harmless.
-    if (!time_wait_order_.empty() && (!next || time_wait_order_.front().second < next))
-        next = time_wait_order_.front().second;
+    if (time_wait_first_ != TupleIndex::none) {
+        const uint64_t until = time_wait_[time_wait_first_].until_us;
+        if (!next || until < next)
+            next = until;
+    }
     return next;
 }
 
 void TcpEndpoint::on_timer(uint64_t now_us) {
-    // The due ones first: their callbacks may open connections, and the map
-    // may rehash under a loop over it.
+    settle();
     due_.clear();
-    for (auto &[tuple, slot] : slots_) {
-        const uint64_t at = slot->connection.next_timer_us();
-        if (at && at <= now_us)
-            due_.push_back(slot.get());
-    }
-    for (Slot *slot : due_)
-        slot->connection.on_timer(now_us);
-    // TIME-WAIT entries leave in order; one whose wait a FIN restarted is
-    // queued again at its new deadline.
-    while (!time_wait_order_.empty() && time_wait_order_.front().second <= now_us) {
-        const auto [tuple, until] = time_wait_order_.front();
-        time_wait_order_.pop_front();
-        const auto entry = time_wait_.find(tuple);
-        if (entry == time_wait_.end())
+    wheel_.expire(now_us, due_);
+    // No slot is freed before reap() below, so the ids stay theirs even if
+    // callbacks close connections or open new ones.
+    for (const uint32_t id : due_) {
+        Slot &fired = slot(id);
+        Connection &connection = fired.connection;
+        if (!(slot_flags_[id] & slot_in_use) || connection.closed())
             continue;
-        if (entry->second.until_us > now_us)
-            time_wait_order_.emplace_back(tuple, entry->second.until_us);
-        else
-            time_wait_.erase(entry);
-    }
-    reap(now_us);
-}
-
-void TcpEndpoint::reap(uint64_t) {
-    if (!reap_due_)
-        return;
-    reap_due_ = false;
-    for (auto it = slots_.begin(); it != slots_.end();) {
-        if (it->second->connection.closed()) {
-            ++counters_.closed;
-            it = slots_.erase(it);
-        } else {
-            ++it;
+        const uint64_t at = connection.next_timer_us();
+        if (!at)
+            continue;  // disarmed since it was filed
+        if (at > now_us) {
+            wheel_.file(id, at);  // moved later since it was filed
+            ++counters_.timer_wheel_refiled;
+            continue;
+        }
+        ++counters_.timer_wheel_fired;
+        connection.on_timer(now_us);
+        if (!connection.closed()) {
+            if (const uint64_t next = connection.next_timer_us())
+                wheel_.file(id, next);
         }
     }
+    // TIME-WAIT entries leave from the front, in the order of their deadlines.
+    while (time_wait_first_ != TupleIndex::none &&
+           time_wait_[time_wait_first_].until_us <= now_us)
+        erase_time_wait(time_wait_first_);
+    settle();
+    reap();
+}
+
+void TcpEndpoint::reap() {
+    // free_slot() may not add to closed_: destroying a closed connection
+    // calls nothing back.
+    for (const uint32_t id : closed_) {
+        if (!(slot_flags_[id] & slot_in_use))
+            continue;
+        free_slot(slot(id));
+        ++counters_.closed;
+    }
+    closed_.clear();
 }
 
 uint32_t TcpEndpoint::initial_sequence(const FourTuple &tuple, uint64_t now_us) const {
     // RFC 6528: a clock ticking every 4 us plus a keyed hash of the tuple.
-    return uint32_t(now_us / 4) + uint32_t(tuple_hash(key_of(secret_, 1), tuple, 0));
+    return uint32_t(now_us / 4) + uint32_t(keyed_tuple_hash(key_of(secret_, 1), tuple, 0));
 }
 
 uint32_t TcpEndpoint::make_cookie(const FourTuple &tuple, uint32_t peer_seq, uint16_t mss,
@@ -376,7 +564,7 @@ uint32_t TcpEndpoint::make_cookie(const FourTuple &tuple, uint32_t peer_seq, uin
     for (uint32_t i = 0; i < cookie_mss.size(); ++i)
         if (cookie_mss[i] == mss)
             mss_index = i;
-    const uint32_t mac = uint32_t(tuple_hash(key_of(secret_, 2), tuple,
+    const uint32_t mac = uint32_t(keyed_tuple_hash(key_of(secret_, 2), tuple,
                                              uint64_t(peer_seq) << 32 | period << 3 | mss_index));
     return period << 27 | mss_index << 24 | (mac & 0xffffff);
 }
@@ -389,7 +577,7 @@ uint16_t TcpEndpoint::check_cookie(const FourTuple &tuple, uint32_t peer_seq, ui
     // This period's or the one before.
     if (period != (now_period & 31) && period != ((now_period - 1) & 31))
         return 0;
-    const uint32_t mac = uint32_t(tuple_hash(key_of(secret_, 2), tuple,
+    const uint32_t mac = uint32_t(keyed_tuple_hash(key_of(secret_, 2), tuple,
                                              uint64_t(peer_seq) << 32 | period << 3 | mss_index));
     return (mac & 0xffffff) == (cookie & 0xffffff) ? cookie_mss[mss_index] : 0;
 }

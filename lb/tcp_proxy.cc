@@ -97,9 +97,15 @@ private:
             backend_.connection->shutdown(now());
         // What the client sent meanwhile is queued already; this is for what
         // did not fit.
-        if (client_.connection)
+        if (client_.connection) {
             client_.connection->resume_receiving(now());
+            touched(*client_.connection);
+        }
     }
+
+    // The endpoint files timers of the connection it is acting on; the other
+    // side's, which the proxy acts on too, it hears of here.
+    void touched(tcp::Connection &connection) { proxy_.endpoint_.touch(connection); }
 
     // Bytes from `side`'s peer, to send on the other connection. What does
     // not fit stays with `side`'s connection, whose window closes.
@@ -108,6 +114,7 @@ private:
         if (!to)
             return 0;
         const size_t taken = to->send(data, length, now());
+        touched(*to);
         (side.is_client() ? proxy_.counters_.bytes_to_backend
                           : proxy_.counters_.bytes_to_client).add(taken);
         if (taken)
@@ -118,8 +125,10 @@ private:
     // `side`'s send buffer has room: the other side may pass on what it held.
     void send_space(Side &side) {
         last_activity_us_ = now();
-        if (tcp::Connection *from = other(side).connection)
+        if (tcp::Connection *from = other(side).connection) {
             from->resume_receiving(now());
+            touched(*from);
+        }
     }
 
     // `side`'s peer sent its FIN, after every byte that `side` has passed on.
@@ -132,6 +141,8 @@ private:
             to.finish_pending = true;  // a FIN cannot go before the handshake
         else
             to.connection->shutdown(now());
+        if (to.connection)
+            touched(*to.connection);
     }
 
     void closed(Side &side, tcp::CloseReason reason) {

@@ -7,6 +7,9 @@
 //   case=<name> conns_per_s=<float> gbit_per_s=<float>
 //   connections   open, one request and one answer of 100 bytes, close, over and over
 //   bulk          one connection moving data from client to server, as fast as it goes
+//   connections_10k_idle  as `connections`, with 10,000 established connections
+//                 sitting idle in both endpoints: what the timers cost a
+//                 busy worker that also holds many quiet connections
 // Usage: bench_tcp [SECONDS_PER_CASE]
 #include <chrono>
 #include <cstdio>
@@ -85,11 +88,11 @@ uint64_t now_us() {
                         .count());
 }
 
-Settings settings() {
+Settings settings(uint32_t buffer = 1 << 20) {
     Settings s;
     s.mss = 8960;  // a jumbo-frame lab: the figure is the stack's, not the MTU's
-    s.send_buffer = 1 << 20;
-    s.receive_buffer = 1 << 20;
+    s.send_buffer = buffer;
+    s.receive_buffer = buffer;
     s.window_shift = 7;
     return s;
 }
@@ -133,12 +136,13 @@ struct Pair {
     // TIME-WAIT entries beyond 4096 make room (the oldest go), so that the
     // client's ports turn over as they do on a busy host.
     EndpointLimits limits{65536, 65536, 4096};
-    TcpEndpoint client{settings(), limits, {1024, 65535}, to_server, 11};
-    TcpEndpoint server{settings(), limits, {}, to_client, 12};
+    TcpEndpoint client, server;
     uint64_t clock = now_us();
     std::deque<ServerApp> server_apps;
 
-    Pair() {
+    explicit Pair(uint32_t buffer = 1 << 20)
+        : client(settings(buffer), limits, {1024, 65535}, to_server, 11),
+          server(settings(buffer), limits, {}, to_client, 12) {
         server.listen(server_ip, 80, [this](Connection &connection, const FourTuple &) {
             if (server_apps.size() > 1024)
                 server_apps.pop_front();  // long closed
@@ -167,8 +171,36 @@ struct Pair {
     }
 };
 
-void connections_case(double seconds) {
-    Pair pair;
+// Opens `count` connections to port 82, whose server says nothing, and
+// leaves them established and idle.
+void open_idle(Pair &pair, size_t count, std::deque<ConnectionEvents> &apps) {
+    pair.server.listen(server_ip, 82, [&apps](Connection &, const FourTuple &) {
+        apps.emplace_back();
+        return &apps.back();
+    });
+    for (size_t i = 0; i < count; ++i) {
+        apps.emplace_back();
+        if (!pair.client.connect(client_ip, server_ip, 82, apps.back(), pair.clock)) {
+            std::fprintf(stderr, "bench_tcp: no room for idle connection %zu\n", i);
+            std::exit(1);
+        }
+        if (i % 256 == 255)
+            pair.run();
+    }
+    pair.run();
+    if (pair.client.connections() != count || pair.server.connections() != count) {
+        std::fprintf(stderr, "bench_tcp: %zu/%zu idle connections open, not %zu\n",
+                     pair.client.connections(), pair.server.connections(), count);
+        std::exit(1);
+    }
+}
+
+void connections_case(double seconds, size_t idle = 0) {
+    // 64 KiB buffers with idle connections: 20,000 of 1 MiB would be 40 GiB
+    // of address space, untouched but mapped one by one.
+    Pair pair(idle ? 64 * 1024 : 1 << 20);
+    std::deque<ConnectionEvents> idle_apps;
+    open_idle(pair, idle, idle_apps);
     uint64_t opened = 0, bytes = 0;
     const auto start = Clock::now();
     const auto end = start + std::chrono::duration<double>(seconds);
@@ -189,7 +221,8 @@ void connections_case(double seconds) {
         }
     }
     const double elapsed = std::chrono::duration<double>(Clock::now() - start).count();
-    std::printf("case=connections conns_per_s=%.0f gbit_per_s=%.3f\n", opened / elapsed,
+    std::printf("case=%s conns_per_s=%.0f gbit_per_s=%.3f\n",
+                idle ? "connections_10k_idle" : "connections", opened / elapsed,
                 bytes * 8 / elapsed / 1e9);
 }
 
@@ -227,5 +260,6 @@ int main(int argc, char **argv) {
     const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
     sluice::tcp::connections_case(seconds);
     sluice::tcp::bulk_case(seconds);
+    sluice::tcp::connections_case(seconds, 10'000);
     return 0;
 }

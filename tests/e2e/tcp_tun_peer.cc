@@ -322,10 +322,13 @@ int run(int argc, char **argv) {
         }
         if (endpoint.next_timer_us() && endpoint.next_timer_us() <= now_us())
             endpoint.on_timer(now_us());
-        // Sources and echoes whose window opened send on.
+        // Sources and echoes whose window opened send on; the endpoint hears
+        // of timers that armed without a segment (the persist timer).
         for (App &app : apps)
-            if (!app.done && app.connection && (app.kind != App::Kind::sink))
+            if (!app.done && app.connection && (app.kind != App::Kind::sink)) {
                 app.pump();
+                endpoint.touch(*app.connection);
+            }
     }
     const TcpEndpoint::Counters &c = endpoint.counters();
     std::printf("counters connections=%zu time_wait=%zu accepted=%llu resets_sent=%llu "

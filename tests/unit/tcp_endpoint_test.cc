@@ -5,6 +5,11 @@
 // when the backlog is full and a forged cookie is reset; segments for no
 // connection are reset; TIME-WAIT answers a lost FIN, yields to a new SYN
 // and stays within its bound; local ports come from the worker's slice.
+// The timer wheel fires every connection's timer within a tick of what a
+// scan of all of them says, sees deadlines that move earlier (by a segment
+// sent, or touch()) and later; TIME-WAIT entries leave in the order of
+// their deadlines; the fixed tables refuse when full and stay correct
+// under churn, and their hash is keyed.
 #include "dataplane/tcp_endpoint.h"
 #include "dataplane/siphash.h"
 
@@ -13,7 +18,9 @@
 #include <algorithm>
 #include <cstring>
 #include <deque>
+#include <map>
 #include <random>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -153,6 +160,10 @@ protected:
     Outbox client_out, server_out;
     TcpEndpoint client, server;
 };
+
+FourTuple tuple_of_port(uint16_t client_port) {
+    return FourTuple{server_ip, 80, client_ip, client_port};
+}
 
 std::string pattern(size_t size) {
     std::string data(size, '\0');
@@ -422,11 +433,422 @@ TEST_F(TcpEndpointTest, ConnectionsBeyondTheLimitAreRefused) {
     EXPECT_EQ(full.counters().refused_full, 1u);
 }
 
+
+// ------------------------------------------------------- the timer wheel
+
+constexpr uint64_t tick = TimerWheel::tick_us;
+
+// What the endpoint's old scan said: the earliest timer of the connections
+// still open.
+uint64_t scan_next_timer(const std::vector<App> &apps) {
+    uint64_t next = 0;
+    for (const App &app : apps) {
+        if (app.closed != CloseReason::none || !app.connection)
+            continue;
+        const uint64_t at = app.connection->next_timer_us();
+        if (at && (!next || at < next))
+            next = at;
+    }
+    return next;
+}
+
+TEST_F(TcpEndpointTest, TheWheelFiresManyTimersWithinATickOfTheScan) {
+    // 1000 connections to nobody, opened at scattered times: their SYNs go
+    // again with RFC 6298's backoff until they give up.
+    Settings s = settings();
+    s.max_syn_retransmissions = 3;
+    TcpEndpoint ep(s, {2048, 16, 16}, {20000, 29999}, client_out, 9);
+    std::vector<App> apps(1000);
+    std::mt19937_64 random(3);
+    for (App &app : apps) {
+        now += random() % 800;  // all opened within one RTO
+        app.connection = ep.connect(client_ip, server_ip, 80, app, now);
+        ASSERT_NE(app.connection, nullptr);
+    }
+    const uint64_t sent_before = client_out.packets.size();
+    size_t checks = 0;
+    while (ep.connections() > 0) {
+        const uint64_t oracle = scan_next_timer(apps);
+        const uint64_t next = ep.next_timer_us();
+        ASSERT_NE(oracle, 0u);
+        // A tick boundary, at or after the earliest deadline, before the next tick.
+        ASSERT_GE(next, oracle);
+        ASSERT_LT(next, oracle + tick);
+        EXPECT_EQ(next % tick, 0u);
+        // Half the time, a look at some moment before it: nothing fires.
+        if (random() % 2 && next > now + 1) {
+            const uint64_t fired = ep.counters().timer_wheel_fired;
+            now += random() % (next - now);
+            ep.on_timer(now);
+            ASSERT_EQ(ep.counters().timer_wheel_fired, fired);
+        }
+        now = next;
+        ep.on_timer(now);
+        // Nothing left overdue.
+        const uint64_t after = scan_next_timer(apps);
+        ASSERT_TRUE(after == 0 || after > now) << after << " " << now;
+        ++checks;
+    }
+    EXPECT_GT(checks, 100u);
+    // Each connection: a SYN and 3 retransmissions, then it timed out.
+    EXPECT_EQ(client_out.packets.size() - sent_before, 3u * apps.size());
+    for (const App &app : apps)
+        EXPECT_EQ(app.closed, CloseReason::timed_out);
+    EXPECT_EQ(ep.counters().closed, apps.size());
+    EXPECT_EQ(ep.counters().timer_wheel_fired, 4u * apps.size());
+    EXPECT_EQ(ep.next_timer_us(), 0u);
+}
+
+TEST_F(TcpEndpointTest, TheWheelHearsOfDeadlinesMovedEarlierAndLater) {
+    App server_app, client_app;
+    listen_with(server_app);
+    client_app.now = &now;
+    client_app.close_when_finished = false;
+    Connection *c = client.connect(client_ip, server_ip, 80, client_app, now);
+    ASSERT_NE(c, nullptr);
+    run(now + 100'000);
+    ASSERT_TRUE(client_app.established);
+    EXPECT_EQ(c->next_timer_us(), 0u);
+
+    // Earlier: the layer above sends, outside any of the endpoint's calls;
+    // the segment going out is enough for the wheel to see the timer.
+    const uint8_t a = 'a';
+    c->send(&a, 1, now);
+    const uint64_t first_deadline = c->next_timer_us();
+    ASSERT_GT(first_deadline, now);
+    EXPECT_GE(client.next_timer_us(), first_deadline);
+    EXPECT_LT(client.next_timer_us(), first_deadline + tick);
+    client.on_timer(now);  // the worker's next turn: filed in the wheel
+    EXPECT_GE(client.next_timer_us(), first_deadline);
+    EXPECT_LT(client.next_timer_us(), first_deadline + tick);
+
+    // The server's delayed ACK comes 40 ms later and disarms the timer;
+    // more data arms it again, later than where the wheel has it.
+    deliver(server, client_out.packets.front(), now += 10);
+    client_out.packets.clear();
+    now = server.next_timer_us();
+    server.on_timer(now);
+    ASSERT_EQ(server_out.packets.size(), 1u);
+    deliver(client, server_out.packets.front(), now += 10);
+    server_out.packets.clear();
+    c->send(&a, 1, now);
+    client_out.packets.clear();
+    const uint64_t second_deadline = c->next_timer_us();
+    ASSERT_GT(second_deadline, first_deadline);
+
+    // Its old tick comes: nothing is sent, it is filed at the new deadline.
+    const TcpEndpoint::Counters before = client.counters();
+    EXPECT_LE(client.next_timer_us(), first_deadline + tick);
+    now = first_deadline + tick;
+    client.on_timer(now);
+    EXPECT_TRUE(client_out.packets.empty());
+    EXPECT_EQ(client.counters().timer_wheel_refiled, before.timer_wheel_refiled + 1);
+    EXPECT_EQ(client.counters().timer_wheel_fired, before.timer_wheel_fired);
+    EXPECT_GE(client.next_timer_us(), second_deadline);
+    EXPECT_LT(client.next_timer_us(), second_deadline + tick);
+    now = client.next_timer_us();
+    client.on_timer(now);
+    ASSERT_EQ(client_out.packets.size(), 1u);  // the retransmission
+    EXPECT_EQ(client_out.packets[0].payload, "a");
+    EXPECT_EQ(client.counters().timer_wheel_fired, before.timer_wheel_fired + 1);
+}
+
+TEST_F(TcpEndpointTest, TouchShowsATimerArmedWithoutASegment) {
+    App app;
+    listen_with(app);
+    app.close_when_finished = false;
+    // A peer with a zero window: data waits, and the persist timer is armed
+    // without a segment going out (RFC 9293 3.8.6.1).
+    TcpSegment syn;
+    syn.header = {5000, 80, 100, 0, flag::syn, 0, 0, {}};
+    syn.header.options.mss = 1460;
+    server.receive(client_ip, server_ip, syn, nullptr, now);
+    ASSERT_EQ(server_out.packets.size(), 1u);
+    const uint32_t iss = server_out.packets[0].header.seq;
+    TcpSegment ack;
+    ack.header = {5000, 80, 101, iss + 1, flag::ack, 0, 0, {}};
+    server.receive(client_ip, server_ip, ack, nullptr, now += 20);
+    ASSERT_NE(app.connection, nullptr);
+    ASSERT_EQ(app.connection->state(), State::established);
+    server_out.packets.clear();
+
+    now += 1000;
+    const uint8_t data[10] = {};
+    app.connection->send(data, sizeof data, now);
+    EXPECT_TRUE(server_out.packets.empty());
+    const uint64_t persist = app.connection->next_timer_us();
+    ASSERT_GT(persist, now);
+    // The wheel has the SYN-ACK's old deadline at most, later than this.
+    EXPECT_TRUE(server.next_timer_us() == 0 || server.next_timer_us() > persist + tick);
+    server.touch(*app.connection);
+    EXPECT_GE(server.next_timer_us(), persist);
+    EXPECT_LT(server.next_timer_us(), persist + tick);
+    now = server.next_timer_us();
+    server.on_timer(now);
+    ASSERT_EQ(server_out.packets.size(), 1u);  // the probe
+    EXPECT_EQ(server_out.packets[0].payload.size(), 1u);
+
+    // Someone else's connection is ignored.
+    TcpEndpoint other(settings(), {4, 4, 4}, {}, client_out, 10);
+    other.touch(*app.connection);
+    EXPECT_EQ(other.next_timer_us(), 0u);
+}
+
+// Opens a connection from `ep` to the fixture's server and closes it from
+// `ep`'s side, which keeps TIME-WAIT; returns its local port.
+uint16_t open_and_close(TcpEndpoint &ep, TcpEndpoint &server, Outbox &ep_out, Outbox &server_out,
+                        App &app, uint64_t &now) {
+    app.now = &now;
+    app.close_when_finished = false;
+    app.connection = ep.connect(client_ip, server_ip, 80, app, now);
+    if (!app.connection)
+        return 0;
+    const uint16_t port = app.connection->endpoints().local_port;
+    for (int i = 0; i < 50; ++i) {
+        while (!ep_out.packets.empty()) {
+            deliver(server, ep_out.packets.front(), now += 10);
+            ep_out.packets.pop_front();
+        }
+        while (!server_out.packets.empty()) {
+            deliver(ep, server_out.packets.front(), now += 10);
+            server_out.packets.pop_front();
+        }
+        if (i == 5)
+            app.connection->shutdown(now);
+    }
+    return port;
+}
+
+// The answer of `ep` to a bare ACK on the tuple of local port `port`:
+// an ACK while TIME-WAIT lasts, a RST after.
+uint8_t answer_to_ack(TcpEndpoint &ep, Outbox &out, uint16_t port, uint64_t now,
+                      uint8_t flags = flag::ack) {
+    TcpSegment segment;
+    segment.header = {80, port, 1, 1, flags, 1000, 0, {}};
+    out.packets.clear();
+    ep.receive(server_ip, client_ip, segment, nullptr, now);
+    const uint8_t answer = out.packets.empty() ? 0 : out.packets.back().header.flags;
+    out.packets.clear();
+    return answer;
+}
+
+TEST_F(TcpEndpointTest, TimeWaitEntriesLeaveInTheOrderOfTheirDeadlines) {
+    TcpEndpoint ep(settings(), {16, 16, 4}, {41000, 41009}, client_out, 11);
+    App server_app;
+    listen_with(server_app);
+    std::vector<App> apps(5);
+    std::vector<uint16_t> ports;
+    std::vector<uint64_t> closed_at;
+    for (size_t i = 0; i < 4; ++i) {
+        ports.push_back(open_and_close(ep, server, client_out, server_out, apps[i], now));
+        ASSERT_EQ(apps[i].closed, CloseReason::normal);
+        closed_at.push_back(now);
+        now += 100'000;
+    }
+    ASSERT_EQ(ep.time_wait_entries(), 4u);
+    const uint64_t wait = 2 * settings().msl_us;
+    EXPECT_LE(ep.next_timer_us(), closed_at[0] + wait);
+    EXPECT_GT(ep.next_timer_us(), closed_at[0] + wait - 1000);  // within the last 1 ms of hops
+
+    // The first one's peer sends its FIN again: its wait starts over, last.
+    const uint64_t restarted = now;
+    EXPECT_EQ(answer_to_ack(ep, client_out, ports[0], now, flag::fin | flag::ack), flag::ack);
+
+    // The others leave in turn, each at its deadline, without a scan.
+    for (size_t i = 1; i < 4; ++i) {
+        const uint64_t next = ep.next_timer_us();
+        EXPECT_GT(next, closed_at[i] + wait - 1000);
+        EXPECT_LE(next, closed_at[i] + wait);
+        ep.on_timer(next - 1);
+        EXPECT_EQ(ep.time_wait_entries(), 4 - i + 1);
+        ep.on_timer(next);
+        EXPECT_EQ(ep.time_wait_entries(), 4 - i);
+        EXPECT_EQ(answer_to_ack(ep, client_out, ports[i], next), flag::rst);
+        EXPECT_EQ(answer_to_ack(ep, client_out, ports[0], next), flag::ack);
+    }
+    EXPECT_EQ(ep.next_timer_us(), restarted + wait);
+    ep.on_timer(restarted + wait);
+    EXPECT_EQ(ep.time_wait_entries(), 0u);
+    EXPECT_EQ(ep.next_timer_us(), 0u);
+    EXPECT_EQ(ep.counters().time_wait_evicted, 0u);
+}
+
+TEST_F(TcpEndpointTest, AFullTimeWaitTableEvictsTheOldest) {
+    TcpEndpoint ep(settings(), {16, 16, 3}, {42000, 42009}, client_out, 12);
+    App server_app;
+    listen_with(server_app);
+    std::vector<App> apps(5);
+    std::vector<uint16_t> ports;
+    for (App &app : apps)
+        ports.push_back(open_and_close(ep, server, client_out, server_out, app, now));
+    EXPECT_EQ(ep.time_wait_entries(), 3u);
+    EXPECT_EQ(ep.counters().time_wait_evicted, 2u);
+    EXPECT_EQ(ep.counters().time_wait_entered, 5u);
+    EXPECT_EQ(answer_to_ack(ep, client_out, ports[0], now), flag::rst);
+    EXPECT_EQ(answer_to_ack(ep, client_out, ports[1], now), flag::rst);
+    for (size_t i = 2; i < 5; ++i)
+        EXPECT_EQ(answer_to_ack(ep, client_out, ports[i], now), flag::ack);
+
+    // No TIME-WAIT table at all: connections still close.
+    TcpEndpoint none(settings(), {16, 16, 0}, {43000, 43009}, client_out, 13);
+    App app;
+    open_and_close(none, server, client_out, server_out, app, now);
+    EXPECT_EQ(app.closed, CloseReason::normal);
+    EXPECT_EQ(none.time_wait_entries(), 0u);
+    EXPECT_EQ(none.connections(), 0u);
+}
+
+TEST_F(TcpEndpointTest, AFullTableRefusesUntilAConnectionCloses) {
+    TcpEndpoint full(settings(), {3, 16, 16}, {44000, 44099}, client_out, 14);
+    std::vector<App> apps(4);
+    for (size_t i = 0; i < 3; ++i) {
+        apps[i].connection = full.connect(client_ip, server_ip, 80, apps[i], now);
+        ASSERT_NE(apps[i].connection, nullptr);
+    }
+    EXPECT_EQ(full.connect(client_ip, server_ip, 80, apps[3], now), nullptr);
+    EXPECT_EQ(full.counters().refused_full, 1u);
+    EXPECT_EQ(full.connections(), 3u);
+    // The layer above aborts one; its slot is free after the next timer run.
+    apps[1].connection->abort(now);
+    EXPECT_EQ(apps[1].closed, CloseReason::aborted);
+    full.on_timer(now);
+    EXPECT_EQ(full.connections(), 2u);
+    EXPECT_EQ(full.counters().closed, 1u);
+    EXPECT_NE(full.connect(client_ip, server_ip, 80, apps[3], now), nullptr);
+    EXPECT_EQ(full.connections(), 3u);
+}
+
+TEST_F(TcpEndpointTest, ChurnKeepsLookupsRight) {
+    // 48 slots (an index of 128 entries) and 400 tuples: runs of colliding
+    // entries form and break up as connections come and go.
+    TcpEndpoint ep(settings(), {48, 1000, 0}, {}, server_out, 15);
+    App app;
+    ep.listen(server_ip, 80, [&app](Connection &, const FourTuple &) { return &app; });
+    std::mt19937_64 random(5);
+    std::map<uint16_t, uint32_t> open;  // client port → its ISN + 1
+    const auto tuple_of = [](uint16_t port) { return FourTuple{server_ip, 80, client_ip, port}; };
+    for (int step = 0; step < 20000; ++step) {
+        const uint16_t port = uint16_t(1000 + random() % 400);
+        TcpSegment segment;
+        segment.header.source_port = port;
+        segment.header.destination_port = 80;
+        if (open.count(port)) {
+            // RFC 5961 3.2: a RST at exactly rcv_nxt closes it.
+            segment.header.flags = flag::rst;
+            segment.header.seq = open[port];
+            ep.receive(client_ip, server_ip, segment, nullptr, now);
+            open.erase(port);
+        } else {
+            segment.header.flags = flag::syn;
+            segment.header.seq = uint32_t(random());
+            server_out.packets.clear();
+            ep.receive(client_ip, server_ip, segment, nullptr, now);
+            if (open.size() < 48) {
+                ASSERT_EQ(server_out.packets.size(), 1u);
+                ASSERT_EQ(server_out.packets[0].header.flags, flag::syn | flag::ack);
+                open[port] = segment.header.seq + 1;
+            } else {
+                ASSERT_EQ(server_out.packets[0].header.flags, flag::rst | flag::ack);
+            }
+        }
+        ASSERT_EQ(ep.connections(), open.size());
+        if (step % 97 != 0)
+            continue;
+        for (uint16_t p = 1000; p < 1400; ++p) {
+            ASSERT_EQ(ep.probe_distance(tuple_of(p)) >= 0, open.count(p) == 1) << p;
+        }
+    }
+    EXPECT_EQ(ep.counters().refused_full, ep.counters().resets_sent);
+    EXPECT_GT(ep.counters().refused_full, 0u);
+}
+
+TEST_F(TcpEndpointTest, TheTablesHashIsKeyedByTheSecret) {
+    TcpEndpoint a(settings(), {2048, 2048, 16}, {}, server_out, 21);
+    TcpEndpoint b(settings(), {2048, 16, 16}, {}, server_out, 22);
+    TcpEndpoint a_again(settings(), {16, 16, 16}, {}, server_out, 21);
+    const FourTuple tuple{server_ip, 80, client_ip, 1234};
+    EXPECT_NE(a.tuple_hash(tuple), b.tuple_hash(tuple));
+    EXPECT_EQ(a.tuple_hash(tuple), a_again.tuple_hash(tuple));
+    EXPECT_NE(a.tuple_hash(tuple), FourTupleHash{}(tuple));
+
+    // 1000 tuples an attacker varies in one field: they spread, so that no
+    // lookup walks far.
+    App app;
+    a.listen(server_ip, 80, [&app](Connection &, const FourTuple &) { return &app; });
+    std::set<uint64_t> homes;
+    long longest = 0;
+    for (uint16_t port = 1; port <= 1000; ++port) {
+        TcpSegment syn;
+        syn.header.source_port = port;
+        syn.header.destination_port = 80;
+        syn.header.flags = flag::syn;
+        a.receive(client_ip, server_ip, syn, nullptr, now);
+        homes.insert(a.tuple_hash(tuple_of_port(port)) % 4096);
+    }
+    ASSERT_EQ(a.connections(), 1000u);
+    for (uint16_t port = 1; port <= 1000; ++port)
+        longest = std::max(longest, a.probe_distance(tuple_of_port(port)));
+    EXPECT_GT(homes.size(), 800u);
+    EXPECT_LT(longest, 24);
+}
+
 } // namespace
 } // namespace sluice::tcp
 
 namespace sluice {
 namespace {
+
+using tcp::TimerWheel;
+
+// The wheel on its own against a sorted map of the same filings: the same
+// ids come due by the same moments (each at the first tick at or after its
+// deadline), and next_us() is the first tick of the earliest.
+TEST(TimerWheel, AgreesWithASortedMap) {
+    constexpr uint32_t ids = 500;
+    TimerWheel wheel(ids);
+    std::map<uint32_t, uint64_t> filed;  // id → deadline
+    std::mt19937_64 random(11);
+    uint64_t now = 5'000'000'000;  // a steady clock's microseconds
+    std::vector<uint32_t> due;
+    const auto tick_of = [](uint64_t at) { return (at + TimerWheel::tick_us - 1) / TimerWheel::tick_us; };
+    for (int step = 0; step < 20000; ++step) {
+        const uint32_t id = uint32_t(random() % ids);
+        switch (random() % 4) {
+        case 0:
+        case 1: {
+            // Near (delayed ACKs, RTOs) and far (beyond a turn of the wheel).
+            const uint64_t span = random() % 3 ? 300'000 : 30'000'000;
+            const uint64_t at = now + 1 + random() % span;
+            wheel.file(id, at);
+            filed[id] = at;
+            break;
+        }
+        case 2:
+            wheel.remove(id);
+            filed.erase(id);
+            break;
+        case 3: {
+            now += random() % 20'000;
+            due.clear();
+            wheel.expire(now, due);
+            std::set<uint32_t> expected;
+            for (const auto &[i, at] : filed)
+                if (tick_of(at) <= now / TimerWheel::tick_us)
+                    expected.insert(i);
+            ASSERT_EQ(std::set<uint32_t>(due.begin(), due.end()), expected) << step;
+            for (const uint32_t i : expected)
+                filed.erase(i);
+            break;
+        }
+        }
+        ASSERT_EQ(wheel.size(), filed.size());
+        uint64_t earliest = 0;
+        for (const auto &[i, at] : filed)
+            if (!earliest || at < earliest)
+                earliest = at;
+        ASSERT_EQ(wheel.next_us(), earliest ? tick_of(earliest) * TimerWheel::tick_us : 0) << step;
+    }
+}
 
 // The reference vector of the SipHash paper (appendix A): key 00..0f,
 // message 00..0e.
