@@ -122,6 +122,7 @@ void Connection::accept_cookie(const TcpSegment &ack, const uint8_t *payload, ui
     snd_wl1_ = h.seq;
     snd_wl2_ = h.ack;
     cwnd_ = initial_window(peer_mss_);
+    last_heard_us_ = now_us;
     enter(State::established);
     events_.on_established();
     if (!closed() && ack.payload_length > 0)
@@ -183,6 +184,7 @@ void Connection::receive_syn_sent(const TcpSegment &segment, uint64_t now_us) {
     retransmit_at_ = 0;
     backoffs_ = 0;
     cwnd_ = initial_window(peer_mss_);
+    last_heard_us_ = now_us;
     enter(State::established);
     send_ack(now_us);
     events_.on_established();
@@ -354,6 +356,8 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
             }
         } else if (cwnd_ < ssthresh_) {
             cwnd_ += std::min(acked, mss);  // slow start (RFC 5681 3.1)
+        } else if (settings_.congestion == Congestion::cubic) {
+            cwnd_ = cubic_.on_ack(cwnd_, acked, mss, now_us, srtt_us_);
         } else {
             cwnd_ += std::max<uint32_t>(1, uint32_t(uint64_t(mss) * mss / cwnd_));
         }
@@ -383,7 +387,7 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
         // A duplicate ACK (RFC 5681 2): the peer holds data past a hole.
         // (Answers to zero-window probes are not: nothing was lost.)
         if (++dupacks_ == 3 && !in_recovery_) {
-            ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
+            ssthresh_ = ssthresh_after_loss(false);
             recover_ = snd_max_;
             in_recovery_ = true;
             ++fast_retransmits_;
@@ -704,11 +708,19 @@ void Connection::send_data(uint32_t seq, size_t length, bool fin, uint64_t now_u
     delayed_ack_at_ = 0;
 
     const uint32_t end = seq + uint32_t(length) + (fin ? 1 : 0);
+    const uint64_t previous_data_sent_us = last_data_sent_us_;
+    if (length > 0)
+        last_data_sent_us_ = now_us;
     if (fin) {
         fin_sent_ = true;
         fin_seq_ = seq + uint32_t(length);
     }
     if (seq_gt(end, snd_nxt_)) {
+        // New data after a pause with nothing in flight: the window was
+        // not in use, so CUBIC's curve does not move on for that time.
+        if (length > 0 && flight_size() == 0 && previous_data_sent_us &&
+            now_us > previous_data_sent_us)
+            cubic_.on_idle(now_us - previous_data_sent_us);
         snd_nxt_ = end;
         if (!timing_ && seq_ge(seq, snd_max_)) {  // Karn: time new data only
             timing_ = true;
@@ -818,6 +830,13 @@ uint16_t Connection::advertised_window() const {
 
 // ---------------------------------------------------------------- timers
 
+uint32_t Connection::ssthresh_after_loss(bool timeout) {
+    if (settings_.congestion == Congestion::cubic)
+        return timeout ? cubic_.on_timeout(cwnd_, flight_size(), peer_mss_)
+                       : cubic_.on_loss(cwnd_, flight_size(), peer_mss_);
+    return std::max(flight_size() / 2, 2u * peer_mss_);  // RFC 5681 (4)
+}
+
 void Connection::take_rtt_sample(uint32_t rtt_us) {
     // RFC 6298 2.2 and 2.3, in microseconds.
     if (srtt_us_ == 0) {
@@ -836,7 +855,8 @@ void Connection::arm_retransmit(uint64_t now_us) { retransmit_at_ = now_us + rto
 
 uint64_t Connection::next_timer_us() const {
     uint64_t next = 0;
-    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_, user_timer_at_})
+    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_, user_timer_at_,
+                              keepalive_due_us()})
         if (at && (!next || at < next))
             next = at;
     return next;
@@ -844,10 +864,40 @@ uint64_t Connection::next_timer_us() const {
 
 void Connection::on_timer(uint64_t now_us) {
     run_protocol_timers(now_us);
+    if (!closed())
+        run_keepalive(now_us);
     if (!closed() && user_timer_at_ && now_us >= user_timer_at_) {
         user_timer_at_ = 0;
         events_.on_user_timer();
     }
+}
+
+// Keepalives watch an idle connection only: while data or a window probe
+// is out, the retransmission timer watches the peer.
+uint64_t Connection::keepalive_due_us() const {
+    const bool idle_state = state_ == State::established || state_ == State::close_wait ||
+                            state_ == State::fin_wait_2;
+    if (!settings_.keepalive_idle_us || !idle_state || retransmit_at_)
+        return 0;
+    return last_heard_us_ + settings_.keepalive_idle_us +
+           uint64_t(keepalive_probes_sent_) * settings_.keepalive_interval_us;
+}
+
+void Connection::run_keepalive(uint64_t now_us) {
+    const uint64_t due = keepalive_due_us();
+    if (!due || now_us < due)
+        return;
+    if (keepalive_probes_sent_ >= settings_.keepalive_probes) {
+        send_control(flag::rst | flag::ack, snd_nxt_, now_us);
+        close(CloseReason::timed_out);
+        return;
+    }
+    ++keepalive_probes_sent_;
+    ++keepalives_;
+    // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT - 1 and no data, a byte the peer
+    // has had, which it must answer with an ACK (any segment from it
+    // counts, and starts the idle time over).
+    send_control(flag::ack, snd_nxt_ - 1, now_us);
 }
 
 void Connection::run_protocol_timers(uint64_t now_us) {
@@ -899,7 +949,7 @@ void Connection::run_protocol_timers(uint64_t now_us) {
         return;
     }
     // RFC 5681 3.1: after a timeout, one segment, slow start from there.
-    ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
+    ssthresh_ = ssthresh_after_loss(true);
     cwnd_ = peer_mss_;
     in_recovery_ = false;
     recover_ = snd_max_;
@@ -949,6 +999,7 @@ Connection::Info Connection::info() const {
     i.fast_retransmits = fast_retransmits_;
     i.timeouts = timeouts_;
     i.challenge_acks = challenge_acks_;
+    i.keepalives = keepalives_;
     return i;
 }
 

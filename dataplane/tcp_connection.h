@@ -36,6 +36,7 @@
 #include <memory>
 #include <vector>
 
+#include "dataplane/tcp_cubic.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
@@ -60,6 +61,13 @@ enum class State : uint8_t {
 };
 const char *to_string(State state);
 
+// How the congestion window grows between losses and how far it falls on
+// one; loss recovery is NewReno's (RFC 5681, 6582) with either.
+enum class Congestion : uint8_t {
+    cubic,    // RFC 9438
+    newreno,  // RFC 5681 3.1: halved, then one MSS per RTT
+};
+
 struct Settings {
     uint16_t mss = 1460;                 // what we accept: our MSS option
     uint8_t window_shift = 7;            // our window scale, when the peer offers scaling
@@ -74,6 +82,13 @@ struct Settings {
     uint32_t msl_us = 30'000'000;         // TIME-WAIT lasts 2 x MSL
     uint32_t max_retransmissions = 15;    // then the connection is given up (reset)
     uint32_t max_syn_retransmissions = 6;
+    Congestion congestion = Congestion::cubic;
+    // Keepalives (RFC 9293 3.8.4, RFC 1122 4.2.3.6): after this long with
+    // nothing from the peer, a probe every keepalive_interval_us; when
+    // keepalive_probes go unanswered the connection is reset. 0: off.
+    uint64_t keepalive_idle_us = 0;
+    uint32_t keepalive_interval_us = 75'000'000;
+    uint32_t keepalive_probes = 9;
 };
 
 // Why a connection ended.
@@ -82,7 +97,7 @@ enum class CloseReason : uint8_t {
     normal,        // both sides closed (after TIME-WAIT, or on the last ACK)
     reset,         // the peer reset it
     aborted,       // abort() was called
-    timed_out,     // retransmissions ran out
+    timed_out,     // retransmissions or keepalive probes ran out
     refused,       // a RST answered our SYN
 };
 const char *to_string(CloseReason reason);
@@ -197,7 +212,7 @@ public:
         uint8_t snd_shift, rcv_shift;
         bool sack, timestamps;
         size_t queued, held_out_of_order, unread;
-        uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks;
+        uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks, keepalives;
     };
     Info info() const;
 
@@ -244,6 +259,9 @@ private:
     void report_fin_if_read();
     void report_send_space();
     void run_protocol_timers(uint64_t now_us);
+    uint64_t keepalive_due_us() const;
+    void run_keepalive(uint64_t now_us);
+    uint32_t ssthresh_after_loss(bool timeout);
     void process_fin(uint64_t now_us);
 
     void take_rtt_sample(uint32_t rtt_us);
@@ -301,8 +319,10 @@ private:
     uint32_t ts_recent_ = 0;      // the peer's last TSval (RFC 7323 4.3)
     uint32_t last_ack_sent_ = 0;
 
-    // Congestion control (RFC 5681, 6582).
+    // Congestion control (RFC 5681, 6582; RFC 9438 in cubic_).
     uint32_t cwnd_ = 0, ssthresh_ = UINT32_MAX;
+    Cubic cubic_;
+    uint64_t last_data_sent_us_ = 0;
     uint32_t dupacks_ = 0;
     bool in_recovery_ = false;
     uint32_t recover_ = 0;
@@ -323,6 +343,7 @@ private:
     uint32_t unacked_segments_ = 0;  // full segments received since our last ACK
 
     uint64_t retransmissions_ = 0, fast_retransmits_ = 0, timeouts_ = 0, challenge_acks_ = 0;
+    uint64_t keepalives_ = 0;
 };
 
 } // namespace sluice::tcp

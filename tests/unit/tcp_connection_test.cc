@@ -102,6 +102,9 @@ protected:
         s.receive_buffer = 16 * 1024;
         s.timestamps = false;  // most tests: plain segments, no options
         s.msl_us = 1'000'000;
+        // The windows worked out by hand below are NewReno's; CUBIC's have
+        // tests of their own (here and in tcp_cubic_test.cc).
+        s.congestion = Congestion::newreno;
         return s;
     }
 
@@ -731,6 +734,113 @@ TEST_F(TcpConnectionTest, TheUserTimerFiresOnceAndCanBeCancelled) {
     connection.on_timer(1000 * ms);
     EXPECT_EQ(harness.user_timers, 1);
     EXPECT_FALSE(connection.closed());
+}
+
+TEST_F(TcpConnectionTest, KeepalivesProbeAnIdleConnectionAndGiveUp) {
+    Harness h;
+    Settings s = settings();
+    s.keepalive_idle_us = 10'000 * ms;
+    s.keepalive_interval_us = 1'000 * ms;
+    s.keepalive_probes = 3;
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+    c.receive(syn_ack.segment, nullptr, 10 * ms);
+    h.sent.clear();
+    // Idle from the SYN-ACK on: the first probe after keepalive_idle_us.
+    EXPECT_EQ(c.next_timer_us(), 10'010 * ms);
+    c.on_timer(10'010 * ms);
+    Sent probe = h.take();
+    EXPECT_EQ(probe.header.flags, flag::ack);
+    EXPECT_EQ(probe.header.seq, our_iss);  // SND.NXT - 1: a byte the peer has had
+    EXPECT_EQ(probe.header.ack, peer_iss + 1);
+    EXPECT_EQ(probe.payload, "");
+    // The peer answers: idle again from then.
+    Incoming answer = segment(flag::ack, peer_iss + 1, our_iss + 1);
+    c.receive(answer.segment, nullptr, 10'020 * ms);
+    EXPECT_EQ(c.next_timer_us(), 20'020 * ms);
+    // Now it is gone: a probe every interval, then a RST.
+    uint64_t now = 20'020 * ms;
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(c.next_timer_us(), now + uint64_t(i) * 1'000 * ms);
+        c.on_timer(c.next_timer_us());
+        EXPECT_EQ(h.take().header.seq, our_iss) << i;
+        EXPECT_FALSE(c.closed());
+    }
+    c.on_timer(c.next_timer_us());
+    EXPECT_TRUE(c.closed());
+    EXPECT_EQ(h.closed, CloseReason::timed_out);
+    EXPECT_EQ(h.take().header.flags, flag::rst | flag::ack);
+    EXPECT_EQ(c.info().keepalives, 4u);
+}
+
+TEST_F(TcpConnectionTest, KeepalivesAreOffByDefaultAndWaitForDataInFlight) {
+    establish();
+    EXPECT_EQ(connection.next_timer_us(), 0u);  // off
+    Harness h;
+    Settings s = settings();
+    s.keepalive_idle_us = 1'000 * ms;
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+    c.receive(syn_ack.segment, nullptr, 10 * ms);
+    c.send(reinterpret_cast<const uint8_t *>("x"), 1, 20 * ms);
+    h.sent.clear();
+    // Data out: the retransmission timer is the one that runs.
+    for (int i = 0; i < 5; ++i) {
+        c.on_timer(c.next_timer_us());
+        ASSERT_FALSE(h.sent.empty());
+        EXPECT_EQ(h.sent.back().payload, "x");  // retransmitted, never a keepalive
+        h.sent.clear();
+    }
+    EXPECT_EQ(c.info().keepalives, 0u);
+}
+
+// CUBIC in the connection: a loss takes the window to 0.7 of what was in
+// flight and sets W_max; growth after recovery follows the curve.
+TEST(TcpConnectionCubic, ALossReducesByBetaAndTheWindowRegrowsTowardsWMax) {
+    Harness h;
+    Settings s;
+    s.mss = 1000;
+    s.send_buffer = 1 << 20;
+    s.timestamps = false;
+    ASSERT_EQ(s.congestion, Congestion::cubic);  // the default
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1, "", 65535);
+    syn_ack.segment.header.options.mss = 1000;
+    syn_ack.segment.header.options.window_scale = 6;
+    c.receive(syn_ack.segment, nullptr, 100 * ms);  // SRTT 100 ms
+    const std::string data(1 << 20, 'c');
+    c.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 100 * ms);
+    h.sent.clear();
+    const auto ack = [&](uint32_t ack_seq, uint64_t now) {
+        Incoming in = segment(flag::ack, peer_iss + 1, ack_seq, "", 65535);
+        c.receive(in.segment, nullptr, now);
+    };
+    // One round of slow start.
+    uint64_t now = 200 * ms;
+    ack(our_iss + 1 + 10'000, now);
+    EXPECT_EQ(c.info().cwnd, 11'000u);
+    // Three duplicate ACKs: ssthresh = 0.7 x flight (RFC 9438 4.6).
+    const uint32_t una = c.info().snd_una;
+    const uint32_t flight = c.info().snd_nxt - una;
+    for (int i = 0; i < 3; ++i)
+        ack(una, now + ms);
+    EXPECT_EQ(c.info().fast_retransmits, 1u);
+    EXPECT_EQ(c.info().ssthresh, uint32_t(flight * 0.7));
+    EXPECT_EQ(c.info().cwnd, uint32_t(flight * 0.7) + 3000);
+    // The full ACK ends recovery at ssthresh; avoidance then follows
+    // CUBIC, never below the window it started from.
+    ack(c.info().snd_nxt, now + 100 * ms);
+    const uint32_t start = c.info().cwnd;
+    EXPECT_LE(start, uint32_t(flight * 0.7));
+    now += 100 * ms;
+    for (int rtt = 0; rtt < 20; ++rtt) {
+        now += 100 * ms;
+        ack(c.info().snd_nxt, now);
+    }
+    EXPECT_GT(c.info().cwnd, start);
 }
 
 } // namespace
