@@ -742,7 +742,10 @@ void Connection::retransmit_first(uint64_t now_us) {
                        (timestamps_ ? timestamp_option_bytes : 0);
     const size_t sent_data = std::min<size_t>(queued_, snd_max_ - data_start);
     const size_t length = std::min(mss, sent_data);
-    const bool fin = fin_sent_ && length == queued_;
+    // The FIN rides with the last byte, or alone: after a timeout has gone
+    // back (fin_sent_ cleared) it must go again too, or a lost FIN with
+    // no data before it is never sent again.
+    const bool fin = fin_queued_ && length == queued_;
     const uint32_t snd_nxt = snd_nxt_;
     send_data(snd_una_, length, fin, now_us);
     snd_nxt_ = seq_gt(snd_nxt, snd_nxt_) ? snd_nxt : snd_nxt_;

@@ -843,5 +843,17 @@ TEST(TcpConnectionCubic, ALossReducesByBetaAndTheWindowRegrowsTowardsWMax) {
     EXPECT_GT(c.info().cwnd, start);
 }
 
+TEST_F(TcpConnectionTest, ALostFinAloneIsSentAgain) {
+    establish();
+    connection.shutdown(20 * ms);
+    EXPECT_EQ(harness.take().header.flags, flag::fin | flag::ack);
+    connection.on_timer(connection.next_timer_us());
+    const Sent again = harness.take();
+    EXPECT_EQ(again.header.flags, flag::fin | flag::ack);
+    EXPECT_EQ(again.header.seq, our_iss + 1);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 2), 800 * ms);
+    EXPECT_EQ(connection.state(), State::fin_wait_2);
+}
+
 } // namespace
 } // namespace sluice::tcp
