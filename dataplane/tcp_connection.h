@@ -37,6 +37,7 @@
 #include <vector>
 
 #include "dataplane/tcp_cubic.h"
+#include "dataplane/tcp_sack_scoreboard.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
@@ -211,7 +212,7 @@ public:
         uint16_t peer_mss;
         uint8_t snd_shift, rcv_shift;
         bool sack, timestamps;
-        size_t queued, held_out_of_order, unread;
+        size_t queued, held_out_of_order, unread, sacked;
         uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks, keepalives;
     };
     Info info() const;
@@ -267,6 +268,10 @@ private:
     void take_rtt_sample(uint32_t rtt_us);
     void arm_retransmit(uint64_t now_us);
     void retransmit_first(uint64_t now_us);
+    void enter_recovery(uint64_t now_us);
+    void retransmit_holes(uint64_t now_us, bool first_anyway);
+    uint32_t pipe() const;
+    size_t segment_size() const;
 
     void output(uint64_t now_us);
     void send_control(uint8_t flags, uint32_t seq, uint64_t now_us);
@@ -326,6 +331,10 @@ private:
     uint32_t dupacks_ = 0;
     bool in_recovery_ = false;
     uint32_t recover_ = 0;
+    // RFC 6675: recovery driven by the peer's SACK blocks, when it sends them.
+    SackScoreboard scoreboard_;
+    bool sack_recovery_ = false;
+    uint32_t high_rxt_ = 0;  // the end of the last hole sent again in this recovery
 
     // Timers, absolute microseconds; 0: not armed.
     uint64_t retransmit_at_ = 0;

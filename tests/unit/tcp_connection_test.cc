@@ -855,5 +855,62 @@ TEST_F(TcpConnectionTest, ALostFinAloneIsSentAgain) {
     EXPECT_EQ(connection.state(), State::fin_wait_2);
 }
 
+// RFC 6675: the holes the peer's SACK blocks show are sent again as the
+// pipe allows, not only the first unacknowledged segment.
+TEST_F(TcpConnectionTest, SackedHolesAreRetransmittedNotOnlyTheFirst) {
+    establish();
+    const std::string data = bytes(10'000, 'h');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    ASSERT_EQ(harness.sent.size(), 10u);
+    harness.sent.clear();
+    // Segments 0, 3 and 6 were lost; the peer SACKs the rest as it comes.
+    const auto sack_ack = [&](std::initializer_list<std::pair<uint32_t, uint32_t>> blocks,
+                              uint64_t now) {
+        Incoming in = segment(flag::ack, peer_iss + 1, our_iss + 1);
+        for (const auto &[left, right] : blocks)
+            in.segment.header.options.sack[in.segment.header.options.sack_count++] = {
+                our_iss + 1 + left, our_iss + 1 + right};
+        deliver(in, now);
+    };
+    sack_ack({{1000, 2000}}, 40 * ms);
+    sack_ack({{1000, 3000}}, 41 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // Three segments SACKed above the first: it is lost (RFC 6675 4), and
+    // goes at once; the window falls to ssthresh with no inflation.
+    sack_ack({{4000, 5000}, {1000, 3000}}, 42 * ms);
+    ASSERT_EQ(harness.sent.size(), 1u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 1);
+    EXPECT_EQ(harness.sent[0].payload.size(), 1000u);
+    Connection::Info info = connection.info();
+    EXPECT_EQ(info.fast_retransmits, 1u);
+    EXPECT_EQ(info.ssthresh, 5000u);
+    EXPECT_EQ(info.cwnd, 5000u);
+    EXPECT_EQ(info.sacked, 3000u);
+    harness.sent.clear();
+    // More SACKs: the pipe (4000 above the highest block + 1000 resent)
+    // leaves no room yet.
+    sack_ack({{4000, 6000}, {1000, 3000}}, 43 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // Segment 7 arrives: the pipe drops to 3000, and both holes below the
+    // highest block go, in order.
+    sack_ack({{7000, 8000}, {4000, 6000}, {1000, 3000}}, 44 * ms);
+    ASSERT_EQ(harness.sent.size(), 2u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 1 + 3000);
+    EXPECT_EQ(harness.sent[1].header.seq, our_iss + 1 + 6000);
+    EXPECT_EQ(connection.info().retransmissions, 3u);
+    harness.sent.clear();
+    // A partial ACK up to the second hole: nothing is sent twice.
+    sack_ack({{7000, 8000}, {4000, 6000}}, 60 * ms);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1 + 3000), 61 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // The full ACK ends recovery.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1 + 10'000), 62 * ms);
+    info = connection.info();
+    EXPECT_EQ(info.queued, 0u);
+    EXPECT_EQ(info.sacked, 0u);
+    EXPECT_LE(info.cwnd, 5000u);
+    EXPECT_EQ(info.retransmissions, 3u);
+}
+
 } // namespace
 } // namespace sluice::tcp
