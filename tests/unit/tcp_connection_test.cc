@@ -3,9 +3,10 @@
 // simultaneous, TIME-WAIT), data in order, out of order and duplicated, the
 // checks of RFC 5961 (RST and SYN in the window, ACKs for unsent data),
 // PAWS, retransmission (RFC 6298) and NewReno's fast retransmit and
-// recovery (RFC 5681, 6582), zero-window probes and giving up; a reader
-// that takes less than it is offered (the window closing and opening
-// again), the send-space event and the timer for the layer above.
+// recovery (RFC 5681, 6582), SACK recovery (RFC 6675), CUBIC's reduction
+// (RFC 9438), zero-window probes and giving up, keepalives; a reader that
+// takes less than it is offered (the window closing and opening again),
+// the send-space event and the timer for the layer above.
 #include "dataplane/tcp_connection.h"
 
 #include <gtest/gtest.h>
