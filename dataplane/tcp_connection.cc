@@ -345,6 +345,8 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
             timing_ = false;
 
         const uint32_t mss = peer_mss_;
+        if (going_back_ && seq_ge(h.ack, recover_))
+            going_back_ = false;
         if (in_recovery_) {
             if (seq_ge(h.ack, recover_)) {
                 // Full acknowledgment (RFC 6582 3.2, step 3).
@@ -392,7 +394,7 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
                scaled_window > 0) {
         // A duplicate ACK (RFC 5681 2): the peer holds data past a hole.
         // (Answers to zero-window probes are not: nothing was lost.)
-        if (++dupacks_ == 3 && !in_recovery_)
+        if (++dupacks_ == 3 && !in_recovery_ && !going_back_)
             enter_recovery(now_us);
         else if (in_recovery_ && sack_recovery_)
             retransmit_holes(now_us, false);
@@ -402,7 +404,7 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
     // RFC 6675 4 (IsLost): more than DupThresh - 1 segments SACKed above
     // the first unacknowledged one mean it is lost, duplicate ACKs or not
     // (ACKs lost, or stretched).
-    if (sack_ && !in_recovery_ && flight_size() > 0 &&
+    if (sack_ && !in_recovery_ && !going_back_ && flight_size() > 0 &&
         scoreboard_.sacked_bytes() > 2u * peer_mss_)
         enter_recovery(now_us);
     if (window_update) {
@@ -1026,6 +1028,10 @@ void Connection::run_protocol_timers(uint64_t now_us) {
     cwnd_ = peer_mss_;
     in_recovery_ = sack_recovery_ = false;
     recover_ = snd_max_;
+    // RFC 6582 4: the duplicate ACKs and SACKs that the data sent again
+    // will bring are no new loss: no fast recovery until all of it is
+    // acknowledged.
+    going_back_ = true;
     dupacks_ = 0;
     // Everything goes again from SND.UNA, and the peer may have dropped
     // what it SACKed (RFC 2018 8: it may renege).

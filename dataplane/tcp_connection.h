@@ -341,6 +341,7 @@ private:
     uint64_t last_data_sent_us_ = 0;
     uint32_t dupacks_ = 0;
     bool in_recovery_ = false;
+    bool going_back_ = false;  // after a timeout, until recover_ is acknowledged
     uint32_t recover_ = 0;
     // RFC 6675: recovery driven by the peer's SACK blocks, when it sends them.
     SackScoreboard scoreboard_;

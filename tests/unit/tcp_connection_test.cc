@@ -913,5 +913,28 @@ TEST_F(TcpConnectionTest, SackedHolesAreRetransmittedNotOnlyTheFirst) {
     EXPECT_EQ(info.retransmissions, 3u);
 }
 
+TEST_F(TcpConnectionTest, NoFastRecoveryForWhatATimeoutSentAgain) {
+    establish();
+    const std::string data = bytes(10'000, 'g');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    harness.sent.clear();
+    connection.on_timer(connection.next_timer_us());  // everything goes again from the first
+    EXPECT_EQ(connection.info().timeouts, 1u);
+    const uint32_t ssthresh = connection.info().ssthresh;
+    harness.sent.clear();
+    // The peer still holds segments 1 to 4 and says so, again and again:
+    // duplicates of what the timeout resends, not a new loss.
+    Incoming dup = segment(flag::ack, peer_iss + 1, our_iss + 1);
+    dup.segment.header.options.sack_count = 1;
+    dup.segment.header.options.sack[0] = {our_iss + 1001, our_iss + 5001};
+    for (int i = 0; i < 4; ++i)
+        deliver(dup, 300 * ms);
+    EXPECT_EQ(connection.info().fast_retransmits, 0u);
+    EXPECT_EQ(connection.info().ssthresh, ssthresh);
+    // Once all of it is acknowledged, losses count again.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 10'001), 400 * ms);
+    EXPECT_EQ(connection.info().queued, 0u);
+}
+
 } // namespace
 } // namespace sluice::tcp
