@@ -19,8 +19,10 @@
 // sink   reads each connection to its end and closes; echo sends back what
 // it reads; source (with --connect) opens one connection, sends N bytes of
 // a fixed pattern, closes. Each connection that ends prints one line, with
-// the SHA-256 of what it received (a source: of what it sent):
+// the SHA-256 of what it received (a source: of what it sent) and how its
+// loss recovery went:
 //   closed reason=<normal|reset|...> received=<bytes> sha256=<hex> sent=<bytes>
+//          retransmissions=<n> fast_retransmits=<n> timeouts=<n>
 // and the program exits after the first one with --connect (`linger-ms`
 // later: TIME-WAIT runs meanwhile), or on SIGTERM.
 // When it exits it prints the endpoint's counters and open connections:
@@ -180,9 +182,13 @@ struct App : ConnectionEvents {
         unsigned char sum[32];
         unsigned int n = 0;
         EVP_DigestFinal_ex(digest.get(), sum, &n);
-        std::printf("closed reason=%s received=%llu sha256=%s sent=%llu\n", to_string(reason),
-                    (unsigned long long)received, hex(sum, n).c_str(),
-                    (unsigned long long)sent);
+        const Connection::Info info = connection->info();
+        std::printf("closed reason=%s received=%llu sha256=%s sent=%llu retransmissions=%llu "
+                    "fast_retransmits=%llu timeouts=%llu\n",
+                    to_string(reason), (unsigned long long)received, hex(sum, n).c_str(),
+                    (unsigned long long)sent, (unsigned long long)info.retransmissions,
+                    (unsigned long long)info.fast_retransmits,
+                    (unsigned long long)info.timeouts);
         std::fflush(stdout);
         done = true;
     }

@@ -229,7 +229,7 @@ def test_a_userspace_source_recovers_from_its_own_losses_to_a_linux_sink(netns):
         assert closed["sha256"] == sha
         counters = peer.stop()
         print(f"50 MB with 1% of the stack's segments lost: "
-              f"{time.monotonic() - started:.1f} s, {counters}")
+              f"{time.monotonic() - started:.1f} s, {closed}, {counters}")
         assert counters["lost_out"] > 100, counters
         assert counters["connections"] == 0, counters
     finally:
