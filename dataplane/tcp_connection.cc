@@ -122,6 +122,7 @@ void Connection::accept_cookie(const TcpSegment &ack, const uint8_t *payload, ui
     snd_wl1_ = h.seq;
     snd_wl2_ = h.ack;
     cwnd_ = initial_window(peer_mss_);
+    last_heard_us_ = now_us;
     enter(State::established);
     events_.on_established();
     if (!closed() && ack.payload_length > 0)
@@ -183,6 +184,7 @@ void Connection::receive_syn_sent(const TcpSegment &segment, uint64_t now_us) {
     retransmit_at_ = 0;
     backoffs_ = 0;
     cwnd_ = initial_window(peer_mss_);
+    last_heard_us_ = now_us;
     enter(State::established);
     send_ack(now_us);
     events_.on_established();
@@ -313,6 +315,9 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
     // The peer is there: retransmissions and probes start counting again
     // (RFC 9293 3.8.6.1: a zero window held open is no reason to give up).
     retries_ = 0;
+    if (sack_)
+        scoreboard_.update(seq_gt(h.ack, snd_una_) ? h.ack : snd_una_, snd_max_,
+                           h.options.sack.data(), h.options.sack_count);
 
     const uint32_t scaled_window = uint32_t(h.window) << snd_shift_;
     const bool window_update = seq_lt(snd_wl1_, h.seq) ||
@@ -340,11 +345,16 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
             timing_ = false;
 
         const uint32_t mss = peer_mss_;
+        if (going_back_ && seq_ge(h.ack, recover_))
+            going_back_ = false;
         if (in_recovery_) {
             if (seq_ge(h.ack, recover_)) {
                 // Full acknowledgment (RFC 6582 3.2, step 3).
                 cwnd_ = std::min(ssthresh_, std::max(flight_size(), mss) + mss);
-                in_recovery_ = false;
+                in_recovery_ = sack_recovery_ = false;
+            } else if (sack_recovery_) {
+                // RFC 6675 5 (C): the holes the blocks show, as the pipe allows.
+                retransmit_holes(now_us, false);
             } else {
                 // Partial: the next hole is lost too.
                 retransmit_first(now_us);
@@ -354,6 +364,8 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
             }
         } else if (cwnd_ < ssthresh_) {
             cwnd_ += std::min(acked, mss);  // slow start (RFC 5681 3.1)
+        } else if (settings_.congestion == Congestion::cubic) {
+            cwnd_ = cubic_.on_ack(cwnd_, acked, mss, now_us, srtt_us_);
         } else {
             cwnd_ += std::max<uint32_t>(1, uint32_t(uint64_t(mss) * mss / cwnd_));
         }
@@ -382,17 +394,19 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
                scaled_window > 0) {
         // A duplicate ACK (RFC 5681 2): the peer holds data past a hole.
         // (Answers to zero-window probes are not: nothing was lost.)
-        if (++dupacks_ == 3 && !in_recovery_) {
-            ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
-            recover_ = snd_max_;
-            in_recovery_ = true;
-            ++fast_retransmits_;
-            retransmit_first(now_us);
-            cwnd_ = ssthresh_ + 3 * peer_mss_;
-        } else if (dupacks_ > 3 && in_recovery_) {
+        if (++dupacks_ == 3 && !in_recovery_ && !going_back_)
+            enter_recovery(now_us);
+        else if (in_recovery_ && sack_recovery_)
+            retransmit_holes(now_us, false);
+        else if (dupacks_ > 3 && in_recovery_)
             cwnd_ += peer_mss_;  // each one says a segment left the network
-        }
     }
+    // RFC 6675 4 (IsLost): more than DupThresh - 1 segments SACKed above
+    // the first unacknowledged one mean it is lost, duplicate ACKs or not
+    // (ACKs lost, or stretched).
+    if (sack_ && !in_recovery_ && !going_back_ && flight_size() > 0 &&
+        scoreboard_.sacked_bytes() > 2u * peer_mss_)
+        enter_recovery(now_us);
     if (window_update) {
         snd_wnd_ = scaled_window;
         max_snd_wnd_ = std::max(max_snd_wnd_, snd_wnd_);
@@ -654,12 +668,15 @@ void Connection::output(uint64_t now_us) {
                          state_ == State::closing;
     if (!sending)
         return;
-    const size_t mss = std::min<size_t>(peer_mss_, settings_.mss) -
-                       (timestamps_ ? timestamp_option_bytes : 0);
+    const size_t mss = segment_size();
     for (;;) {
-        const uint32_t window = std::min(snd_wnd_, cwnd_);
-        const uint32_t usable =
-            seq_lt(snd_nxt_, snd_una_ + window) ? snd_una_ + window - snd_nxt_ : 0;
+        // The congestion window against what is in the network (the pipe,
+        // in SACK recovery), the peer's against the sequence space.
+        const uint32_t in_flight = sack_recovery_ ? pipe() : flight_size();
+        const uint32_t congestion_room = cwnd_ > in_flight ? cwnd_ - in_flight : 0;
+        const uint32_t peer_room =
+            seq_lt(snd_nxt_, snd_una_ + snd_wnd_) ? snd_una_ + snd_wnd_ - snd_nxt_ : 0;
+        const uint32_t usable = std::min(congestion_room, peer_room);
         const size_t pending = unsent();
         const bool fin_due = fin_queued_ && !fin_sent_ && pending == 0;
         if (pending == 0 && !fin_due)
@@ -704,11 +721,19 @@ void Connection::send_data(uint32_t seq, size_t length, bool fin, uint64_t now_u
     delayed_ack_at_ = 0;
 
     const uint32_t end = seq + uint32_t(length) + (fin ? 1 : 0);
+    const uint64_t previous_data_sent_us = last_data_sent_us_;
+    if (length > 0)
+        last_data_sent_us_ = now_us;
     if (fin) {
         fin_sent_ = true;
         fin_seq_ = seq + uint32_t(length);
     }
     if (seq_gt(end, snd_nxt_)) {
+        // New data after a pause with nothing in flight: the window was
+        // not in use, so CUBIC's curve does not move on for that time.
+        if (length > 0 && flight_size() == 0 && previous_data_sent_us &&
+            now_us > previous_data_sent_us)
+            cubic_.on_idle(now_us - previous_data_sent_us);
         snd_nxt_ = end;
         if (!timing_ && seq_ge(seq, snd_max_)) {  // Karn: time new data only
             timing_ = true;
@@ -722,15 +747,77 @@ void Connection::send_data(uint32_t seq, size_t length, bool fin, uint64_t now_u
         arm_retransmit(now_us);
 }
 
+void Connection::enter_recovery(uint64_t now_us) {
+    ssthresh_ = ssthresh_after_loss(false);
+    recover_ = snd_max_;
+    in_recovery_ = true;
+    ++fast_retransmits_;
+    sack_recovery_ = sack_ && !scoreboard_.empty();
+    if (!sack_recovery_) {
+        // NewReno (RFC 6582 3.2): the first segment, and a window inflated
+        // by the three segments the duplicate ACKs say have left.
+        retransmit_first(now_us);
+        cwnd_ = ssthresh_ + 3 * peer_mss_;
+        return;
+    }
+    // RFC 6675 5 (4): no inflation, the pipe counts what left; the first
+    // hole goes at once, then more as the pipe allows.
+    cwnd_ = ssthresh_;
+    high_rxt_ = snd_una_;
+    retransmit_holes(now_us, true);
+}
+
+// Bytes in the network, by RFC 6675 SetPipe() with every hole below the
+// highest SACKed byte taken as lost (as FACK did): what was sent above the
+// highest block, and the holes sent again in this recovery.
+uint32_t Connection::pipe() const {
+    const uint32_t highest = scoreboard_.highest(snd_una_);
+    const uint32_t above = seq_gt(snd_nxt_, highest) ? snd_nxt_ - highest : 0;
+    const uint32_t resent_to = seq_lt(high_rxt_, highest) ? high_rxt_ : highest;
+    return above + scoreboard_.unsacked_between(snd_una_, resent_to);
+}
+
+// RFC 6675 5 (C): NextSeg() and send, while the pipe leaves room in cwnd;
+// `first_anyway` sends one segment whatever the pipe says (5 (4.3)).
+void Connection::retransmit_holes(uint64_t now_us, bool first_anyway) {
+    if (seq_lt(high_rxt_, snd_una_))
+        high_rxt_ = snd_una_;
+    const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
+    uint32_t in_flight = pipe();
+    while (first_anyway || in_flight < cwnd_) {
+        uint32_t seq = 0, end = 0;
+        if (!scoreboard_.next_hole(snd_una_, high_rxt_, seq, end))
+            break;
+        // Only bytes still queued: a block past them would be bogus.
+        const size_t sent_data = std::min<size_t>(queued_, snd_max_ - data_start);
+        const size_t offset = seq - data_start;
+        if (offset >= sent_data)
+            break;
+        const size_t length = std::min<size_t>({segment_size(), end - seq, sent_data - offset});
+        ++retransmissions_;
+        timing_ = false;  // Karn
+        send_data(seq, length, false, now_us);
+        high_rxt_ = seq + uint32_t(length);
+        in_flight += uint32_t(length);
+        first_anyway = false;
+    }
+}
+
+size_t Connection::segment_size() const {
+    return std::min<size_t>(peer_mss_, settings_.mss) - (timestamps_ ? timestamp_option_bytes : 0);
+}
+
 void Connection::retransmit_first(uint64_t now_us) {
     ++retransmissions_;
     timing_ = false;
     const uint32_t data_start = snd_una_ == iss_ ? iss_ + 1 : snd_una_;
-    const size_t mss = std::min<size_t>(peer_mss_, settings_.mss) -
-                       (timestamps_ ? timestamp_option_bytes : 0);
+    const size_t mss = segment_size();
     const size_t sent_data = std::min<size_t>(queued_, snd_max_ - data_start);
     const size_t length = std::min(mss, sent_data);
-    const bool fin = fin_sent_ && length == queued_;
+    // The FIN rides with the last byte, or alone: after a timeout has gone
+    // back (fin_sent_ cleared) it must go again too, or a lost FIN with
+    // no data before it is never sent again.
+    const bool fin = fin_queued_ && length == queued_;
     const uint32_t snd_nxt = snd_nxt_;
     send_data(snd_una_, length, fin, now_us);
     snd_nxt_ = seq_gt(snd_nxt, snd_nxt_) ? snd_nxt : snd_nxt_;
@@ -818,6 +905,13 @@ uint16_t Connection::advertised_window() const {
 
 // ---------------------------------------------------------------- timers
 
+uint32_t Connection::ssthresh_after_loss(bool timeout) {
+    if (settings_.congestion == Congestion::cubic)
+        return timeout ? cubic_.on_timeout(cwnd_, flight_size(), peer_mss_)
+                       : cubic_.on_loss(cwnd_, flight_size(), peer_mss_);
+    return std::max(flight_size() / 2, 2u * peer_mss_);  // RFC 5681 (4)
+}
+
 void Connection::take_rtt_sample(uint32_t rtt_us) {
     // RFC 6298 2.2 and 2.3, in microseconds.
     if (srtt_us_ == 0) {
@@ -836,7 +930,8 @@ void Connection::arm_retransmit(uint64_t now_us) { retransmit_at_ = now_us + rto
 
 uint64_t Connection::next_timer_us() const {
     uint64_t next = 0;
-    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_, user_timer_at_})
+    for (const uint64_t at : {retransmit_at_, delayed_ack_at_, time_wait_until_, user_timer_at_,
+                              keepalive_due_us()})
         if (at && (!next || at < next))
             next = at;
     return next;
@@ -844,10 +939,40 @@ uint64_t Connection::next_timer_us() const {
 
 void Connection::on_timer(uint64_t now_us) {
     run_protocol_timers(now_us);
+    if (!closed())
+        run_keepalive(now_us);
     if (!closed() && user_timer_at_ && now_us >= user_timer_at_) {
         user_timer_at_ = 0;
         events_.on_user_timer();
     }
+}
+
+// Keepalives watch an idle connection only: while data or a window probe
+// is out, the retransmission timer watches the peer.
+uint64_t Connection::keepalive_due_us() const {
+    const bool idle_state = state_ == State::established || state_ == State::close_wait ||
+                            state_ == State::fin_wait_2;
+    if (!settings_.keepalive_idle_us || !idle_state || retransmit_at_)
+        return 0;
+    return last_heard_us_ + settings_.keepalive_idle_us +
+           uint64_t(keepalive_probes_sent_) * settings_.keepalive_interval_us;
+}
+
+void Connection::run_keepalive(uint64_t now_us) {
+    const uint64_t due = keepalive_due_us();
+    if (!due || now_us < due)
+        return;
+    if (keepalive_probes_sent_ >= settings_.keepalive_probes) {
+        send_control(flag::rst | flag::ack, snd_nxt_, now_us);
+        close(CloseReason::timed_out);
+        return;
+    }
+    ++keepalive_probes_sent_;
+    ++keepalives_;
+    // RFC 1122 4.2.3.6: SEG.SEQ = SND.NXT - 1 and no data, a byte the peer
+    // has had, which it must answer with an ACK (any segment from it
+    // counts, and starts the idle time over).
+    send_control(flag::ack, snd_nxt_ - 1, now_us);
 }
 
 void Connection::run_protocol_timers(uint64_t now_us) {
@@ -899,11 +1024,18 @@ void Connection::run_protocol_timers(uint64_t now_us) {
         return;
     }
     // RFC 5681 3.1: after a timeout, one segment, slow start from there.
-    ssthresh_ = std::max(flight_size() / 2, 2u * peer_mss_);
+    ssthresh_ = ssthresh_after_loss(true);
     cwnd_ = peer_mss_;
-    in_recovery_ = false;
+    in_recovery_ = sack_recovery_ = false;
     recover_ = snd_max_;
+    // RFC 6582 4: the duplicate ACKs and SACKs that the data sent again
+    // will bring are no new loss: no fast recovery until all of it is
+    // acknowledged.
+    going_back_ = true;
     dupacks_ = 0;
+    // Everything goes again from SND.UNA, and the peer may have dropped
+    // what it SACKed (RFC 2018 8: it may renege).
+    scoreboard_.clear();
     // Go back: everything after the first segment is sent again as the
     // window opens.
     snd_nxt_ = snd_una_;
@@ -945,10 +1077,12 @@ Connection::Info Connection::info() const {
     i.queued = queued_;
     i.held_out_of_order = held_bytes_;
     i.unread = unread_;
+    i.sacked = scoreboard_.sacked_bytes();
     i.retransmissions = retransmissions_;
     i.fast_retransmits = fast_retransmits_;
     i.timeouts = timeouts_;
     i.challenge_acks = challenge_acks_;
+    i.keepalives = keepalives_;
     return i;
 }
 

@@ -15,20 +15,31 @@
 //     exactly expected gets a challenge ACK, and an ACK for data never sent
 //     is answered, not taken;
 //   - retransmission per RFC 6298 (SRTT, RTTVAR, backoff, Karn's rule or
-//     timestamps for samples), NewReno congestion control (RFC 5681, 6582)
-//     with fast retransmit and fast recovery;
+//     timestamps for samples); fast retransmit and fast recovery, driven by
+//     the peer's SACK blocks when it sends them (RFC 6675: the holes go
+//     again as the pipe allows) and by NewReno's partial ACKs otherwise
+//     (RFC 6582); the window by CUBIC (RFC 9438, tcp_cubic.h) or NewReno
+//     (RFC 5681), as Settings::congestion says;
 //   - delayed ACKs (every second full segment, or delayed_ack_us), an
 //     immediate ACK for data out of order, and zero-window probes (RFC 9293
 //     3.8.6.1) with the retransmission backoff;
+//   - keepalives when Settings asks for them (RFC 9293 3.8.4, RFC 1122
+//     4.2.3.6): SND.NXT - 1 and no data, and a reset when enough go
+//     unanswered;
 //   - flow control both ways for the layer above: on_data() returns what it
 //     took, the rest waits in the receive buffer and shrinks the window
-//     (never by small steps: RFC 9293 3.8.6.2.2) until resume_receiving();
-//     on_send_space() says when a send() that fell short may go on;
-//   - one timer for the layer above (set_user_timer(), on_user_timer()).
+//     (never opened by small steps: RFC 9293 3.8.6.2.2) until
+//     resume_receiving(), which sends the window update; a closed window
+//     still takes ACKs and answers the peer's probes; on_send_space() says
+//     when a send() that fell short may go on;
+//   - one timer for the layer above (set_user_timer(), on_user_timer()),
+//     for idle timeouts, run by on_timer() like the others.
 //
-// Memory: a connection owns a send buffer and a receive (reassembly) buffer
-// of the sizes in its settings, allocated once when it is made, and nothing
-// per segment; the size of the object itself is sizeof(Connection).
+// Memory: a connection owns a send buffer and a receive buffer (bytes the
+// reader left, then those held out of order) of the sizes in its settings,
+// allocated once when it is made, and nothing per segment; the object
+// itself is sizeof(Connection), 768 bytes on x86-64 (its settings, CUBIC's
+// state and the SACK scoreboard included).
 #pragma once
 
 #include <cstddef>
@@ -36,6 +47,8 @@
 #include <memory>
 #include <vector>
 
+#include "dataplane/tcp_cubic.h"
+#include "dataplane/tcp_sack_scoreboard.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
@@ -60,6 +73,13 @@ enum class State : uint8_t {
 };
 const char *to_string(State state);
 
+// How the congestion window grows between losses and how far it falls on
+// one; loss recovery is NewReno's (RFC 5681, 6582) with either.
+enum class Congestion : uint8_t {
+    cubic,    // RFC 9438
+    newreno,  // RFC 5681 3.1: halved, then one MSS per RTT
+};
+
 struct Settings {
     uint16_t mss = 1460;                 // what we accept: our MSS option
     uint8_t window_shift = 7;            // our window scale, when the peer offers scaling
@@ -74,6 +94,13 @@ struct Settings {
     uint32_t msl_us = 30'000'000;         // TIME-WAIT lasts 2 x MSL
     uint32_t max_retransmissions = 15;    // then the connection is given up (reset)
     uint32_t max_syn_retransmissions = 6;
+    Congestion congestion = Congestion::cubic;
+    // Keepalives (RFC 9293 3.8.4, RFC 1122 4.2.3.6): after this long with
+    // nothing from the peer, a probe every keepalive_interval_us; when
+    // keepalive_probes go unanswered the connection is reset. 0: off.
+    uint64_t keepalive_idle_us = 0;
+    uint32_t keepalive_interval_us = 75'000'000;
+    uint32_t keepalive_probes = 9;
 };
 
 // Why a connection ended.
@@ -82,7 +109,7 @@ enum class CloseReason : uint8_t {
     normal,        // both sides closed (after TIME-WAIT, or on the last ACK)
     reset,         // the peer reset it
     aborted,       // abort() was called
-    timed_out,     // retransmissions ran out
+    timed_out,     // retransmissions or keepalive probes ran out
     refused,       // a RST answered our SYN
 };
 const char *to_string(CloseReason reason);
@@ -197,8 +224,8 @@ public:
         uint16_t peer_mss;
         uint8_t snd_shift, rcv_shift;
         bool sack, timestamps;
-        size_t queued, held_out_of_order, unread;
-        uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks;
+        size_t queued, held_out_of_order, unread, sacked;
+        uint64_t retransmissions, fast_retransmits, timeouts, challenge_acks, keepalives;
     };
     Info info() const;
 
@@ -245,11 +272,18 @@ private:
     void report_fin_if_read();
     void report_send_space();
     void run_protocol_timers(uint64_t now_us);
+    uint64_t keepalive_due_us() const;
+    void run_keepalive(uint64_t now_us);
+    uint32_t ssthresh_after_loss(bool timeout);
     void process_fin(uint64_t now_us);
 
     void take_rtt_sample(uint32_t rtt_us);
     void arm_retransmit(uint64_t now_us);
     void retransmit_first(uint64_t now_us);
+    void enter_recovery(uint64_t now_us);
+    void retransmit_holes(uint64_t now_us, bool first_anyway);
+    uint32_t pipe() const;
+    size_t segment_size() const;
 
     void output(uint64_t now_us);
     void send_control(uint8_t flags, uint32_t seq, uint64_t now_us);
@@ -302,11 +336,18 @@ private:
     uint32_t ts_recent_ = 0;      // the peer's last TSval (RFC 7323 4.3)
     uint32_t last_ack_sent_ = 0;
 
-    // Congestion control (RFC 5681, 6582).
+    // Congestion control (RFC 5681, 6582; RFC 9438 in cubic_).
     uint32_t cwnd_ = 0, ssthresh_ = UINT32_MAX;
+    Cubic cubic_;
+    uint64_t last_data_sent_us_ = 0;
     uint32_t dupacks_ = 0;
     bool in_recovery_ = false;
+    bool going_back_ = false;  // after a timeout, until recover_ is acknowledged
     uint32_t recover_ = 0;
+    // RFC 6675: recovery driven by the peer's SACK blocks, when it sends them.
+    SackScoreboard scoreboard_;
+    bool sack_recovery_ = false;
+    uint32_t high_rxt_ = 0;  // the end of the last hole sent again in this recovery
 
     // Timers, absolute microseconds; 0: not armed.
     uint64_t retransmit_at_ = 0;
@@ -324,6 +365,7 @@ private:
     uint32_t unacked_segments_ = 0;  // full segments received since our last ACK
 
     uint64_t retransmissions_ = 0, fast_retransmits_ = 0, timeouts_ = 0, challenge_acks_ = 0;
+    uint64_t keepalives_ = 0;
 };
 
 } // namespace sluice::tcp

@@ -7,18 +7,22 @@
 //   tcp_tun_peer --tun NAME --address A [--listen PORT --app sink|echo]
 //                [--connect ADDRESS:PORT --app source --bytes N]
 //                [--loss P --duplicate P --reorder P --delay-ms MS --seed N]
-//                [--linger-ms MS]
+//                [--loss-out P] [--linger-ms MS]
 //
 // The impairment options act on the packets Linux sends (netem's job on the
 // client's interface; this kernel has no sch_netem): each is lost with
 // probability `loss`, sent twice with `duplicate`, and held `delay-ms`,
 // except that with probability `reorder` one goes at once, ahead of those
-// held (netem's reorder).
+// held (netem's reorder). `loss-out` loses the stack's own packets, so that
+// its loss recovery (SACK, CUBIC) meets Linux as the receiver.
 //
 // sink   reads each connection to its end and closes; echo sends back what
 // it reads; source (with --connect) opens one connection, sends N bytes of
-// a fixed pattern, closes. Each connection that ends prints one line:
+// a fixed pattern, closes. Each connection that ends prints one line, with
+// the SHA-256 of what it received (a source: of what it sent) and how its
+// loss recovery went:
 //   closed reason=<normal|reset|...> received=<bytes> sha256=<hex> sent=<bytes>
+//          retransmissions=<n> fast_retransmits=<n> timeouts=<n>
 // and the program exits after the first one with --connect (`linger-ms`
 // later: TIME-WAIT runs meanwhile), or on SIGTERM.
 // When it exits it prints the endpoint's counters and open connections:
@@ -71,9 +75,16 @@ struct TunSink : PacketSink {
     int fd = -1;
     uint16_t ip_id = 1;
     uint64_t packets = 0;
+    double loss = 0;  // --loss-out
+    std::mt19937_64 random{2};
+    uint64_t lost = 0;
 
     void send_packet(const FourTuple &tuple, const TcpHeader &header,
                      const Payload &payload) override {
+        if (loss > 0 && std::uniform_real_distribution<double>(0, 1)(random) < loss) {
+            ++lost;
+            return;
+        }
         uint8_t packet[ip_segment_size(65536)];
         const size_t total = write_ip_segment(tuple, header, payload, ip_id++, packet);
         if (write(fd, packet, total) < 0 && errno != EAGAIN && errno != ENOBUFS)
@@ -114,6 +125,7 @@ struct App : ConnectionEvents {
                 for (size_t i = 0; i < n; ++i)
                     chunk[i] = pattern(sent + i);
                 const size_t taken = connection->send(chunk, n, *clock);
+                EVP_DigestUpdate(digest.get(), chunk, taken);
                 sent += taken;
                 if (taken < n)
                     return;
@@ -145,9 +157,13 @@ struct App : ConnectionEvents {
         unsigned char sum[32];
         unsigned int n = 0;
         EVP_DigestFinal_ex(digest.get(), sum, &n);
-        std::printf("closed reason=%s received=%llu sha256=%s sent=%llu\n", to_string(reason),
-                    (unsigned long long)received, hex(sum, n).c_str(),
-                    (unsigned long long)sent);
+        const Connection::Info info = connection->info();
+        std::printf("closed reason=%s received=%llu sha256=%s sent=%llu retransmissions=%llu "
+                    "fast_retransmits=%llu timeouts=%llu\n",
+                    to_string(reason), (unsigned long long)received, hex(sum, n).c_str(),
+                    (unsigned long long)sent, (unsigned long long)info.retransmissions,
+                    (unsigned long long)info.fast_retransmits,
+                    (unsigned long long)info.timeouts);
         std::fflush(stdout);
         done = true;
     }
@@ -200,6 +216,7 @@ int run(int argc, char **argv) {
     uint16_t listen_port = 0;
     uint64_t bytes = 0;
     Impairment impairment;
+    double loss_out = 0;
     uint64_t linger_us = 0;
     for (int i = 1; i + 1 < argc; i += 2) {
         const std::string key = argv[i], value = argv[i + 1];
@@ -223,6 +240,8 @@ int run(int argc, char **argv) {
             impairment.reorder = std::stod(value);
         else if (key == "--delay-ms")
             impairment.delay_us = std::stoull(value) * 1000;
+        else if (key == "--loss-out")
+            loss_out = std::stod(value);
         else if (key == "--linger-ms")
             linger_us = std::stoull(value) * 1000;
         else if (key == "--seed")
@@ -238,6 +257,7 @@ int run(int argc, char **argv) {
 
     TunSink sink;
     sink.fd = open_tun(tun);
+    sink.loss = loss_out;
     Settings settings;
     settings.mss = 1460;
     settings.msl_us = 2'000'000;
@@ -332,12 +352,12 @@ int run(int argc, char **argv) {
     }
     const TcpEndpoint::Counters &c = endpoint.counters();
     std::printf("counters connections=%zu time_wait=%zu accepted=%llu resets_sent=%llu "
-                "packets=%llu lost=%llu duplicated=%llu reordered=%llu\n",
+                "packets=%llu lost=%llu duplicated=%llu reordered=%llu lost_out=%llu\n",
                 endpoint.connections(), endpoint.time_wait_entries(),
                 (unsigned long long)c.accepted, (unsigned long long)c.resets_sent,
                 (unsigned long long)sink.packets, (unsigned long long)impairment.lost,
                 (unsigned long long)impairment.duplicated,
-                (unsigned long long)impairment.reordered);
+                (unsigned long long)impairment.reordered, (unsigned long long)sink.lost);
     return 0;
 }
 

@@ -3,7 +3,8 @@ stack (build/tests/tcp_tun_peer) sits behind a TUN device in a namespace of
 its own, and the kernel of that namespace is its peer. 100 MB from a Linux
 client reach a sink intact; the same under loss, reordering, delay and
 duplication (applied by the peer to Linux's packets: this kernel has no
-sch_netem); an active open receives 100 MB from a Linux server; 1,000
+sch_netem); an active open receives 100 MB from a Linux server, and sends
+50 MB to one while losing 1% of its own segments; 1,000
 connections at once; connections closed from either side leave nothing
 behind once TIME-WAIT is over."""
 
@@ -179,6 +180,57 @@ def test_an_active_open_receives_100_mb_from_a_linux_server(netns):
         assert int(closed["received"]) == 100 * MB
         assert closed["sha256"] == sha
         counters = peer.stop()
+        assert counters["connections"] == 0, counters
+    finally:
+        if server.poll() is None:
+            server.kill()
+        server.wait(10)
+
+
+# A Linux server that reads its first client to the end, closes, and prints
+# how many bytes came and their SHA-256.
+DRAIN = """
+    import hashlib, socket, sys
+    port = int(sys.argv[1])
+    listener = socket.socket()
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("0.0.0.0", port))
+    listener.listen(1)
+    print("listening", flush=True)
+    connection, _ = listener.accept()
+    digest = hashlib.sha256()
+    size = 0
+    while True:
+        chunk = connection.recv(1 << 20)
+        if not chunk:
+            break
+        digest.update(chunk)
+        size += len(chunk)
+    connection.close()
+    print(size, digest.hexdigest(), flush=True)
+"""
+
+
+def test_a_userspace_source_recovers_from_its_own_losses_to_a_linux_sink(netns):
+    # 1% of the stack's segments lost: its SACK recovery and CUBIC against
+    # Linux's receiver (SACK blocks, delayed ACKs, D-SACK).
+    server = subprocess.Popen(["ip", "netns", "exec", netns, "/usr/bin/python3", "-c",
+                               textwrap.dedent(DRAIN), "9300"],
+                              stdout=subprocess.PIPE, text=True)
+    started = time.monotonic()
+    try:
+        assert server.stdout.readline().strip() == "listening"
+        peer = Peer(netns, "--connect", f"{KERNEL_IP}:9300", "--app", "source",
+                    "--bytes", str(50 * MB), "--loss-out", "0.01")
+        [closed] = peer.closed()
+        size, sha = server.stdout.readline().split()
+        assert closed["reason"] == "normal", closed
+        assert int(closed["sent"]) == 50 * MB and int(size) == 50 * MB, (closed, size)
+        assert closed["sha256"] == sha
+        counters = peer.stop()
+        print(f"50 MB with 1% of the stack's segments lost: "
+              f"{time.monotonic() - started:.1f} s, {closed}, {counters}")
+        assert counters["lost_out"] > 100, counters
         assert counters["connections"] == 0, counters
     finally:
         if server.poll() is None:

@@ -3,9 +3,10 @@
 // simultaneous, TIME-WAIT), data in order, out of order and duplicated, the
 // checks of RFC 5961 (RST and SYN in the window, ACKs for unsent data),
 // PAWS, retransmission (RFC 6298) and NewReno's fast retransmit and
-// recovery (RFC 5681, 6582), zero-window probes and giving up; a reader
-// that takes less than it is offered (the window closing and opening
-// again), the send-space event and the timer for the layer above.
+// recovery (RFC 5681, 6582), SACK recovery (RFC 6675), CUBIC's reduction
+// (RFC 9438), zero-window probes and giving up, keepalives; a reader that
+// takes less than it is offered (the window closing and opening again),
+// the send-space event and the timer for the layer above.
 #include "dataplane/tcp_connection.h"
 
 #include <gtest/gtest.h>
@@ -102,6 +103,9 @@ protected:
         s.receive_buffer = 16 * 1024;
         s.timestamps = false;  // most tests: plain segments, no options
         s.msl_us = 1'000'000;
+        // The windows worked out by hand below are NewReno's; CUBIC's have
+        // tests of their own (here and in tcp_cubic_test.cc).
+        s.congestion = Congestion::newreno;
         return s;
     }
 
@@ -731,6 +735,205 @@ TEST_F(TcpConnectionTest, TheUserTimerFiresOnceAndCanBeCancelled) {
     connection.on_timer(1000 * ms);
     EXPECT_EQ(harness.user_timers, 1);
     EXPECT_FALSE(connection.closed());
+}
+
+TEST_F(TcpConnectionTest, KeepalivesProbeAnIdleConnectionAndGiveUp) {
+    Harness h;
+    Settings s = settings();
+    s.keepalive_idle_us = 10'000 * ms;
+    s.keepalive_interval_us = 1'000 * ms;
+    s.keepalive_probes = 3;
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+    c.receive(syn_ack.segment, nullptr, 10 * ms);
+    h.sent.clear();
+    // Idle from the SYN-ACK on: the first probe after keepalive_idle_us.
+    EXPECT_EQ(c.next_timer_us(), 10'010 * ms);
+    c.on_timer(10'010 * ms);
+    Sent probe = h.take();
+    EXPECT_EQ(probe.header.flags, flag::ack);
+    EXPECT_EQ(probe.header.seq, our_iss);  // SND.NXT - 1: a byte the peer has had
+    EXPECT_EQ(probe.header.ack, peer_iss + 1);
+    EXPECT_EQ(probe.payload, "");
+    // The peer answers: idle again from then.
+    Incoming answer = segment(flag::ack, peer_iss + 1, our_iss + 1);
+    c.receive(answer.segment, nullptr, 10'020 * ms);
+    EXPECT_EQ(c.next_timer_us(), 20'020 * ms);
+    // Now it is gone: a probe every interval, then a RST.
+    uint64_t now = 20'020 * ms;
+    for (int i = 0; i < 3; ++i) {
+        EXPECT_EQ(c.next_timer_us(), now + uint64_t(i) * 1'000 * ms);
+        c.on_timer(c.next_timer_us());
+        EXPECT_EQ(h.take().header.seq, our_iss) << i;
+        EXPECT_FALSE(c.closed());
+    }
+    c.on_timer(c.next_timer_us());
+    EXPECT_TRUE(c.closed());
+    EXPECT_EQ(h.closed, CloseReason::timed_out);
+    EXPECT_EQ(h.take().header.flags, flag::rst | flag::ack);
+    EXPECT_EQ(c.info().keepalives, 4u);
+}
+
+TEST_F(TcpConnectionTest, KeepalivesAreOffByDefaultAndWaitForDataInFlight) {
+    establish();
+    EXPECT_EQ(connection.next_timer_us(), 0u);  // off
+    Harness h;
+    Settings s = settings();
+    s.keepalive_idle_us = 1'000 * ms;
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1);
+    c.receive(syn_ack.segment, nullptr, 10 * ms);
+    c.send(reinterpret_cast<const uint8_t *>("x"), 1, 20 * ms);
+    h.sent.clear();
+    // Data out: the retransmission timer is the one that runs.
+    for (int i = 0; i < 5; ++i) {
+        c.on_timer(c.next_timer_us());
+        ASSERT_FALSE(h.sent.empty());
+        EXPECT_EQ(h.sent.back().payload, "x");  // retransmitted, never a keepalive
+        h.sent.clear();
+    }
+    EXPECT_EQ(c.info().keepalives, 0u);
+}
+
+// CUBIC in the connection: a loss takes the window to 0.7 of what was in
+// flight and sets W_max; growth after recovery follows the curve.
+TEST(TcpConnectionCubic, ALossReducesByBetaAndTheWindowRegrowsTowardsWMax) {
+    Harness h;
+    Settings s;
+    s.mss = 1000;
+    s.send_buffer = 1 << 20;
+    s.timestamps = false;
+    ASSERT_EQ(s.congestion, Congestion::cubic);  // the default
+    Connection c(s, {40000, 80}, h, h);
+    c.connect(our_iss, 0);
+    Incoming syn_ack = segment(flag::syn | flag::ack, peer_iss, our_iss + 1, "", 65535);
+    syn_ack.segment.header.options.mss = 1000;
+    syn_ack.segment.header.options.window_scale = 6;
+    c.receive(syn_ack.segment, nullptr, 100 * ms);  // SRTT 100 ms
+    const std::string data(1 << 20, 'c');
+    c.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 100 * ms);
+    h.sent.clear();
+    const auto ack = [&](uint32_t ack_seq, uint64_t now) {
+        Incoming in = segment(flag::ack, peer_iss + 1, ack_seq, "", 65535);
+        c.receive(in.segment, nullptr, now);
+    };
+    // One round of slow start.
+    uint64_t now = 200 * ms;
+    ack(our_iss + 1 + 10'000, now);
+    EXPECT_EQ(c.info().cwnd, 11'000u);
+    // Three duplicate ACKs: ssthresh = 0.7 x flight (RFC 9438 4.6).
+    const uint32_t una = c.info().snd_una;
+    const uint32_t flight = c.info().snd_nxt - una;
+    for (int i = 0; i < 3; ++i)
+        ack(una, now + ms);
+    EXPECT_EQ(c.info().fast_retransmits, 1u);
+    EXPECT_EQ(c.info().ssthresh, uint32_t(flight * 0.7));
+    EXPECT_EQ(c.info().cwnd, uint32_t(flight * 0.7) + 3000);
+    // The full ACK ends recovery at ssthresh; avoidance then follows
+    // CUBIC, never below the window it started from.
+    ack(c.info().snd_nxt, now + 100 * ms);
+    const uint32_t start = c.info().cwnd;
+    EXPECT_LE(start, uint32_t(flight * 0.7));
+    now += 100 * ms;
+    for (int rtt = 0; rtt < 20; ++rtt) {
+        now += 100 * ms;
+        ack(c.info().snd_nxt, now);
+    }
+    EXPECT_GT(c.info().cwnd, start);
+}
+
+TEST_F(TcpConnectionTest, ALostFinAloneIsSentAgain) {
+    establish();
+    connection.shutdown(20 * ms);
+    EXPECT_EQ(harness.take().header.flags, flag::fin | flag::ack);
+    connection.on_timer(connection.next_timer_us());
+    const Sent again = harness.take();
+    EXPECT_EQ(again.header.flags, flag::fin | flag::ack);
+    EXPECT_EQ(again.header.seq, our_iss + 1);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 2), 800 * ms);
+    EXPECT_EQ(connection.state(), State::fin_wait_2);
+}
+
+// RFC 6675: the holes the peer's SACK blocks show are sent again as the
+// pipe allows, not only the first unacknowledged segment.
+TEST_F(TcpConnectionTest, SackedHolesAreRetransmittedNotOnlyTheFirst) {
+    establish();
+    const std::string data = bytes(10'000, 'h');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    ASSERT_EQ(harness.sent.size(), 10u);
+    harness.sent.clear();
+    // Segments 0, 3 and 6 were lost; the peer SACKs the rest as it comes.
+    const auto sack_ack = [&](std::initializer_list<std::pair<uint32_t, uint32_t>> blocks,
+                              uint64_t now) {
+        Incoming in = segment(flag::ack, peer_iss + 1, our_iss + 1);
+        for (const auto &[left, right] : blocks)
+            in.segment.header.options.sack[in.segment.header.options.sack_count++] = {
+                our_iss + 1 + left, our_iss + 1 + right};
+        deliver(in, now);
+    };
+    sack_ack({{1000, 2000}}, 40 * ms);
+    sack_ack({{1000, 3000}}, 41 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // Three segments SACKed above the first: it is lost (RFC 6675 4), and
+    // goes at once; the window falls to ssthresh with no inflation.
+    sack_ack({{4000, 5000}, {1000, 3000}}, 42 * ms);
+    ASSERT_EQ(harness.sent.size(), 1u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 1);
+    EXPECT_EQ(harness.sent[0].payload.size(), 1000u);
+    Connection::Info info = connection.info();
+    EXPECT_EQ(info.fast_retransmits, 1u);
+    EXPECT_EQ(info.ssthresh, 5000u);
+    EXPECT_EQ(info.cwnd, 5000u);
+    EXPECT_EQ(info.sacked, 3000u);
+    harness.sent.clear();
+    // More SACKs: the pipe (4000 above the highest block + 1000 resent)
+    // leaves no room yet.
+    sack_ack({{4000, 6000}, {1000, 3000}}, 43 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // Segment 7 arrives: the pipe drops to 3000, and both holes below the
+    // highest block go, in order.
+    sack_ack({{7000, 8000}, {4000, 6000}, {1000, 3000}}, 44 * ms);
+    ASSERT_EQ(harness.sent.size(), 2u);
+    EXPECT_EQ(harness.sent[0].header.seq, our_iss + 1 + 3000);
+    EXPECT_EQ(harness.sent[1].header.seq, our_iss + 1 + 6000);
+    EXPECT_EQ(connection.info().retransmissions, 3u);
+    harness.sent.clear();
+    // A partial ACK up to the second hole: nothing is sent twice.
+    sack_ack({{7000, 8000}, {4000, 6000}}, 60 * ms);
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1 + 3000), 61 * ms);
+    EXPECT_TRUE(harness.sent.empty());
+    // The full ACK ends recovery.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 1 + 10'000), 62 * ms);
+    info = connection.info();
+    EXPECT_EQ(info.queued, 0u);
+    EXPECT_EQ(info.sacked, 0u);
+    EXPECT_LE(info.cwnd, 5000u);
+    EXPECT_EQ(info.retransmissions, 3u);
+}
+
+TEST_F(TcpConnectionTest, NoFastRecoveryForWhatATimeoutSentAgain) {
+    establish();
+    const std::string data = bytes(10'000, 'g');
+    connection.send(reinterpret_cast<const uint8_t *>(data.data()), data.size(), 20 * ms);
+    harness.sent.clear();
+    connection.on_timer(connection.next_timer_us());  // everything goes again from the first
+    EXPECT_EQ(connection.info().timeouts, 1u);
+    const uint32_t ssthresh = connection.info().ssthresh;
+    harness.sent.clear();
+    // The peer still holds segments 1 to 4 and says so, again and again:
+    // duplicates of what the timeout resends, not a new loss.
+    Incoming dup = segment(flag::ack, peer_iss + 1, our_iss + 1);
+    dup.segment.header.options.sack_count = 1;
+    dup.segment.header.options.sack[0] = {our_iss + 1001, our_iss + 5001};
+    for (int i = 0; i < 4; ++i)
+        deliver(dup, 300 * ms);
+    EXPECT_EQ(connection.info().fast_retransmits, 0u);
+    EXPECT_EQ(connection.info().ssthresh, ssthresh);
+    // Once all of it is acknowledged, losses count again.
+    deliver(segment(flag::ack, peer_iss + 1, our_iss + 10'001), 400 * ms);
+    EXPECT_EQ(connection.info().queued, 0u);
 }
 
 } // namespace
