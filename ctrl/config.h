@@ -134,6 +134,10 @@ struct TcpConfig {
     // backend connections take (the rest is fullnat's); 0: no userspace TCP.
     unsigned backend_port_share = 25;
     unsigned idle_timeout = 300;       // seconds without a byte either way
+    bool cubic = true;                 // else NewReno
+    unsigned keepalive_idle = 0;       // seconds; 0: no keepalives
+    unsigned keepalive_interval = 75;  // seconds between unanswered probes
+    unsigned keepalive_probes = 9;     // unanswered, then the connection is reset
 
     bool operator==(const TcpConfig &) const = default;
 };

@@ -240,7 +240,11 @@ Json config_json(const Config &config) {
                       {"receive_buffer", c.receive_buffer},
                       {"mss", c.mss},
                       {"backend_port_share", c.backend_port_share},
-                      {"idle_timeout", c.idle_timeout}};
+                      {"idle_timeout", c.idle_timeout},
+                      {"congestion", c.cubic ? "cubic" : "newreno"},
+                      {"keepalive_idle", c.keepalive_idle},
+                      {"keepalive_interval", c.keepalive_interval},
+                      {"keepalive_probes", c.keepalive_probes}};
 
     Json services = Json::array();
     for (const ServiceConfig &service : config.services)

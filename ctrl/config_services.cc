@@ -82,7 +82,9 @@ void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
 
 void ConfigLoader::read_tcp(const Field &f, TcpConfig &tcp) const {
     const Section s = map(f, {"max_connections", "syn_backlog", "max_time_wait", "send_buffer",
-                              "receive_buffer", "mss", "backend_port_share", "idle_timeout"});
+                              "receive_buffer", "mss", "backend_port_share", "idle_timeout",
+                              "congestion", "keepalive_idle", "keepalive_interval",
+                              "keepalive_probes"});
     if (const Field *v = s.find("max_connections"))
         tcp.max_connections = integer(*v, 2, 4'194'304, "a number of connections");
     if (const Field *v = s.find("syn_backlog"))
@@ -102,6 +104,14 @@ void ConfigLoader::read_tcp(const Field &f, TcpConfig &tcp) const {
         tcp.backend_port_share = integer(*v, 0, 90, "a percentage");
     if (const Field *v = s.find("idle_timeout"))
         tcp.idle_timeout = integer(*v, 1, max_timeout_s, "seconds");
+    if (const Field *v = s.find("congestion"))
+        tcp.cubic = choice(*v, {"cubic", "newreno"}) == 0;
+    if (const Field *v = s.find("keepalive_idle"))
+        tcp.keepalive_idle = integer(*v, 0, max_timeout_s, "seconds (0: off)");
+    if (const Field *v = s.find("keepalive_interval"))
+        tcp.keepalive_interval = integer(*v, 1, 3600, "seconds");
+    if (const Field *v = s.find("keepalive_probes"))
+        tcp.keepalive_probes = integer(*v, 1, 127, "a number of probes");
 }
 
 IpAddress ConfigLoader::unicast_address(const Field &f) const {

@@ -561,6 +561,16 @@ bool Gateway::launch_workers(std::string &error) {
             settings.connection.mss = uint16_t(tcp.mss);
             settings.connection.send_buffer = tcp.send_buffer;
             settings.connection.receive_buffer = tcp.receive_buffer;
+            // A window scale that lets the offered window span the buffer.
+            settings.connection.window_shift = 0;
+            while (settings.connection.window_shift < 14 &&
+                   (uint64_t(65535) << settings.connection.window_shift) < tcp.receive_buffer)
+                ++settings.connection.window_shift;
+            settings.connection.congestion =
+                tcp.cubic ? tcp::Congestion::cubic : tcp::Congestion::newreno;
+            settings.connection.keepalive_idle_us = uint64_t(tcp.keepalive_idle) * 1'000'000;
+            settings.connection.keepalive_interval_us = tcp.keepalive_interval * 1'000'000u;
+            settings.connection.keepalive_probes = tcp.keepalive_probes;
             settings.limits = {tcp.max_connections, tcp.syn_backlog, tcp.max_time_wait};
             settings.ports = {uint16_t(snat.last + 1), slice.last};
             settings.proxy.idle_timeout_us = uint64_t(tcp.idle_timeout) * 1'000'000;

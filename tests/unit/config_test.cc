@@ -125,6 +125,10 @@ TEST(Config, TcpSectionDefaultsAndEveryKey) {
     EXPECT_EQ(defaults.tcp.mss, 1460u);
     EXPECT_EQ(defaults.tcp.backend_port_share, 25u);
     EXPECT_EQ(defaults.tcp.idle_timeout, 300u);
+    EXPECT_TRUE(defaults.tcp.cubic);
+    EXPECT_EQ(defaults.tcp.keepalive_idle, 0u);
+    EXPECT_EQ(defaults.tcp.keepalive_interval, 75u);
+    EXPECT_EQ(defaults.tcp.keepalive_probes, 9u);
 
     const Config c = load_config_text(R"(
 ports:
@@ -138,6 +142,10 @@ tcp:
   mss: 1400
   backend_port_share: 50
   idle_timeout: 30
+  congestion: newreno
+  keepalive_idle: 600
+  keepalive_interval: 10
+  keepalive_probes: 5
 )",
                                       "tcp.yaml", 2);
     EXPECT_EQ(c.tcp.max_connections, 100000u);
@@ -148,6 +156,10 @@ tcp:
     EXPECT_EQ(c.tcp.mss, 1400u);
     EXPECT_EQ(c.tcp.backend_port_share, 50u);
     EXPECT_EQ(c.tcp.idle_timeout, 30u);
+    EXPECT_FALSE(c.tcp.cubic);
+    EXPECT_EQ(c.tcp.keepalive_idle, 600u);
+    EXPECT_EQ(c.tcp.keepalive_interval, 10u);
+    EXPECT_EQ(c.tcp.keepalive_probes, 5u);
     EXPECT_FALSE(c == defaults);
 }
 
@@ -579,7 +591,10 @@ const BadConfig bad_configs[] = {
      "expected bytes of segment payload in 536..1460, got 9000"},
     {"unknown TCP key", LB_PORTS "tcp: {nagle: true}\n", 6, 7, "tcp.nagle",
      "unknown key, expected one of: max_connections, syn_backlog, max_time_wait, send_buffer, "
-     "receive_buffer, mss, backend_port_share, idle_timeout"},
+     "receive_buffer, mss, backend_port_share, idle_timeout, congestion, keepalive_idle, "
+     "keepalive_interval, keepalive_probes"},
+    {"unknown congestion control", LB_PORTS "tcp: {congestion: bbr}\n", 6, 19, "tcp.congestion",
+     "expected one of cubic, newreno, got \"bbr\""},
     {"SNAT addresses on a nat service", LB_PORTS SERVICE "    mode: nat\n"
      "    local_addresses: [198.18.1.100]\n", 12, 22, "services[0].local_addresses",
      "only fullnat and proxy services have local addresses"},
