@@ -400,6 +400,11 @@ bool Connection::process_ack(const TcpSegment &segment, uint64_t now_us) {
             retransmit_holes(now_us, false);
         else if (dupacks_ > 3 && in_recovery_)
             cwnd_ += peer_mss_;  // each one says a segment left the network
+    } else if (h.ack == snd_una_ && in_recovery_ && sack_recovery_) {
+        // Not a duplicate by RFC 5681's letter (Linux's receive window
+        // grows on many of them), but its SACK blocks may have shrunk the
+        // pipe: RFC 6675 5 (C) runs on every ACK in recovery.
+        retransmit_holes(now_us, false);
     }
     // RFC 6675 4 (IsLost): more than DupThresh - 1 segments SACKed above
     // the first unacknowledged one mean it is lost, duplicate ACKs or not
