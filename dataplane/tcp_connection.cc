@@ -450,7 +450,7 @@ void Connection::process_data(const TcpSegment &segment, const uint8_t *data, ui
         send_ack(now_us);  // at once, with SACK blocks: fast retransmit needs it
         return;
     }
-    const bool filled_hole = held_count_ > 0;
+    const bool filled_hole = !held_.empty();
     // The segment goes up in place, unless the reader has bytes to take
     // before it: then it waits in the ring behind them.
     const bool reader_ready = unread_ == 0;
@@ -483,51 +483,22 @@ void Connection::process_data(const TcpSegment &segment, const uint8_t *data, ui
 }
 
 void Connection::hold(uint32_t seq, const uint8_t *data, size_t length) {
-    uint32_t left = seq, right = seq + uint32_t(length);
-    // Merge with every interval it touches; keep them sorted by left edge.
-    size_t first = 0;
-    while (first < held_count_ && seq_lt(held_[first].right, left))
-        ++first;
-    size_t last = first;
-    while (last < held_count_ && seq_le(held_[last].left, right)) {
-        left = seq_lt(held_[last].left, left) ? held_[last].left : left;
-        right = seq_gt(held_[last].right, right) ? held_[last].right : right;
-        ++last;
-    }
-    const size_t merged = last - first;
-    if (merged == 0 && held_count_ == max_held)
-        return;  // no room to remember another hole: the peer sends it again
+    // No room to remember another hole: the peer sends it again.
+    if (!held_.insert(seq, seq + uint32_t(length), &newest_held_))
+        return;
     receive_ring_.write(unread_ + (seq - rcv_nxt_), data, length);
-    // Replace intervals [first, last) by the one merged interval.
-    if (merged == 0) {
-        std::move_backward(held_ + first, held_ + held_count_, held_ + held_count_ + 1);
-        ++held_count_;
-    } else if (merged > 1) {
-        std::move(held_ + last, held_ + held_count_, held_ + first + 1);
-        held_count_ -= merged - 1;
-    }
-    held_[first] = {left, right};
-    newest_held_ = left;
-    held_bytes_ = 0;
-    for (size_t i = 0; i < held_count_; ++i)
-        held_bytes_ += held_[i].right - held_[i].left;
 }
 
 // The blocks held out of order that the last segment joined become bytes
 // in order, unread, where they lie in the ring.
 void Connection::absorb_held() {
-    while (held_count_ > 0 && seq_le(held_[0].left, rcv_nxt_)) {
-        const Held block = held_[0];
-        std::move(held_ + 1, held_ + held_count_, held_);
-        --held_count_;
+    while (!held_.empty() && seq_le(held_[0].left, rcv_nxt_)) {
+        const auto block = held_.pop_front();
         if (seq_gt(block.right, rcv_nxt_)) {
             unread_ += block.right - rcv_nxt_;
             rcv_nxt_ = block.right;
         }
     }
-    held_bytes_ = 0;
-    for (size_t i = 0; i < held_count_; ++i)
-        held_bytes_ += held_[i].right - held_[i].left;
 }
 
 // Offers the unread bytes from the ring, in place (nothing writes to it
@@ -876,13 +847,13 @@ void Connection::fill_options(TcpHeader &header, bool syn, uint64_t now_us) cons
     }
     if (timestamps_)
         o.timestamp = std::make_pair(ts_now(now_us), ts_recent_);
-    if (sack_ && held_count_ > 0) {
+    if (sack_ && !held_.empty()) {
         // The block with the newest data first (RFC 2018 4), then the rest.
         const size_t room = timestamps_ ? 3 : 4;
-        for (size_t i = 0; i < held_count_ && o.sack_count < room; ++i)
+        for (size_t i = 0; i < held_.size() && o.sack_count < room; ++i)
             if (held_[i].left == newest_held_)
                 o.sack[o.sack_count++] = {held_[i].left, held_[i].right};
-        for (size_t i = 0; i < held_count_ && o.sack_count < room; ++i)
+        for (size_t i = 0; i < held_.size() && o.sack_count < room; ++i)
             if (held_[i].left != newest_held_)
                 o.sack[o.sack_count++] = {held_[i].left, held_[i].right};
     }
@@ -1080,7 +1051,7 @@ Connection::Info Connection::info() const {
     i.sack = sack_;
     i.timestamps = timestamps_;
     i.queued = queued_;
-    i.held_out_of_order = held_bytes_;
+    i.held_out_of_order = held_.bytes();
     i.unread = unread_;
     i.sacked = scoreboard_.sacked_bytes();
     i.retransmissions = retransmissions_;

@@ -48,16 +48,12 @@
 #include <vector>
 
 #include "dataplane/tcp_cubic.h"
+#include "dataplane/tcp_ranges.h"
 #include "dataplane/tcp_sack_scoreboard.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
 
-// Sequence numbers compare modulo 2^32 (RFC 9293 3.4).
-inline bool seq_lt(uint32_t a, uint32_t b) { return int32_t(a - b) < 0; }
-inline bool seq_le(uint32_t a, uint32_t b) { return int32_t(a - b) <= 0; }
-inline bool seq_gt(uint32_t a, uint32_t b) { return int32_t(a - b) > 0; }
-inline bool seq_ge(uint32_t a, uint32_t b) { return int32_t(a - b) >= 0; }
 
 enum class State : uint8_t {
     closed,
@@ -250,12 +246,6 @@ private:
         size_t start_ = 0;
     };
 
-    // An interval of bytes held out of order: [left, right).
-    struct Held {
-        uint32_t left, right;
-    };
-    static constexpr size_t max_held = 16;
-
     void enter(State state);
     void close(CloseReason reason);
 
@@ -324,9 +314,7 @@ private:
     bool offering_ = false;        // inside on_data()
     bool fin_unreported_ = false;  // the peer's FIN came before the reader took everything
     uint32_t rcv_adv_ = 0;         // the right edge of the window last offered
-    Held held_[max_held]{};
-    size_t held_count_ = 0;
-    size_t held_bytes_ = 0;
+    SequenceRanges<16> held_;   // bytes held out of order, in the ring after the unread
     uint32_t newest_held_ = 0;  // left edge of the block the latest segment joined
 
     // Negotiated.

@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <cstdint>
 
+#include "dataplane/tcp_ranges.h"
 #include "dataplane/tcp_segment.h"
 
 namespace sluice::tcp {
@@ -17,17 +18,20 @@ public:
     // Holes beyond this many ranges are not remembered: what a missing
     // range covers is only sent again needlessly.
     static constexpr size_t max_ranges = 16;
+    using Ranges = SequenceRanges<max_ranges>;
 
     // One ACK's blocks: `una` is its cumulative ACK (what it covers is
     // dropped), `snd_max` the highest sequence number sent; blocks outside
     // (una, snd_max] are old (D-SACK, RFC 2883) or bogus and ignored.
     void update(uint32_t una, uint32_t snd_max, const SackBlock *blocks, size_t count);
-    void clear();
+    void clear() { ranges_.clear(); }
 
-    bool empty() const { return count_ == 0; }
-    uint32_t sacked_bytes() const { return bytes_; }
+    bool empty() const { return ranges_.empty(); }
+    uint32_t sacked_bytes() const { return ranges_.bytes(); }
     // The right edge of the highest range; `una` when empty.
-    uint32_t highest(uint32_t una) const { return count_ ? ranges_[count_ - 1].right : una; }
+    uint32_t highest(uint32_t una) const {
+        return ranges_.empty() ? una : ranges_[ranges_.size() - 1].right;
+    }
     // The first hole at or after `from` (and `una`) below the highest range:
     // [seq, end). False when there is none.
     bool next_hole(uint32_t una, uint32_t from, uint32_t &seq, uint32_t &end) const;
@@ -35,14 +39,7 @@ public:
     uint32_t unsacked_between(uint32_t from, uint32_t to) const;
 
 private:
-    struct Range {
-        uint32_t left, right;  // [left, right)
-    };
-    void insert(uint32_t left, uint32_t right);
-
-    Range ranges_[max_ranges]{};
-    size_t count_ = 0;
-    uint32_t bytes_ = 0;
+    Ranges ranges_;
 };
 
 } // namespace sluice::tcp

@@ -939,3 +939,43 @@ TEST_F(TcpConnectionTest, NoFastRecoveryForWhatATimeoutSentAgain) {
 
 } // namespace
 } // namespace sluice::tcp
+
+namespace sluice::tcp {
+namespace {
+
+// The sets of ranges both the receiver's held data and the SACK scoreboard
+// keep: merged as they come, bounded, trimmed from below, across the
+// wrap of sequence space.
+TEST(SequenceRanges, MergeRefuseTrimAndWrap) {
+    SequenceRanges<3> ranges;
+    uint32_t joined = 0;
+    EXPECT_TRUE(ranges.insert(100, 200, &joined));
+    EXPECT_EQ(joined, 100u);
+    EXPECT_TRUE(ranges.insert(300, 400));
+    EXPECT_TRUE(ranges.insert(500, 600));
+    EXPECT_FALSE(ranges.insert(700, 800));  // a fourth range: no room
+    EXPECT_EQ(ranges.size(), 3u);
+    EXPECT_TRUE(ranges.insert(150, 350, &joined));  // joins the first two
+    EXPECT_EQ(joined, 100u);
+    ASSERT_EQ(ranges.size(), 2u);
+    EXPECT_EQ(ranges[0].left, 100u);
+    EXPECT_EQ(ranges[0].right, 400u);
+    EXPECT_EQ(ranges.bytes(), 400u);
+    ranges.trim_below(250);
+    EXPECT_EQ(ranges[0].left, 250u);
+    EXPECT_EQ(ranges.bytes(), 250u);
+    EXPECT_EQ(ranges.pop_front().right, 400u);
+    EXPECT_EQ(ranges.size(), 1u);
+
+    SequenceRanges<4> wrapping;
+    EXPECT_TRUE(wrapping.insert(0xffffff00u, 0xffffff80u));
+    EXPECT_TRUE(wrapping.insert(0x10, 0x20));
+    EXPECT_TRUE(wrapping.insert(0xffffff80u, 0x10));  // fills the gap across zero
+    ASSERT_EQ(wrapping.size(), 1u);
+    EXPECT_EQ(wrapping[0].left, 0xffffff00u);
+    EXPECT_EQ(wrapping[0].right, 0x20u);
+    EXPECT_EQ(wrapping.bytes(), 0x120u);
+}
+
+} // namespace
+} // namespace sluice::tcp
