@@ -12,6 +12,7 @@
 // under churn, and their hash is keyed.
 #include "dataplane/tcp_endpoint.h"
 #include "dataplane/siphash.h"
+#include "tests/fixtures/tcp_wire.h"
 
 #include <gtest/gtest.h>
 
@@ -31,32 +32,6 @@ IpAddress ip(const char *text) { return *parse_ip_address(text); }
 
 const IpAddress client_ip = ip("198.18.0.10");
 const IpAddress server_ip = ip("198.18.10.1");
-
-struct Packet {
-    FourTuple tuple;  // as the sender sees it
-    TcpHeader header;
-    std::string payload;
-};
-
-// Collects what an endpoint sends.
-struct Outbox : PacketSink {
-    std::deque<Packet> packets;
-    void send_packet(const FourTuple &tuple, const TcpHeader &header,
-                     const Payload &payload) override {
-        std::string bytes(reinterpret_cast<const char *>(payload.first), payload.first_length);
-        bytes.append(reinterpret_cast<const char *>(payload.second), payload.second_length);
-        packets.push_back({tuple, header, bytes});
-    }
-};
-
-void deliver(TcpEndpoint &to, const Packet &packet, uint64_t now) {
-    TcpSegment segment;
-    segment.header = packet.header;
-    segment.header_length = 20;
-    segment.payload_length = uint16_t(packet.payload.size());
-    to.receive(packet.tuple.local, packet.tuple.remote, segment,
-               reinterpret_cast<const uint8_t *>(packet.payload.data()), now);
-}
 
 // What one side's application sees.
 struct App : ConnectionEvents {

@@ -16,6 +16,7 @@
 
 #include "lb/flow_key.h"
 #include "tests/fixtures/balancer_fixture.h"
+#include "tests/fixtures/tcp_wire.h"
 
 namespace sluice::lb {
 namespace {
@@ -24,10 +25,9 @@ using tcp::CloseReason;
 using tcp::Connection;
 using tcp::ConnectionEvents;
 using tcp::FourTuple;
-using tcp::Payload;
+using tcp::Outbox;
+using tcp::Packet;
 using tcp::TcpEndpoint;
-using tcp::TcpHeader;
-using tcp::TcpSegment;
 using sluice::testing::addresses;
 using sluice::testing::balanced_service;
 
@@ -37,22 +37,6 @@ const IpAddress client_ip = ip("198.18.0.10");
 const IpAddress vip = ip("198.18.10.8");
 const IpAddress local_ip = ip("198.18.1.104");
 constexpr uint16_t backend_port = 8080;
-
-struct Packet {
-    FourTuple tuple;  // as the sender sees it
-    TcpHeader header;
-    std::string payload;
-};
-
-struct Outbox : tcp::PacketSink {
-    std::deque<Packet> packets;
-    void send_packet(const FourTuple &tuple, const TcpHeader &header,
-                     const Payload &payload) override {
-        std::string bytes(reinterpret_cast<const char *>(payload.first), payload.first_length);
-        bytes.append(reinterpret_cast<const char *>(payload.second), payload.second_length);
-        packets.push_back({tuple, header, bytes});
-    }
-};
 
 // One end's application: keeps what it receives (up to `read_limit` at a
 // time when set), and closes when the peer does.
@@ -126,15 +110,6 @@ protected:
                             app.read_limit = backend_read_limit;
                             return &app;
                         });
-    }
-
-    static void deliver(TcpEndpoint &to, const Packet &packet, uint64_t now) {
-        TcpSegment segment;
-        segment.header = packet.header;
-        segment.header_length = 20;
-        segment.payload_length = uint16_t(packet.payload.size());
-        to.receive(packet.tuple.local, packet.tuple.remote, segment,
-                   reinterpret_cast<const uint8_t *>(packet.payload.data()), now);
     }
 
     // Moves packets until the wire is quiet, firing timers when it is. The
