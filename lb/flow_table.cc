@@ -1,6 +1,7 @@
 // The flow table in the shape of VPP's lb plugin (src/plugins/lb/lbhash.h):
 // one 64-byte cache line per bucket, a packet costs one or two bucket lines
-// (prefetched a few packets ahead) plus the line(s) of its Flow.
+// (prefetched a few packets ahead) plus the one line of its FlowEntry (and,
+// for an IPv6 tuple, the line of its addresses).
 //
 // A bucket holds 8 slots of {signature, flow id + direction}. The signature is
 // the high 32 bits of the flow hash, so a slot is ruled out without reading
