@@ -35,10 +35,16 @@ inline uint64_t checksum_add(uint64_t sum, const uint8_t *data, size_t length) {
 }
 
 // Folds a sum into the 16-bit checksum field value (network byte order).
+// Folds by adding each value to itself rotated by half its width (as Linux's
+// csum_fold): the upper half then holds the end-around-carry sum of both
+// halves. A fixed 7 instructions, where a loop on the value took a
+// data-dependent branch for every parsed IPv4 header. Same bits as folding
+// until nothing is left above 16 bits.
 inline uint16_t checksum_finish(uint64_t sum) {
-    while (sum >> 16)
-        sum = (sum & 0xffff) + (sum >> 16);
-    return uint16_t(~sum);
+    sum += (sum >> 32) | (sum << 32);
+    uint32_t folded = uint32_t(sum >> 32);
+    folded += (folded >> 16) | (folded << 16);
+    return uint16_t(~(folded >> 16));
 }
 
 inline uint16_t internet_checksum(const uint8_t *data, size_t length) {

@@ -1,6 +1,7 @@
 // The flow table in the shape of VPP's lb plugin (src/plugins/lb/lbhash.h):
 // one 64-byte cache line per bucket, a packet costs one or two bucket lines
-// (prefetched a few packets ahead) plus the line(s) of its Flow.
+// (prefetched a few packets ahead) plus the one line of its FlowEntry (and,
+// for an IPv6 tuple, the line of its addresses).
 //
 // A bucket holds 8 slots of {signature, flow id + direction}. The signature is
 // the high 32 bits of the flow hash, so a slot is ruled out without reading
@@ -55,7 +56,23 @@ constexpr uint64_t max_load_num = 3, max_load_den = 5;
 
 bool same_key(const FlowKey &a, const FlowKey &b) { return a == b; }
 
-bool live(const Flow &flow) { return flow.state != vacant; }
+bool live(const FlowEntry &flow) { return flow.state != vacant; }
+
+// A key in the entry's form: its last word whole, IPv4 addresses inline,
+// IPv6 ones in `addresses6` (the flow's own, written only then).
+PackedTuple packed(const FlowKey &key, std::array<uint8_t, 16> &source6,
+                   std::array<uint8_t, 16> &destination6) {
+    PackedTuple tuple;
+    tuple.tail = key_word(key, 4);
+    if (key.family == 4) {
+        std::memcpy(&tuple.source4, key.source.data(), 4);
+        std::memcpy(&tuple.destination4, key.destination.data(), 4);
+    } else {
+        source6 = key.source;
+        destination6 = key.destination;
+    }
+    return tuple;
+}
 
 // Set bits of an 8-bit slot mask. std::popcount is a libgcc call on the
 // baseline x86-64 target (no POPCNT): 21 instructions and a call, twice per
@@ -115,6 +132,8 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
                       uint8_t(FlowState::closing) == 2 && uint8_t(FlowState::udp) == 3,
                   "timeout_of_ is indexed by FlowState");
     static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "one cache line per bucket");
+    static_assert(sizeof(FlowEntry) == 64 && alignof(FlowEntry) == 64, "one cache line per flow");
+    static_assert(sizeof(FlowAddresses6) == 64, "one cache line of IPv6 addresses per flow");
     if (capacity == 0 || capacity > id_mask)
         throw std::invalid_argument("flow table capacity must be between 1 and 2^31-1");
 
@@ -126,11 +145,15 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
     bucket_mask_ = uint32_t(buckets - 1);
 
     buckets_ = static_cast<Bucket *>(allocate_lines(buckets * sizeof(Bucket)));
-    flows_ = static_cast<Flow *>(allocate_lines(size_t(capacity) * sizeof(Flow)));
+    flows_ = static_cast<FlowEntry *>(allocate_lines(size_t(capacity) * sizeof(FlowEntry)));
+    // Left uninitialized: an IPv6 flow writes its line before anything reads it.
+    addresses6_ = static_cast<FlowAddresses6 *>(
+        allocate_lines(size_t(capacity) * sizeof(FlowAddresses6)));
     free_ids_ = static_cast<uint32_t *>(allocate_lines(size_t(capacity) * sizeof(uint32_t)));
-    if (!buckets_ || !flows_ || !free_ids_) {
+    if (!buckets_ || !flows_ || !addresses6_ || !free_ids_) {
         std::free(buckets_);
         std::free(flows_);
+        std::free(addresses6_);
         std::free(free_ids_);
         throw std::bad_alloc();
     }
@@ -138,7 +161,7 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
     for (uint64_t b = 0; b < buckets; ++b)
         new (&buckets_[b]) Bucket{};  // all signatures empty
     for (uint32_t id = 0; id < capacity; ++id) {
-        new (&flows_[id]) Flow{};
+        new (&flows_[id]) FlowEntry{};
         flows_[id].state = vacant;
     }
     // Pops come from the top: ids are handed out from 0 upwards, which keeps
@@ -149,20 +172,22 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
 }
 
 FlowTable::~FlowTable() {
-    // Bucket and Flow are trivially destructible: only the memory goes.
+    // Bucket and FlowEntry are trivially destructible: only the memory goes.
     std::free(buckets_);
     std::free(flows_);
+    std::free(addresses6_);
     std::free(free_ids_);
 }
 
-bool FlowTable::prefetch_flows(uint64_t hash) const {
+bool FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
-    auto prefetch_matches = [this](const Bucket &bucket, uint32_t m) {
+    auto prefetch_matches = [this, ipv6](const Bucket &bucket, uint32_t m) {
         for (; m != 0; m &= m - 1) {
-            const Flow *flow = &flows_[bucket.entry[std::countr_zero(m)] & id_mask];
-            __builtin_prefetch(flow);
-            __builtin_prefetch(reinterpret_cast<const char *>(flow) + sizeof(Flow) - 1);
+            const FlowId id = bucket.entry[std::countr_zero(m)] & id_mask;
+            __builtin_prefetch(&flows_[id]);  // one line
+            if (ipv6)
+                __builtin_prefetch(&addresses6_[id]);
         }
     };
     // The alternate only when the primary has no candidate: a signature
@@ -183,8 +208,7 @@ bool FlowTable::prefetch_flows(uint64_t hash) const {
 [[gnu::always_inline]] inline uint32_t FlowTable::find_entry(const Bucket &bucket, uint32_t sig, const FlowKey &key) const {
     for (uint32_t m = bucket.matches(sig); m != 0; m &= m - 1) {
         const uint32_t entry = bucket.entry[std::countr_zero(m)];
-        const Flow &flow = flows_[entry & id_mask];
-        if (same_key((entry & reverse_bit) != 0 ? flow.reverse : flow.forward, key))
+        if (flows_[entry & id_mask].holds(key, (entry & reverse_bit) != 0))
             return entry;
         // else a signature collision
     }
@@ -298,8 +322,7 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
                 if (!both || place(reverse_hash, id, true)) {
                     --free_count_;
                     size_.store(size_.load(std::memory_order_relaxed) + 1, std::memory_order_relaxed);
-                    flows_[id] = flow;
-                    flows_[id].last_seen = now;
+                    store(id, flow, now);
                     return id;
                 }
                 unplace(forward_hash, id);  // nothing half-inserted
@@ -309,6 +332,20 @@ FlowId FlowTable::insert(const Flow &flow, uint64_t forward_hash, uint64_t rever
             reclaim_candidates(forward_hash) + (both ? reclaim_candidates(reverse_hash) : 0) == 0)
             return no_flow;
     }
+}
+
+void FlowTable::store(FlowId id, const Flow &flow, uint32_t now) {
+    FlowEntry &entry = flows_[id];
+    FlowAddresses6 &addresses = addresses6_[id];
+    entry.forward_tuple = packed(flow.forward, addresses.forward_source, addresses.forward_destination);
+    entry.reverse_tuple = packed(flow.reverse, addresses.reverse_source, addresses.reverse_destination);
+    entry.addresses6 = flow.forward.family == 4 && flow.reverse.family == 4 ? nullptr : &addresses;
+    entry.last_seen = now;
+    entry.state = flow.state;
+    entry.client_port = flow.client_port;
+    entry.reverse_indexed = flow.reverse_indexed;
+    entry.backend = flow.backend;
+    entry.client_mac = flow.client_mac;
 }
 
 void FlowTable::touch(FlowId id, FlowState state, uint32_t now) {
@@ -324,12 +361,12 @@ void FlowTable::remove(FlowId id) {
     // A second remove() of the same id would push it on the free stack twice.
     if (id >= capacity_ || !live(flows_[id]))
         return;
-    Flow &flow = flows_[id];
+    FlowEntry &flow = flows_[id];
     if (flow.backend < max_backend_slots)
         ended_by_backend_[flow.backend].increment();
-    unplace(hash(flow.forward), id);
+    unplace(hash(flow.forward()), id);
     if (flow.reverse_indexed)
-        unplace(hash(flow.reverse), id);
+        unplace(hash(flow.reverse()), id);
     flow.state = vacant;
     free_ids_[free_count_++] = id;
     size_.store(size_.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
@@ -344,7 +381,7 @@ uint32_t FlowTable::expire(uint32_t now, uint32_t budget) {
     for (; budget > 0 && size() > 0; --budget) {
         const FlowId id = expiry_cursor_;
         expiry_cursor_ = id + 1 == capacity_ ? 0 : id + 1;
-        const Flow &flow = flows_[id];
+        const FlowEntry &flow = flows_[id];
         if (live(flow) && expired(flow, now)) {
             remove(id);
             ++removed;
@@ -354,14 +391,16 @@ uint32_t FlowTable::expire(uint32_t now, uint32_t budget) {
 }
 
 size_t FlowTable::bytes_per_flow() {
-    // Per flow of capacity, at most: the Flow, its free-stack entry, and its
-    // share of the buckets: 2 keys × 8-byte slot / 60% load = 26.7 bytes,
-    // doubled in the worst case by the power-of-two rounding (a capacity just
-    // above 12/5 × 2^k); so 127 to 154 bytes in all.
+    // Per flow of capacity, at most: its entry, its free-stack entry, and
+    // its share of the buckets: 2 keys × 8-byte slot / 60% load = 26.7
+    // bytes, doubled in the worst case by the power-of-two rounding (a
+    // capacity just above 12/5 × 2^k); so 95 to 122 bytes in all. The IPv6
+    // addresses (64 more) are reserved too but only occupy memory where
+    // IPv6 flows have written them, hence not counted here.
     constexpr size_t slot_bytes = sizeof(Bucket) / slots_per_bucket;
     constexpr size_t worst_bucket_bytes =
         (2 * slot_bytes * 2 * max_load_den + max_load_num - 1) / max_load_num;
-    return sizeof(Flow) + sizeof(uint32_t) + worst_bucket_bytes;
+    return sizeof(FlowEntry) + sizeof(uint32_t) + worst_bucket_bytes;
 }
 
 } // namespace sluice::lb

@@ -7,7 +7,9 @@
 
 #include <atomic>
 #include <iterator>
+#include <array>
 #include <cstdint>
+#include <cstring>
 #include <memory>
 
 #include "dataplane/counter.h"
@@ -41,9 +43,10 @@ using BackendSlot = uint16_t;
 constexpr BackendSlot max_backend_slots = 4096;
 constexpr BackendSlot no_backend_slot = UINT16_MAX;
 
-// One connection. `forward` is the tuple as it arrives from the client;
-// `reverse` the tuple as the backend's answers arrive (after NAT, that is
-// not forward.reversed()). What the data path rewrites is derived from them.
+// One connection, as given to FlowTable::insert(). `forward` is the tuple as
+// it arrives from the client; `reverse` the tuple as the backend's answers
+// arrive (after NAT, that is not forward.reversed()). What the data path
+// rewrites is derived from them.
 struct Flow {
     FlowKey forward;
     FlowKey reverse;
@@ -59,6 +62,79 @@ struct Flow {
     bool reverse_indexed = true;
     BackendSlot backend = no_backend_slot;  // whose counters the flow's packets add to
 };
+
+// A tuple as the table stores it: an IPv4 tuple whole in 16 bytes, an IPv6
+// tuple's addresses in the flow's FlowAddresses6.
+struct PackedTuple {
+    uint32_t source4 = 0;       // IPv4 source address as in the header; 0 for IPv6
+    uint32_t destination4 = 0;
+    uint64_t tail = 0;          // the FlowKey's last word: ports, protocol, family
+};
+
+// The IPv6 addresses of a flow's two tuples, apart from its entry: an IPv4
+// flow never reads (nor, in memory that is never written, pays for) them.
+struct FlowAddresses6 {
+    std::array<uint8_t, 16> forward_source, forward_destination;
+    std::array<uint8_t, 16> reverse_source, reverse_destination;
+};
+
+// A stored flow: one 64-byte line holds everything an IPv4 packet of the
+// flow reads or writes, so a lookup costs one line of flows, not the two a
+// pair of 40-byte FlowKeys spanned. forward() and reverse() give the tuples
+// back as FlowKeys.
+struct alignas(64) FlowEntry {
+    PackedTuple forward_tuple;
+    PackedTuple reverse_tuple;
+    uint32_t last_seen = 0;
+    FlowState state = FlowState::syn_seen;
+    uint8_t client_port = 0;
+    bool reverse_indexed = true;
+    BackendSlot backend = no_backend_slot;
+    MacAddress client_mac;
+    // Set only when a tuple is IPv6: where its addresses are.
+    FlowAddresses6 *addresses6 = nullptr;
+
+    FlowKey forward() const { return unpacked(forward_tuple, false); }
+    FlowKey reverse() const { return unpacked(reverse_tuple, true); }
+    uint8_t protocol() const { return forward().protocol; }
+    // True when `key` is the tuple (of the reverse side when `reverse_side`).
+    bool holds(const FlowKey &key, bool reverse_side) const;
+
+private:
+    FlowKey unpacked(const PackedTuple &tuple, bool reverse_side) const;
+};
+
+inline bool FlowEntry::holds(const FlowKey &key, bool reverse_side) const {
+    const PackedTuple &tuple = reverse_side ? reverse_tuple : forward_tuple;
+    if (key_word(key, 4) != tuple.tail)
+        return false;
+    if (key.family == 4) {
+        // Zero-extended as key_word() reads an IPv4 key's first words.
+        uint64_t source = 0, destination = 0;
+        std::memcpy(&source, &tuple.source4, 4);
+        std::memcpy(&destination, &tuple.destination4, 4);
+        return ((key_word(key, 0) ^ source) | key_word(key, 1) |
+                (key_word(key, 2) ^ destination) | key_word(key, 3)) == 0;
+    }
+    const uint8_t *addresses = (reverse_side ? addresses6->reverse_source
+                                             : addresses6->forward_source).data();
+    return std::memcmp(addresses, key.source.data(), 16) == 0 &&
+           std::memcmp(addresses + 16, key.destination.data(), 16) == 0;
+}
+
+inline FlowKey FlowEntry::unpacked(const PackedTuple &tuple, bool reverse_side) const {
+    FlowKey key;
+    std::memcpy(reinterpret_cast<uint8_t *>(&key) + 32, &tuple.tail, 8);
+    if (key.family == 4) {
+        std::memcpy(key.source.data(), &tuple.source4, 4);
+        std::memcpy(key.destination.data(), &tuple.destination4, 4);
+    } else {
+        key.source = reverse_side ? addresses6->reverse_source : addresses6->forward_source;
+        key.destination =
+            reverse_side ? addresses6->reverse_destination : addresses6->forward_destination;
+    }
+    return key;
+}
 
 struct FlowLookup {
     FlowId id = no_flow;
@@ -85,10 +161,11 @@ public:
                                                            bucket_mask_)) * 64);
     }
     // Once the buckets are in cache: prefetches the flows whose signatures
-    // match, so that lookup() finds them loaded too.
+    // match, so that lookup() finds them loaded too (and, for an IPv6 key,
+    // their addresses).
     // Returns false when no bucket holds the key's signature: the key is
     // not in the table (a new flow, most likely).
-    bool prefetch_flows(uint64_t hash) const;
+    bool prefetch_flows(uint64_t hash, bool ipv6 = false) const;
 
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);
@@ -106,8 +183,8 @@ public:
         return lookup(reverse, reverse_hash, now).id != no_flow;
     }
 
-    Flow &flow(FlowId id) { return flows_[id]; }
-    const Flow &flow(FlowId id) const { return flows_[id]; }
+    FlowEntry &flow(FlowId id) { return flows_[id]; }
+    const FlowEntry &flow(FlowId id) const { return flows_[id]; }
 
     // Marks the flow alive at `now`, in `state`.
     void touch(FlowId id, FlowState state, uint32_t now);
@@ -155,7 +232,7 @@ private:
     // False when neither candidate bucket holds a slot with the signature of
     // `hash`: no key with that hash is stored.
     bool may_hold(uint64_t hash) const;
-    bool expired(const Flow &flow, uint32_t now) const {
+    bool expired(const FlowEntry &flow, uint32_t now) const {
         // Vacant and any other unknown state: expired. Unsigned difference:
         // right across the wrap of `now` (every 49.7 days in milliseconds),
         // as long as `now` never goes backwards.
@@ -163,6 +240,8 @@ private:
         return state >= std::size(timeout_of_) || uint32_t(now - flow.last_seen) > timeout_of_[state];
     }
     bool place(uint64_t hash, FlowId id, bool reverse);
+    // Writes `flow` into its entry (and its IPv6 addresses, if it has any).
+    void store(FlowId id, const Flow &flow, uint32_t now);
     void unplace(uint64_t hash, FlowId id);
 
     HashKey key_;
@@ -172,7 +251,10 @@ private:
     std::atomic<uint32_t> size_{0};  // one writer: relaxed load + store, no locked add
     uint32_t bucket_mask_ = 0;
     Bucket *buckets_ = nullptr;     // cache-line aligned
-    Flow *flows_ = nullptr;
+    FlowEntry *flows_ = nullptr;
+    // By flow id; only IPv6 flows write theirs, so an IPv4-only table never
+    // touches (nor, its pages left unmapped, pays for) this array.
+    FlowAddresses6 *addresses6_ = nullptr;
     uint32_t *free_ids_ = nullptr;  // stack of unused flow ids
     uint32_t free_count_ = 0;
     uint32_t expiry_cursor_ = 0;

@@ -103,7 +103,7 @@ void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowPro
 
 void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
                                 uint32_t &new_flows) const {
-    if (!probe.candidate || flows_.prefetch_flows(probe.hash))
+    if (!probe.candidate || flows_.prefetch_flows(probe.hash, probe.key.family == 6))
         return;
     if (!probe.service_known) {
         probe.service = snapshot.find_service(probe.key);
@@ -238,7 +238,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
                                      uint32_t now, BalancerCounters &counters) {
     const uint8_t flags = tcp_flags(frame.data, packet);
     const FlowLookup found = flows_.lookup(key, hash, now);
-    Flow *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
+    FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
     FlowKey reverse;
     // A SYN on a flow that was closing, or whose backend left a `reset`
     // service, opens a new connection with a reused source port: it is
@@ -248,7 +248,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     FlowId replaced = no_flow;
     const bool backend_gone = flow &&
                               service.removed_backend_flows == RemovedBackendFlows::reset &&
-                              !has_backend(service, flow->reverse);
+                              !has_backend(service, flow->reverse());
     if (flow && key.protocol == ip_proto::tcp && is_new_connection(flags) &&
         (flow->state == FlowState::closing || backend_gone)) {
         replaced = found.id;
@@ -274,7 +274,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     if (flow) {
         flow->state = next_state(flow->state, key.protocol, flags, false);
         flow->last_seen = now;
-        reverse = flow->reverse;
+        reverse = flow->reverse();
         slot = flow->backend;
     } else {
         // A fullnat flow needs its SNAT port from the first segment on; in the
@@ -418,15 +418,15 @@ bool L4Balancer::icmp_budget(uint32_t now) {
 }
 
 BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &packet,
-                                    const Snapshot &snapshot, Flow &flow, uint32_t now,
+                                    const Snapshot &snapshot, FlowEntry &flow, uint32_t now,
                                     BalancerCounters &counters) {
-    flow.state = next_state(flow.state, flow.forward.protocol, tcp_flags(frame.data, packet), true);
+    flow.state = next_state(flow.state, flow.protocol(), tcp_flags(frame.data, packet), true);
     flow.last_seen = now;
     if (flow.client_port >= snapshot.ports().size())
         return dropped(DropReason::next_hop_unresolved);
     // Back to the client from the VIP: the flow's forward tuple, turned round,
     // to the MAC the client's packets came from.
-    if (!forward_rewrite(frame.data, packet, flow.forward))
+    if (!forward_rewrite(frame.data, packet, flow.forward()))
         return dropped(DropReason::ttl_exceeded);
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();
@@ -446,7 +446,8 @@ BalanceResult L4Balancer::icmp_error(FrameBuffer &frame, const ParsedPacket &pac
     const FlowLookup found = flows_.lookup(key, flows_.hash(key), now);
     if (found.id == no_flow)
         return {BalanceVerdict::unknown_flow, DropReason::none, 0};
-    const Flow &flow = flows_.flow(found.id);
+    const FlowEntry &flow = flows_.flow(found.id);
+    const FlowKey forward = flow.forward(), reverse = flow.reverse();
     if (found.reverse) {
         // From the backend's side, about a packet toward the backend: the
         // client gets it from the VIP, quoting what it sent itself.
@@ -454,7 +455,7 @@ BalanceResult L4Balancer::icmp_error(FrameBuffer &frame, const ParsedPacket &pac
             return dropped(DropReason::next_hop_unresolved);
         if (!decrement_hop_limit(frame.data, packet))
             return dropped(DropReason::ttl_exceeded);
-        if (!rewrite_icmp_error(frame.data, packet, flow.forward.reversed(), flow.forward))
+        if (!rewrite_icmp_error(frame.data, packet, forward.reversed(), forward))
             return {};
         set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
         counters.icmp_errors.increment();
@@ -463,16 +464,16 @@ BalanceResult L4Balancer::icmp_error(FrameBuffer &frame, const ParsedPacket &pac
     // From the client's side, about a packet toward the client: the backend
     // gets it from the address it answers to, quoting what it sent itself.
     // dsr backends answer clients directly and see such errors themselves.
-    const uint32_t service = snapshot.find_service(flow.forward);
+    const uint32_t service = snapshot.find_service(forward);
     if (service == Snapshot::no_service ||
         snapshot.services()[service].mode == ForwardingMode::dsr)
         return {};
-    const NextHop *next_hop = snapshot.find_next_hop(flow.reverse.source, flow.reverse.family);
+    const NextHop *next_hop = snapshot.find_next_hop(reverse.source, reverse.family);
     if (!next_hop || !next_hop->resolved)
         return dropped(DropReason::next_hop_unresolved);
     if (!decrement_hop_limit(frame.data, packet))
         return dropped(DropReason::ttl_exceeded);
-    if (!rewrite_icmp_error(frame.data, packet, flow.reverse.reversed(), flow.reverse))
+    if (!rewrite_icmp_error(frame.data, packet, reverse.reversed(), reverse))
         return {};
     set_ethernet(frame.data, next_hop->mac, snapshot.ports()[next_hop->egress_port].mac);
     counters.icmp_errors.increment();

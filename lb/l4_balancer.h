@@ -129,7 +129,7 @@ private:
                              const Service &service, const FlowKey &key, uint64_t hash,
                              uint32_t now, BalancerCounters &counters);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
-                            Flow &flow, uint32_t now, BalancerCounters &counters);
+                            FlowEntry &flow, uint32_t now, BalancerCounters &counters);
     // The SNAT tuple a new flow toward `backend` gets with `port` (host order).
     static FlowKey snat_tuple(const IpAddress &local, const Backend &backend,
                               const FlowKey &client, uint16_t port);

@@ -2,6 +2,7 @@
 // expected, and for good frames the layers found.
 #include <gtest/gtest.h>
 
+#include "dataplane/checksum.h"
 #include "dataplane/packet_parse.h"
 #include "tests/fixtures/packet_builder.h"
 
@@ -249,6 +250,25 @@ TEST(DropReason, NamesAndDescriptions) {
     EXPECT_STREQ(drop_reason_name(DropReason::tx_full), "tx_full");
     for (size_t r = 1; r < drop_reason_count; ++r)
         EXPECT_GT(std::strlen(drop_reason_description(DropReason(r))), 10u);
+}
+
+// checksum_finish's fixed folds against folding until nothing is left
+// above 16 bits (RFC 1071's definition), at the edges and at random.
+TEST(Checksum, FinishFoldsAsTheLoopDoes) {
+    auto by_loop = [](uint64_t sum) {
+        while (sum >> 16)
+            sum = (sum & 0xffff) + (sum >> 16);
+        return uint16_t(~sum);
+    };
+    std::vector<uint64_t> sums = {0, 1, 0xffff, 0x10000, 0x1fffe, 0xffffffff, 0x100000000,
+                                  0xfffffffe00000001, ~uint64_t(0), 0xffff0000ffff0000};
+    uint64_t x = 0x9e3779b97f4a7c15;
+    for (int i = 0; i < 100000; ++i) {
+        x ^= x << 13, x ^= x >> 7, x ^= x << 17;
+        sums.push_back(x >> (i % 48));  // sums of every width
+    }
+    for (uint64_t sum : sums)
+        ASSERT_EQ(checksum_finish(sum), by_loop(sum)) << std::hex << sum;
 }
 
 } // namespace
