@@ -312,11 +312,13 @@ struct Lab {
     // No stack sent a reset, and the gateway dropped nothing.
     void check_clean() const {
         gateway.check_drops();
-        const tcp::TcpEndpoint *stacks[] = {&client.endpoint, &gateway.worker->tcp->endpoint(),
-                                            &backend.endpoint};
-        for (const tcp::TcpEndpoint *stack : stacks)
+        const std::pair<const char *, const tcp::TcpEndpoint *> stacks[] = {
+            {"client", &client.endpoint},
+            {"gateway", &gateway.worker->tcp->endpoint()},
+            {"backend", &backend.endpoint}};
+        for (const auto &[name, stack] : stacks)
             if (const uint64_t resets = stack->counters().resets_sent)
-                fail("%lu resets were sent", (unsigned long)resets);
+                fail("the %s sent %lu resets", name, (unsigned long)resets);
     }
 };
 
