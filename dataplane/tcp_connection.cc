@@ -1013,10 +1013,10 @@ void Connection::run_protocol_timers(uint64_t now_us) {
     // what it SACKed (RFC 2018 8: it may renege).
     scoreboard_.clear();
     // Go back: everything after the first segment is sent again as the
-    // window opens.
+    // window opens, the FIN with the last piece. fin_sent_ stays: the peer
+    // may have the FIN already, and its ACK of it must count as one (a FIN
+    // forgotten here went out again at a new sequence number).
     snd_nxt_ = snd_una_;
-    if (fin_sent_ && seq_ge(fin_seq_, snd_nxt_))
-        fin_sent_ = false;
     retransmit_first(now_us);
     arm_retransmit(now_us);
 }

@@ -2,8 +2,9 @@
 // client and a server) joined by an in-memory wire of bytes. Every segment
 // is written out with write_header, its payload copied behind it and its
 // checksum computed, then verified and parsed on the other side, as the
-// worker will do with mbufs; the Ethernet/IP layers and the NIC are not
-// in it yet (the workers do not run the TCP yet). Prints, per case,
+// worker does with mbufs; the Ethernet/IP layers, mbufs and ports are not
+// in it: this is the TCP's own cost. bench_proxy (proxy_bench.cc) runs the
+// worker's TCP proxy over net_ring ports. Prints, per case,
 //   case=<name> conns_per_s=<float> gbit_per_s=<float>
 //   connections   open, one request and one answer of 100 bytes, close, over and over
 //   bulk          one connection moving data from client to server, as fast as it goes
