@@ -27,6 +27,7 @@
 
 #include "dataplane/packet_parse.h"
 #include "dataplane/port.h"
+#include "tests/fixtures/bench_ports.h"
 #include "dataplane/published_snapshot.h"
 #include "dataplane/worker.h"
 #include "lb/l4_balancer.h"
@@ -46,7 +47,6 @@ constexpr size_t working_set = 65'536;  // distinct frames cycled through per ca
 constexpr size_t new_flow_batch = 262'144;
 // Frames per timed pass: a few RX rings' worth, as a busy NIC delivers them.
 constexpr unsigned pass_packets = 8192;
-constexpr unsigned ring_size = 16384;
 
 const MacAddress client_mac = mac("02:00:00:00:00:02");
 const MacAddress gw_mac = mac("02:00:00:00:01:00");
@@ -145,25 +145,6 @@ void print(const char *name, const Result &r) {
     std::printf("case=%s mpps=%.2f cycles_per_packet=%.1f\n", name, r.mpps, r.cycles_per_packet);
     std::fflush(stdout);
 }
-
-// A net_ring port: the bench fills `rx`, whoever polls the port empties it
-// and sends to `tx`.
-struct BenchPort {
-    rte_ring *rx = nullptr, *tx = nullptr;
-    uint16_t port_id = 0;
-
-    BenchPort(const std::string &name, rte_mempool *pool) {
-        rx = rte_ring_create((name + "_rx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        tx = rte_ring_create((name + "_tx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        const int id = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, 0);
-        std::string error;
-        if (!rx || !tx || id < 0 ||
-            !dataplane::start_port(uint16_t(id), dataplane::QueueSetup{1, 1024, 1024, 1500, false},
-                                   pool, error))
-            throw std::runtime_error("bench: cannot set up port " + name + ": " + error);
-        port_id = uint16_t(id);
-    }
-};
 
 class Bench {
 public:
@@ -367,23 +348,6 @@ int run(unsigned passes) {
     return 0;
 }
 
-// The EAL on the one CPU this process may run on (tools/bench pins it with
-// taskset), without hugepages or PCI.
-bool start_eal() {
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    int cpu = 0;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
-        while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed))
-            ++cpu;
-    const std::string lcores = "0@" + std::to_string(cpu);
-    const std::string prefix = "sluice-bench-" + std::to_string(getpid());
-    const char *argv[] = {"bench_l4", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
-                          "--lcores", lcores.c_str(), "--log-level", "*:error",
-                          "--file-prefix", prefix.c_str()};
-    return rte_eal_init(int(std::size(argv)), const_cast<char **>(argv)) >= 0;
-}
-
 } // namespace
 } // namespace sluice::bench
 
@@ -393,7 +357,7 @@ int main(int argc, char **argv) {
         sluice::bench::established_flows = std::stoul(argv[2]);
     if (argc > 3)
         sluice::bench::only_case = argv[3];
-    if (!sluice::bench::start_eal()) {
+    if (!sluice::bench::start_bench_eal("sluice-bench")) {
         std::fprintf(stderr, "bench: the EAL did not start\n");
         return 1;
     }

@@ -43,6 +43,7 @@
 #include "dataplane/byte_order.h"
 #include "dataplane/packet_parse.h"
 #include "dataplane/port.h"
+#include "tests/fixtures/bench_ports.h"
 #include "dataplane/published_snapshot.h"
 #include "dataplane/tcp_frame.h"
 #include "dataplane/tcp_segment.h"
@@ -58,7 +59,6 @@ using tcp::Connection;
 using tcp::ConnectionEvents;
 using tcp::FourTuple;
 
-constexpr unsigned ring_size = 16384;
 constexpr unsigned mbufs = 32768;
 constexpr size_t connections_in_flight = 64;
 constexpr size_t message_size = 100;
@@ -85,25 +85,6 @@ const MacAddress gateway_backend_mac = mac("02:00:00:00:01:01");
     va_end(args);
     std::exit(1);
 }
-
-// A net_ring port of the gateway: the bench fills `rx`, the worker empties
-// it and sends to `tx`.
-struct BenchPort {
-    rte_ring *rx = nullptr, *tx = nullptr;
-    uint16_t port_id = 0;
-
-    BenchPort(const std::string &name, rte_mempool *pool) {
-        rx = rte_ring_create((name + "_rx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        tx = rte_ring_create((name + "_tx").c_str(), ring_size, 0, RING_F_SP_ENQ | RING_F_SC_DEQ);
-        const int id = rte_eth_from_rings(name.c_str(), &rx, 1, &tx, 1, 0);
-        std::string error;
-        if (!rx || !tx || id < 0 ||
-            !dataplane::start_port(uint16_t(id), dataplane::QueueSetup{1, 1024, 1024, 1500, false},
-                                   pool, error))
-            throw std::runtime_error("bench: cannot set up port " + name + ": " + error);
-        port_id = uint16_t(id);
-    }
-};
 
 // The microsecond clock of the worker (rte_rdtsc() / tsc_per_us), which the
 // bench's endpoints must share: their timers and the worker's run on one time.
@@ -580,29 +561,12 @@ int run(double seconds) {
     return 0;
 }
 
-// The EAL on the one CPU this process may run on (tools/bench pins it with
-// taskset), without hugepages or PCI.
-bool start_eal() {
-    cpu_set_t allowed;
-    CPU_ZERO(&allowed);
-    int cpu = 0;
-    if (sched_getaffinity(0, sizeof allowed, &allowed) == 0)
-        while (cpu < CPU_SETSIZE && !CPU_ISSET(cpu, &allowed))
-            ++cpu;
-    const std::string lcores = "0@" + std::to_string(cpu);
-    const std::string prefix = "sluice-bench-proxy-" + std::to_string(getpid());
-    const char *argv[] = {"bench_proxy", "--no-huge", "-m", "1024", "--no-pci", "--no-shconf",
-                          "--lcores", lcores.c_str(), "--log-level", "*:error",
-                          "--file-prefix", prefix.c_str()};
-    return rte_eal_init(int(std::size(argv)), const_cast<char **>(argv)) >= 0;
-}
-
 } // namespace
 } // namespace sluice::bench
 
 int main(int argc, char **argv) {
     const double seconds = argc > 1 ? std::atof(argv[1]) : 3.0;
-    if (!sluice::bench::start_eal()) {
+    if (!sluice::bench::start_bench_eal("sluice-bench-proxy")) {
         std::fprintf(stderr, "bench_proxy: the EAL did not start\n");
         return 1;
     }
