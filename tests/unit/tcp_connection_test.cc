@@ -459,20 +459,6 @@ TEST_F(TcpConnectionTest, PassiveCloseThroughLastAck) {
     EXPECT_EQ(harness.closed, CloseReason::normal);
 }
 
-// An RTO while only our FIN is unacknowledged sends the FIN again, not an
-// empty ACK at its sequence number.
-TEST_F(TcpConnectionTest, ATimeoutRetransmitsALoneFin) {
-    establish();
-    connection.shutdown(20 * ms);
-    EXPECT_EQ(harness.take().header.flags, flag::fin | flag::ack);
-    connection.on_timer(connection.next_timer_us());
-    const Sent again = harness.take();
-    EXPECT_EQ(again.header.flags, flag::fin | flag::ack);
-    EXPECT_EQ(again.header.seq, our_iss + 1);
-    deliver(segment(flag::ack, peer_iss + 1, our_iss + 2), 500 * ms);
-    EXPECT_EQ(connection.state(), State::fin_wait_2);
-}
-
 // The answer and its FIN went out, the ACK was late, the RTO sent the data
 // again: the peer's ACK of data and FIN (it had both) takes the FIN, and no
 // second FIN goes out at a new sequence number. (Seen in bench_proxy with

@@ -330,6 +330,31 @@ TEST_F(TcpEndpointTest, SynCookiesTakeOverWhenTheBacklogIsFull) {
     EXPECT_EQ(guarded.counters().syn_cookies_refused, 2u);
 }
 
+// Opens a connection from `ep` to the fixture's server and closes it from
+// `ep`'s side, which keeps TIME-WAIT; returns its local port.
+uint16_t open_and_close(TcpEndpoint &ep, TcpEndpoint &server, Outbox &ep_out, Outbox &server_out,
+                        App &app, uint64_t &now) {
+    app.now = &now;
+    app.close_when_finished = false;
+    app.connection = ep.connect(client_ip, server_ip, 80, app, now);
+    if (!app.connection)
+        return 0;
+    const uint16_t port = app.connection->endpoints().local_port;
+    for (int i = 0; i < 50; ++i) {
+        while (!ep_out.packets.empty()) {
+            deliver(server, ep_out.packets.front(), now += 10);
+            ep_out.packets.pop_front();
+        }
+        while (!server_out.packets.empty()) {
+            deliver(ep, server_out.packets.front(), now += 10);
+            server_out.packets.pop_front();
+        }
+        if (i == 5)
+            app.connection->shutdown(now);
+    }
+    return port;
+}
+
 TEST_F(TcpEndpointTest, TimeWaitAnswersALostFinYieldsToANewSynAndIsBounded) {
     TcpEndpoint bounded(settings(), {16, 16, 2}, {40000, 40009}, client_out, 4);
     App server_app;
@@ -337,23 +362,7 @@ TEST_F(TcpEndpointTest, TimeWaitAnswersALostFinYieldsToANewSynAndIsBounded) {
     // Three connections, each closed by the client first.
     std::vector<App> apps(3);
     for (App &app : apps) {
-        app.now = &now;
-        app.close_when_finished = false;
-        app.connection = bounded.connect(client_ip, server_ip, 80, app, now);
-        ASSERT_NE(app.connection, nullptr);
-        // Run the two endpoints: `bounded` sends through client_out.
-        for (int i = 0; i < 50; ++i) {
-            while (!client_out.packets.empty()) {
-                deliver(server, client_out.packets.front(), now += 10);
-                client_out.packets.pop_front();
-            }
-            while (!server_out.packets.empty()) {
-                deliver(bounded, server_out.packets.front(), now += 10);
-                server_out.packets.pop_front();
-            }
-            if (i == 5)
-                app.connection->shutdown(now);
-        }
+        ASSERT_NE(open_and_close(bounded, server, client_out, server_out, app, now), 0);
         EXPECT_EQ(app.closed, CloseReason::normal);
     }
     EXPECT_EQ(bounded.time_wait_entries(), 2u);
@@ -567,31 +576,6 @@ TEST_F(TcpEndpointTest, TouchShowsATimerArmedWithoutASegment) {
     TcpEndpoint other(settings(), {4, 4, 4}, {}, client_out, 10);
     other.touch(*app.connection);
     EXPECT_EQ(other.next_timer_us(), 0u);
-}
-
-// Opens a connection from `ep` to the fixture's server and closes it from
-// `ep`'s side, which keeps TIME-WAIT; returns its local port.
-uint16_t open_and_close(TcpEndpoint &ep, TcpEndpoint &server, Outbox &ep_out, Outbox &server_out,
-                        App &app, uint64_t &now) {
-    app.now = &now;
-    app.close_when_finished = false;
-    app.connection = ep.connect(client_ip, server_ip, 80, app, now);
-    if (!app.connection)
-        return 0;
-    const uint16_t port = app.connection->endpoints().local_port;
-    for (int i = 0; i < 50; ++i) {
-        while (!ep_out.packets.empty()) {
-            deliver(server, ep_out.packets.front(), now += 10);
-            ep_out.packets.pop_front();
-        }
-        while (!server_out.packets.empty()) {
-            deliver(ep, server_out.packets.front(), now += 10);
-            server_out.packets.pop_front();
-        }
-        if (i == 5)
-            app.connection->shutdown(now);
-    }
-    return port;
 }
 
 // The answer of `ep` to a bare ACK on the tuple of local port `port`:
