@@ -126,10 +126,12 @@ struct alignas(64) FlowTable::Bucket {
 
 FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts)
     : key_(key),
-      timeout_of_{timeouts.syn_seen, timeouts.established, timeouts.closing, timeouts.udp},
+      timeout_of_{timeouts.syn_seen, timeouts.established, timeouts.closing, timeouts.udp,
+                  timeouts.closing},
       capacity_(capacity), ended_by_backend_(new Counter[max_backend_slots]) {
     static_assert(uint8_t(FlowState::syn_seen) == 0 && uint8_t(FlowState::established) == 1 &&
-                      uint8_t(FlowState::closing) == 2 && uint8_t(FlowState::udp) == 3,
+                      uint8_t(FlowState::closing) == 2 && uint8_t(FlowState::udp) == 3 &&
+                      uint8_t(FlowState::reset_sent) == 4,
                   "timeout_of_ is indexed by FlowState");
     static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "one cache line per bucket");
     static_assert(sizeof(FlowEntry) == 64 && alignof(FlowEntry) == 64, "one cache line per flow");

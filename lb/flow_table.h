@@ -23,6 +23,8 @@ enum class FlowState : uint8_t {
     established,  // TCP: data seen from both sides (or SYN-ACK)
     closing,      // TCP: FIN or RST seen
     udp,          // UDP and other protocols without connection state
+    reset_sent,   // TCP: its backend left a `reset` service; the client was
+                  // sent a RST, the backend's packets are dropped (closing's timeout)
 };
 
 // Idle timeouts per state, in the table's time unit (the caller's `now`;
@@ -246,7 +248,7 @@ private:
 
     HashKey key_;
     // FlowTimeouts by FlowState: one indexed load instead of a switch.
-    uint32_t timeout_of_[4];
+    uint32_t timeout_of_[5];
     uint32_t capacity_ = 0;
     std::atomic<uint32_t> size_{0};  // one writer: relaxed load + store, no locked add
     uint32_t bucket_mask_ = 0;

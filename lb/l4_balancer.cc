@@ -26,6 +26,8 @@ bool is_new_connection(uint8_t flags) { return (flags & (tcp_flag::syn | tcp_fla
 FlowState next_state(FlowState state, uint8_t protocol, uint8_t flags, bool from_backend) {
     if (protocol != ip_proto::tcp)
         return FlowState::udp;
+    if (state == FlowState::reset_sent)
+        return state;
     if (flags & (tcp_flag::fin | tcp_flag::rst) || state == FlowState::closing)
         return FlowState::closing;
     return from_backend ? FlowState::established : state;
@@ -246,9 +248,10 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     // inherit the old backend, which may have left, and the old SNAT port,
     // which the backend may still hold in TIME_WAIT.
     FlowId replaced = no_flow;
-    const bool backend_gone = flow &&
-                              service.removed_backend_flows == RemovedBackendFlows::reset &&
-                              !has_backend(service, flow->reverse());
+    const bool backend_gone =
+        flow && (flow->state == FlowState::reset_sent ||
+                 (service.removed_backend_flows == RemovedBackendFlows::reset &&
+                  !has_backend(service, flow->reverse())));
     if (flow && key.protocol == ip_proto::tcp && is_new_connection(flags) &&
         (flow->state == FlowState::closing || backend_gone)) {
         replaced = found.id;
@@ -256,16 +259,26 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     }
 
     if (flow && backend_gone) {
-        // The service says flows end with their backend: forget this one, and
-        // tell a TCP client at once, so its retry finds a backend that is
-        // still there.
-        flows_.remove(found.id);
+        // The service says flows end with their backend: tell a TCP client
+        // at once, so its retry finds a backend that is still there. The
+        // flow stays until closing's timeout so that each later segment of
+        // the client gets a RST too: a RST whose sequence is not exactly
+        // the client's next expected one only earns a challenge ACK
+        // (RFC 5961), and that ACK carries the exact sequence. Other
+        // protocols just forget the flow.
         const uint32_t length =
             packet.has_l4 ? turn_into_reset(frame.data, packet,
                                             snapshot.ports()[ingress_port].mac.bytes.data())
                           : 0;
-        if (length == 0)
+        if (length == 0) {
+            if (key.protocol != ip_proto::tcp)
+                flows_.remove(found.id);
             return dropped(DropReason::backend_removed);
+        }
+        if (flow->state != FlowState::reset_sent) {
+            flow->state = FlowState::reset_sent;
+            flow->last_seen = now;
+        }
         frame.length = length;
         counters.resets_sent.increment();
         return {BalanceVerdict::forward, DropReason::none, ingress_port};
@@ -420,6 +433,10 @@ bool L4Balancer::icmp_budget(uint32_t now) {
 BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &packet,
                                     const Snapshot &snapshot, FlowEntry &flow, uint32_t now,
                                     BalancerCounters &counters) {
+    // The client was told the connection is gone: more data from the
+    // backend would only move the client's sequence past that RST.
+    if (flow.state == FlowState::reset_sent)
+        return dropped(DropReason::backend_removed);
     flow.state = next_state(flow.state, flow.protocol(), tcp_flags(frame.data, packet), true);
     flow.last_seen = now;
     if (flow.client_port >= snapshot.ports().size())

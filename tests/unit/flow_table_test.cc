@@ -138,12 +138,14 @@ uint32_t timeout_of(const FlowTimeouts &t, FlowState state) {
     case FlowState::established: return t.established;
     case FlowState::closing: return t.closing;
     case FlowState::udp: return t.udp;
+    case FlowState::reset_sent: return t.closing;
     }
     return 0;
 }
 
 constexpr FlowState all_states[] = {FlowState::syn_seen, FlowState::established,
-                                    FlowState::closing, FlowState::udp};
+                                    FlowState::closing, FlowState::udp,
+                                    FlowState::reset_sent};
 
 // 1. Found from either side.
 TEST(FlowTable, InsertedFlowIsFoundFromBothSides) {

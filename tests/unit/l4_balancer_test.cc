@@ -491,6 +491,8 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
     Packet syn(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
     ASSERT_EQ(run(syn, client_port_index).verdict, BalanceVerdict::forward);
     const uint8_t backend_octet = syn.frame.data[14 + 19];
+    const IpAddress removed_backend = ip(("198.18.1." + std::to_string(backend_octet)).c_str());
+    const uint16_t snat_port = uint16_t(syn.frame.data[14 + 20] << 8 | syn.frame.data[14 + 21]);
     // Another flow on the same backend, for the SYN that reuses its tuple below.
     uint16_t stale_port = 0;
     for (uint16_t port = 40300; port < 40400 && !stale_port; ++port) {
@@ -566,7 +568,26 @@ TEST_F(Balancer, FlowsOfARemovedBackendKeepGoingOrEndAsTheServiceSays) {
     EXPECT_TRUE(tcp_checksum_ok(rst));
     EXPECT_EQ(internet_checksum(rst.data() + 14, 20), 0);
     EXPECT_EQ(counters.resets_sent.read(), 1u);
-    // The flow is gone: the client's new SYN goes to a backend still there.
+    // The backend's data would move the client's sequence past that RST:
+    // dropped.
+    Packet late(tcp_frame(gw_backend_mac, removed_backend, local, 80, snat_port, 0x10));
+    const BalanceResult late_result = run(late, backend_port_index);
+    EXPECT_EQ(late_result.verdict, BalanceVerdict::drop);
+    EXPECT_EQ(late_result.reason, DropReason::backend_removed);
+    // If the RST was not exactly in sequence, the client answers with a
+    // challenge ACK carrying its exact sequence: that earns a RST too.
+    Bytes challenge = tcp(40200, 80, 0x10);
+    put16(challenge, 8, 0);
+    put16(challenge, 10, 6000);
+    Packet second(ipv4_frame(gw_client_mac, client_mac, client4, vip_fullnat, 6,
+                             with_transport_checksum(client4, vip_fullnat, 6, challenge)));
+    ASSERT_EQ(run(second, client_port_index).verdict, BalanceVerdict::forward);
+    const Bytes second_rst = second.bytes();
+    EXPECT_EQ(second_rst[34 + 13], 0x04);
+    EXPECT_EQ(second_rst[34 + 7], 6000 & 0xff);
+    EXPECT_EQ(second_rst[34 + 6], 6000 >> 8);
+    EXPECT_EQ(counters.resets_sent.read(), 2u);
+    // The client's new SYN goes to a backend still there.
     Packet again(tcp_frame(gw_client_mac, client4, vip_fullnat, 40200, 80, 0x02));
     ASSERT_EQ(run(again, client_port_index).verdict, BalanceVerdict::forward);
     EXPECT_NE(again.frame.data[14 + 19], backend_octet);
