@@ -74,14 +74,6 @@ PackedTuple packed(const FlowKey &key, std::array<uint8_t, 16> &source6,
     return tuple;
 }
 
-// Set bits of an 8-bit slot mask. std::popcount is a libgcc call on the
-// baseline x86-64 target (no POPCNT): 21 instructions and a call, twice per
-// placement. SWAR on 8 bits is a few shifts and adds.
-uint32_t free_count(uint32_t mask8) {
-    mask8 = mask8 - ((mask8 >> 1) & 0x55);
-    mask8 = (mask8 & 0x33) + ((mask8 >> 2) & 0x33);
-    return (mask8 + (mask8 >> 4)) & 0x0f;
-}
 
 void *allocate_lines(size_t bytes) {
     // Large arrays on 2 MiB boundaries, and transparent hugepages asked for:
@@ -192,18 +184,15 @@ bool FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
                 __builtin_prefetch(&addresses6_[id]);
         }
     };
-    // The alternate only when the primary has no candidate: a signature
-    // match in the primary is the key itself but for a 1 in 2^29 chance,
-    // and then lookup() pays one miss.
+    // A signature match in the primary is the key itself but for a 1 in
+    // 2^29 chance, and then lookup() pays one miss.
     const Bucket &first = buckets_[primary];
     if (const uint32_t m = first.matches(sig)) {
         prefetch_matches(first, m);
         return true;
     }
-    const Bucket &second = buckets_[alternate_bucket(primary, sig, bucket_mask_)];
-    const uint32_t m = second.matches(sig);
-    prefetch_matches(second, m);
-    return m != 0;
+    __builtin_prefetch(&buckets_[alternate_bucket(primary, sig, bucket_mask_)]);
+    return false;
 }
 
 // Inlined into lookup(): a call there cost more than the search.
@@ -242,21 +231,37 @@ FlowLookup FlowTable::lookup(const FlowKey &key, uint64_t hash, uint32_t now) {
     return {id, (entry & reverse_bit) != 0};
 }
 
+// The primary bucket whenever it has room, so that nearly every lookup
+// reads one bucket, the one prefetched ahead; the alternate takes the
+// overflow. With both full, a key of either moves to its own other bucket
+// (one cuckoo step) to make room.
 bool FlowTable::place(uint64_t hash, FlowId id, bool reverse) {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
-    const uint32_t alternate = alternate_bucket(primary, sig, bucket_mask_);
-    const uint32_t free_primary = buckets_[primary].free_slots();
-    const uint32_t free_alternate = buckets_[alternate].free_slots();
-    if ((free_primary | free_alternate) == 0)
-        return false;
-    // The less loaded candidate; the primary on a tie.
-    const bool use_primary = free_count(free_primary) >= free_count(free_alternate);
-    Bucket &bucket = buckets_[use_primary ? primary : alternate];
-    const uint32_t slot = std::countr_zero(use_primary ? free_primary : free_alternate);
-    bucket.signature[slot] = sig;
-    bucket.entry[slot] = id | (reverse ? reverse_bit : 0);
-    return true;
+    const uint32_t candidates[2] = {primary, alternate_bucket(primary, sig, bucket_mask_)};
+    auto put = [](Bucket &bucket, uint32_t slot, uint32_t signature, uint32_t entry) {
+        bucket.signature[slot] = signature;
+        bucket.entry[slot] = entry;
+    };
+    const uint32_t entry = id | (reverse ? reverse_bit : 0);
+    for (uint32_t b : candidates) {
+        if (const uint32_t free = buckets_[b].free_slots()) {
+            put(buckets_[b], std::countr_zero(free), sig, entry);
+            return true;
+        }
+    }
+    for (uint32_t b : candidates) {
+        Bucket &full = buckets_[b];
+        for (uint32_t slot = 0; slot < slots_per_bucket; ++slot) {
+            Bucket &other = buckets_[alternate_bucket(b, full.signature[slot], bucket_mask_)];
+            if (const uint32_t free = other.free_slots()) {
+                put(other, std::countr_zero(free), full.signature[slot], full.entry[slot]);
+                put(full, slot, sig, entry);
+                return true;
+            }
+        }
+    }
+    return false;
 }
 
 void FlowTable::unplace(uint64_t hash, FlowId id) {

@@ -153,20 +153,21 @@ public:
     FlowTable &operator=(const FlowTable &) = delete;
 
     uint64_t hash(const FlowKey &key) const { return flow_hash(key, key_); }
-    // Prefetches the buckets `hash` falls in: call a few packets ahead.
-    // Inline: it is a handful of instructions, run for every packet.
+    // Prefetches the primary bucket of `hash`, which holds nearly every key
+    // (place() fills it first): call a few packets ahead. Inline: it is a
+    // handful of instructions, run for every packet.
     void prefetch(uint64_t hash) const {
         const uint32_t primary = uint32_t(hash) & bucket_mask_;
         const char *lines = reinterpret_cast<const char *>(buckets_);
         __builtin_prefetch(lines + size_t(primary) * 64);
-        __builtin_prefetch(lines + size_t(alternate_bucket(primary, signature_of(hash),
-                                                           bucket_mask_)) * 64);
     }
-    // Once the buckets are in cache: prefetches the flows whose signatures
-    // match, so that lookup() finds them loaded too (and, for an IPv6 key,
-    // their addresses).
-    // Returns false when no bucket holds the key's signature: the key is
-    // not in the table (a new flow, most likely).
+    // Once the primary bucket is in cache: prefetches the flows whose
+    // signatures match, so that lookup() finds them loaded too (and, for an
+    // IPv6 key, their addresses).
+    // Returns false when the primary bucket does not hold the key's
+    // signature, and prefetches the alternate: the key is most likely not in
+    // the table (a new flow), else in the alternate, where the primary was
+    // full when it came.
     bool prefetch_flows(uint64_t hash, bool ipv6 = false) const;
 
     // A live flow with `key` in either direction; expired flows are not found.
@@ -190,6 +191,17 @@ public:
 
     // Marks the flow alive at `now`, in `state`.
     void touch(FlowId id, FlowState state, uint32_t now);
+    // The data path's touch: writes only when the state changes or the flow's
+    // age passes 1/64 of its timeout, so that packets of a busy flow leave its
+    // line clean (a dirty line costs a write-back when it leaves the cache).
+    // An idle flow then expires up to 1/64 of its timeout early.
+    void refresh(FlowEntry &flow, FlowState state, uint32_t now) const {
+        if (state != flow.state ||
+            uint32_t(now - flow.last_seen) > timeout_of_[uint8_t(state)] / 64) {
+            flow.state = state;
+            flow.last_seen = now;
+        }
+    }
     void remove(FlowId id);
 
     // Removes up to `budget` expired flows, resuming where the last call

@@ -285,8 +285,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     }
     BackendSlot slot;
     if (flow) {
-        flow->state = next_state(flow->state, key.protocol, flags, false);
-        flow->last_seen = now;
+        flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
         reverse = flow->reverse();
         slot = flow->backend;
     } else {
@@ -437,8 +436,8 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
     // backend would only move the client's sequence past that RST.
     if (flow.state == FlowState::reset_sent)
         return dropped(DropReason::backend_removed);
-    flow.state = next_state(flow.state, flow.protocol(), tcp_flags(frame.data, packet), true);
-    flow.last_seen = now;
+    flows_.refresh(flow, next_state(flow.state, flow.protocol(), tcp_flags(frame.data, packet), true),
+                   now);
     if (flow.client_port >= snapshot.ports().size())
         return dropped(DropReason::next_hop_unresolved);
     // Back to the client from the VIP: the flow's forward tuple, turned round,

@@ -316,6 +316,25 @@ TEST(FlowTable, TouchExtendsLifeAndChangesTimeout) {
     EXPECT_EQ(find(table, f.forward, 1291).id, no_flow);
 }
 
+// The data path's refresh leaves a busy flow's line unwritten until 1/64 of
+// its timeout has passed, and writes at once when the state changes.
+TEST(FlowTable, RefreshWritesOncePerSixtyFourthOfTheTimeout) {
+    FlowTable table(100, test_key(), FlowTimeouts{640, 6400, 64, 3200});
+    const FlowId id = add(table, nat_flow(40000, 1024, FlowState::established), 1000);
+    ASSERT_NE(id, no_flow);
+    FlowEntry &flow = table.flow(id);
+    table.refresh(flow, FlowState::established, 1100);  // 100 <= 6400 / 64
+    EXPECT_EQ(flow.last_seen, 1000u);
+    table.refresh(flow, FlowState::established, 1101);
+    EXPECT_EQ(flow.last_seen, 1101u);
+    table.refresh(flow, FlowState::closing, 1102);       // a FIN: written at once
+    EXPECT_EQ(flow.state, FlowState::closing);
+    EXPECT_EQ(flow.last_seen, 1102u);
+    // Still alive just before its timeout from the last write, gone after.
+    EXPECT_NE(find(table, nat_flow(40000, 1024, FlowState::closing).forward, 1102 + 64).id, no_flow);
+    EXPECT_EQ(find(table, nat_flow(40000, 1024, FlowState::closing).forward, 1102 + 65).id, no_flow);
+}
+
 TEST(FlowTable, NowWrapsAround) {
     FlowTable table(100, test_key(), short_timeouts);
     const uint32_t start = UINT32_MAX - 10;
@@ -399,6 +418,29 @@ TEST(FlowTable, FillsToCapacity) {
         table.remove(ids[0]);
         EXPECT_NE(add(table, tuples.fresh_flow(), 5), no_flow);
     }
+}
+
+// A key goes to its primary bucket while that has room: the one bucket the
+// data path prefetches ahead holds nearly every key, so a lookup reads one
+// bucket line, not two. (Placing each key in the less loaded of its two
+// buckets would leave about half of them in the alternate.)
+TEST(FlowTable, KeysStayInTheirPrimaryBucketWhileItHasRoom) {
+    const uint32_t capacity = 100'000;
+    FlowTable table(capacity, test_key());
+    Tuples tuples(11);
+    std::vector<Flow> flows;
+    for (uint32_t i = 0; i < capacity; ++i) {
+        flows.push_back(tuples.fresh_flow());
+        ASSERT_NE(add(table, flows.back(), 1), no_flow);
+    }
+    // prefetch_flows() is true when the primary bucket holds the signature.
+    size_t in_primary = 0;
+    for (const Flow &f : flows)
+        in_primary += table.prefetch_flows(table.hash(f.forward)) +
+                      table.prefetch_flows(table.hash(f.reverse));
+    std::printf("[   info   ] a full table: %.2f%% of keys in their primary bucket\n",
+                100.0 * double(in_primary) / double(2 * flows.size()));
+    EXPECT_GE(in_primary, 2 * flows.size() * 95 / 100);
 }
 
 // A full table whose flows have all expired takes new flows: insert reclaims
