@@ -162,24 +162,29 @@ void handle_from_wire(WorkerContext &worker, const lb::Snapshot *snapshot, uint3
     rte_mbuf *packet = item.packet;
     WorkerPort &port = worker.ports[item.port_index];
     WorkerCounters &counters = worker.counters;
-    uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
-    uint32_t length = rte_pktmbuf_data_len(packet);
-    DropReason reason = DropReason::none;
-
-    const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
-    const LocalAddresses &local =
-        snapshot ? snapshot->ports()[item.port_index].local : *port.local;
-    const LocalReply reply = answer_local(frame, length, capacity, parsed, local, reason);
-    if (reply == LocalReply::drop) {
-        drop(packet, reason, counters);
-        return;
-    }
-    if (reply != LocalReply::not_local) {
-        count_reply(reply, counters);
-        rte_pktmbuf_data_len(packet) = uint16_t(length);
-        rte_pktmbuf_pkt_len(packet) = length;
-        send(port.to_wire, packet, counters);
-        return;
+    // Only ARP, ICMP and ICMPv6 get local answers: TCP and UDP, nearly all
+    // the traffic, skip the look.
+    const bool maybe_local = !parsed.has_l4 || (parsed.l4_protocol != ip_proto::tcp &&
+                                                 parsed.l4_protocol != ip_proto::udp);
+    if (maybe_local) {
+        uint8_t *frame = rte_pktmbuf_mtod(packet, uint8_t *);
+        uint32_t length = rte_pktmbuf_data_len(packet);
+        DropReason reason = DropReason::none;
+        const uint32_t capacity = rte_pktmbuf_data_len(packet) + rte_pktmbuf_tailroom(packet);
+        const LocalAddresses &local =
+            snapshot ? snapshot->ports()[item.port_index].local : *port.local;
+        const LocalReply reply = answer_local(frame, length, capacity, parsed, local, reason);
+        if (reply == LocalReply::drop) {
+            drop(packet, reason, counters);
+            return;
+        }
+        if (reply != LocalReply::not_local) {
+            count_reply(reply, counters);
+            rte_pktmbuf_data_len(packet) = uint16_t(length);
+            rte_pktmbuf_pkt_len(packet) = length;
+            send(port.to_wire, packet, counters);
+            return;
+        }
     }
 
     if (snapshot && balance(worker, item, *snapshot, now, parsed, probe))

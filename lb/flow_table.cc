@@ -41,8 +41,6 @@ namespace sluice::lb {
 namespace {
 
 constexpr uint32_t slots_per_bucket = 8;
-constexpr uint32_t reverse_bit = 1u << 31;     // in a slot's entry: matched Flow::reverse
-constexpr uint32_t id_mask = reverse_bit - 1;  // flow ids stay below 2^31
 constexpr uint32_t empty_signature = 0;
 
 // A flow id with no flow behind it is marked in its own state, so that
@@ -173,26 +171,22 @@ FlowTable::~FlowTable() {
     std::free(free_ids_);
 }
 
-bool FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
+FlowHint FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
-    auto prefetch_matches = [this, ipv6](const Bucket &bucket, uint32_t m) {
-        for (; m != 0; m &= m - 1) {
-            const FlowId id = bucket.entry[std::countr_zero(m)] & id_mask;
-            __builtin_prefetch(&flows_[id]);  // one line
-            if (ipv6)
-                __builtin_prefetch(&addresses6_[id]);
-        }
-    };
     // A signature match in the primary is the key itself but for a 1 in
     // 2^29 chance, and then lookup() pays one miss.
-    const Bucket &first = buckets_[primary];
-    if (const uint32_t m = first.matches(sig)) {
-        prefetch_matches(first, m);
-        return true;
+    const Bucket &bucket = buckets_[primary];
+    const uint32_t m = bucket.matches(sig);
+    if (m == 0) {
+        prefetch_bucket(alternate_bucket(primary, sig, bucket_mask_));
+        return no_hint;
     }
-    __builtin_prefetch(&buckets_[alternate_bucket(primary, sig, bucket_mask_)]);
-    return false;
+    const uint32_t entry = bucket.entry[std::countr_zero(m)];
+    __builtin_prefetch(&flows_[entry & id_mask]);  // one line
+    if (ipv6)
+        __builtin_prefetch(&addresses6_[entry & id_mask]);
+    return entry;
 }
 
 // Inlined into lookup(): a call there cost more than the search.

@@ -143,6 +143,11 @@ struct FlowLookup {
     bool reverse = false;   // matched Flow::reverse: a packet from the backend
 };
 
+// What prefetch_flows() saw in a key's primary bucket: the entry (flow id
+// and direction) whose signature matched, for lookup() to try first.
+using FlowHint = uint32_t;
+constexpr FlowHint no_hint = UINT32_MAX;
+
 class FlowTable {
 public:
     // Room for `capacity` flows (each indexed twice). `key` is secret; tests
@@ -156,22 +161,40 @@ public:
     // Prefetches the primary bucket of `hash`, which holds nearly every key
     // (place() fills it first): call a few packets ahead. Inline: it is a
     // handful of instructions, run for every packet.
-    void prefetch(uint64_t hash) const {
+    void prefetch(uint64_t hash) const { prefetch_bucket(uint32_t(hash) & bucket_mask_); }
+    // Both candidate buckets of a key about to be inserted: proving it
+    // absent reads both.
+    void prefetch_for_insert(uint64_t hash) const {
         const uint32_t primary = uint32_t(hash) & bucket_mask_;
-        const char *lines = reinterpret_cast<const char *>(buckets_);
-        __builtin_prefetch(lines + size_t(primary) * 64);
+        prefetch_bucket(primary);
+        prefetch_bucket(alternate_bucket(primary, signature_of(hash), bucket_mask_));
     }
     // Once the primary bucket is in cache: prefetches the flows whose
     // signatures match, so that lookup() finds them loaded too (and, for an
     // IPv6 key, their addresses).
-    // Returns false when the primary bucket does not hold the key's
-    // signature, and prefetches the alternate: the key is most likely not in
-    // the table (a new flow), else in the alternate, where the primary was
-    // full when it came.
-    bool prefetch_flows(uint64_t hash, bool ipv6 = false) const;
+    // Returns the entry whose signature matched, for lookup() to start from;
+    // no_hint when the primary bucket does not hold the key's signature, and
+    // then prefetches the alternate: the key is most likely not in the table
+    // (a new flow), else in the alternate, where the primary was full when it
+    // came.
+    FlowHint prefetch_flows(uint64_t hash, bool ipv6 = false) const;
 
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);
+    // The same, trying `hint` first: a live flow there that holds the key is
+    // the key's one entry, found without searching the buckets again. A hint
+    // gone stale (its flow ended or was replaced in between) costs only the
+    // search it would have saved.
+    FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now, FlowHint hint) {
+        if (hint != no_hint) {
+            const FlowEntry &flow = flows_[hint & id_mask];
+            const bool reverse = (hint & reverse_bit) != 0;
+            if (!expired(flow, now) && (!reverse || flow.reverse_indexed) &&
+                flow.holds(key, reverse))
+                return {hint & id_mask, reverse};
+        }
+        return lookup(key, hash, now);
+    }
 
     // Adds a flow under both of its keys (only `forward` when
     // !flow.reverse_indexed). Returns no_flow when the table is full (expired
@@ -222,7 +245,12 @@ public:
 
 private:
     struct Bucket;
+    static constexpr uint32_t reverse_bit = 1u << 31;     // in a slot's entry: matched Flow::reverse
+    static constexpr uint32_t id_mask = reverse_bit - 1;  // flow ids stay below 2^31
     static constexpr uint32_t no_entry = UINT32_MAX;  // no slot's entry is all ones
+    void prefetch_bucket(uint32_t index) const {  // buckets are 64-byte lines
+        __builtin_prefetch(reinterpret_cast<const char *>(buckets_) + size_t(index) * 64);
+    }
 
     // A bucket slot's signature: the high 32 bits of the hash, never 0 (0
     // marks a free slot).

@@ -100,12 +100,16 @@ void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowPro
         probe.key = flow_key_of(frame, packet);
     }
     probe.hash = flows_.hash(probe.key);
+    probe.hint = no_hint;
     flows_.prefetch(probe.hash);
 }
 
 void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
                                 uint32_t &new_flows) const {
-    if (!probe.candidate || flows_.prefetch_flows(probe.hash, probe.key.family == 6))
+    if (!probe.candidate)
+        return;
+    probe.hint = flows_.prefetch_flows(probe.hash, probe.key.family == 6);
+    if (probe.hint != no_hint)
         return;
     if (!probe.service_known) {
         probe.service = snapshot.find_service(probe.key);
@@ -127,7 +131,7 @@ void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
         offset %= range;
     const uint16_t port = uint16_t(snat_.first + offset);
     const IpAddress &local = local_address_of(service, probe.hash);
-    flows_.prefetch(flows_.hash(snat_tuple(local, service.backends[index], probe.key, port)));
+    flows_.prefetch_for_insert(flows_.hash(snat_tuple(local, service.backends[index], probe.key, port)));
 }
 
 FlowKey L4Balancer::snat_tuple(const IpAddress &local, const Backend &backend,
@@ -167,10 +171,10 @@ BalanceResult L4Balancer::balance(FrameBuffer &frame, const ParsedPacket &packet
             return {packet.fragment ? BalanceVerdict::drop : BalanceVerdict::to_stack,
                     packet.fragment ? DropReason::fragment_to_stack : DropReason::none, 0};
         result = to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
-                            probe.key, probe.hash, now, counters);
+                            probe.key, probe.hash, probe.hint, now, counters);
     } else {
         // Not for a VIP: perhaps a backend's answer.
-        const FlowLookup found = flows_.lookup(probe.key, probe.hash, now);
+        const FlowLookup found = flows_.lookup(probe.key, probe.hash, now, probe.hint);
         if (found.id == no_flow || !found.reverse)
             return {};
         result = to_client(frame, packet, snapshot, flows_.flow(found.id), now, counters);
@@ -208,7 +212,7 @@ BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket 
         return dropped(DropReason::fragment_to_stack);
     if (service != Snapshot::no_service)
         return to_backend(frame, packet, ingress_port, snapshot, snapshot.services()[service],
-                          key, hash, now, counters);
+                          key, hash, no_hint, now, counters);
     const FlowLookup found = flows_.lookup(key, hash, now);
     if (found.id == no_flow || !found.reverse)
         return dropped(DropReason::fragment_without_first);
@@ -237,9 +241,9 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
 BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
                                      uint16_t ingress_port, const Snapshot &snapshot,
                                      const Service &service, const FlowKey &key, uint64_t hash,
-                                     uint32_t now, BalancerCounters &counters) {
+                                     FlowHint hint, uint32_t now, BalancerCounters &counters) {
     const uint8_t flags = tcp_flags(frame.data, packet);
-    const FlowLookup found = flows_.lookup(key, hash, now);
+    const FlowLookup found = flows_.lookup(key, hash, now, hint);
     FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
     FlowKey reverse;
     // A SYN on a flow that was closing, or whose backend left a `reset`

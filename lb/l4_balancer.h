@@ -76,6 +76,7 @@ struct FlowProbe {
     bool candidate = false;  // IP, untagged, TCP or UDP with its header: worth balancing
     bool service_known = false;  // prefetch_flows() already looked the service up
     uint32_t service = 0;        // then: its index, or Snapshot::no_service
+    FlowHint hint = no_hint;     // from prefetch_flows(): where lookup() tries first
 };
 
 class L4Balancer {
@@ -126,7 +127,7 @@ public:
 private:
     BalanceResult to_backend(FrameBuffer &frame, const ParsedPacket &packet,
                              uint16_t ingress_port, const Snapshot &snapshot,
-                             const Service &service, const FlowKey &key, uint64_t hash,
+                             const Service &service, const FlowKey &key, uint64_t hash, FlowHint hint,
                              uint32_t now, BalancerCounters &counters);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             FlowEntry &flow, uint32_t now, BalancerCounters &counters);
