@@ -546,6 +546,11 @@ bool Gateway::launch_workers(std::string &error) {
         balancing->snapshot = snapshot_.get();
         balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
                                                            lb::HashKey::random(), timeouts);
+        if (i == 0)
+            std::printf("sluiced: flow tables of %u flows in %s\n", config_.lb.flow_table_size,
+                        balancing->flows->in_reserved_hugepages()
+                            ? "reserved hugepages"
+                            : "transparent hugepages (no reserved ones left)");
         // Each worker owns a slice of the local ports: fullnat's SNAT ports
         // first, then the TCP's for the proxy's backend connections.
         const lb::SnatPortRange slice = slices.slice(unsigned(i));

@@ -73,18 +73,41 @@ PackedTuple packed(const FlowKey &key, std::array<uint8_t, 16> &source6,
 }
 
 
-void *allocate_lines(size_t bytes) {
-    // Large arrays on 2 MiB boundaries, and transparent hugepages asked for:
-    // lookups land at random across them, and with 4 KiB pages nearly every
-    // one would also miss the TLB.
-    constexpr size_t huge_page = 2u << 20;
+constexpr size_t huge_page = 2u << 20;
+
+size_t rounded_size(size_t bytes) {
+    // Large arrays on 2 MiB boundaries (aligned_alloc wants a multiple of
+    // the alignment).
     const size_t alignment = bytes >= huge_page ? huge_page : 64;
-    // aligned_alloc wants a size that is a multiple of the alignment.
-    const size_t rounded = (bytes + alignment - 1) / alignment * alignment;
-    void *memory = std::aligned_alloc(alignment, rounded ? rounded : alignment);
-    if (memory && alignment == huge_page)
-        madvise(memory, rounded, MADV_HUGEPAGE);  // a hint: failure costs speed only
+    return bytes == 0 ? alignment : (bytes + alignment - 1) / alignment * alignment;
+}
+
+// Lookups land at random across the buckets and flows: with 4 KiB pages
+// nearly every one would also miss the TLB. `hot` arrays take reserved
+// hugepages when some are free (a DPDK host has them; the EAL took its
+// share at start-up), else ask for transparent ones, as the others do.
+void *allocate_lines(size_t bytes, bool hot, bool &hugetlb) {
+    const size_t size = rounded_size(bytes);
+    hugetlb = false;
+    if (hot && size >= huge_page) {
+        void *memory = mmap(nullptr, size, PROT_READ | PROT_WRITE,
+                            MAP_PRIVATE | MAP_ANONYMOUS | MAP_HUGETLB, -1, 0);
+        if (memory != MAP_FAILED) {
+            hugetlb = true;
+            return memory;
+        }
+    }
+    void *memory = std::aligned_alloc(size >= huge_page ? huge_page : 64, size);
+    if (memory && size >= huge_page)
+        madvise(memory, size, MADV_HUGEPAGE);  // a hint: failure costs speed only
     return memory;
+}
+
+void release_lines(void *memory, size_t bytes, bool hugetlb) {
+    if (hugetlb)
+        munmap(memory, rounded_size(bytes));
+    else
+        std::free(memory);
 }
 
 } // namespace
@@ -136,17 +159,18 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
     const uint64_t buckets = std::bit_ceil(needed < 2 ? uint64_t(2) : needed);
     bucket_mask_ = uint32_t(buckets - 1);
 
-    buckets_ = static_cast<Bucket *>(allocate_lines(buckets * sizeof(Bucket)));
-    flows_ = static_cast<FlowEntry *>(allocate_lines(size_t(capacity) * sizeof(FlowEntry)));
+    bucket_bytes_ = buckets * sizeof(Bucket);
+    buckets_ = static_cast<Bucket *>(allocate_lines(bucket_bytes_, true, buckets_hugetlb_));
+    flows_ = static_cast<FlowEntry *>(
+        allocate_lines(size_t(capacity) * sizeof(FlowEntry), true, flows_hugetlb_));
     // Left uninitialized: an IPv6 flow writes its line before anything reads it.
+    bool cold_hugetlb;  // never: these stay unwritten (and unpaid for) until used
     addresses6_ = static_cast<FlowAddresses6 *>(
-        allocate_lines(size_t(capacity) * sizeof(FlowAddresses6)));
-    free_ids_ = static_cast<uint32_t *>(allocate_lines(size_t(capacity) * sizeof(uint32_t)));
+        allocate_lines(size_t(capacity) * sizeof(FlowAddresses6), false, cold_hugetlb));
+    free_ids_ = static_cast<uint32_t *>(
+        allocate_lines(size_t(capacity) * sizeof(uint32_t), false, cold_hugetlb));
     if (!buckets_ || !flows_ || !addresses6_ || !free_ids_) {
-        std::free(buckets_);
-        std::free(flows_);
-        std::free(addresses6_);
-        std::free(free_ids_);
+        release_memory();
         throw std::bad_alloc();
     }
 
@@ -163,10 +187,14 @@ FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeout
     free_count_ = capacity;
 }
 
-FlowTable::~FlowTable() {
+FlowTable::~FlowTable() { release_memory(); }
+
+void FlowTable::release_memory() {
     // Bucket and FlowEntry are trivially destructible: only the memory goes.
-    std::free(buckets_);
-    std::free(flows_);
+    if (buckets_)
+        release_lines(buckets_, bucket_bytes_, buckets_hugetlb_);
+    if (flows_)
+        release_lines(flows_, size_t(capacity_) * sizeof(FlowEntry), flows_hugetlb_);
     std::free(addresses6_);
     std::free(free_ids_);
 }

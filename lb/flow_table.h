@@ -236,6 +236,9 @@ public:
     uint32_t capacity() const { return capacity_; }
     // Bytes of table memory per flow of capacity, for the docs.
     static size_t bytes_per_flow();
+    // True when the buckets and flows, which lookups read at random, sit in
+    // reserved hugepages (else transparent hugepages were asked for).
+    bool in_reserved_hugepages() const { return buckets_hugetlb_ && flows_hugetlb_; }
 
     // Flows that left the table, by their backend's slot: with the
     // balancer's new-flow counts, how many each backend has open.
@@ -282,6 +285,7 @@ private:
         return state >= std::size(timeout_of_) || uint32_t(now - flow.last_seen) > timeout_of_[state];
     }
     bool place(uint64_t hash, FlowId id, bool reverse);
+    void release_memory();
     // Writes `flow` into its entry (and its IPv6 addresses, if it has any).
     void store(FlowId id, const Flow &flow, uint32_t now);
     void unplace(uint64_t hash, FlowId id);
@@ -294,6 +298,8 @@ private:
     uint32_t bucket_mask_ = 0;
     Bucket *buckets_ = nullptr;     // cache-line aligned
     FlowEntry *flows_ = nullptr;
+    size_t bucket_bytes_ = 0;
+    bool buckets_hugetlb_ = false, flows_hugetlb_ = false;  // in reserved hugepages
     // By flow id; only IPv6 flows write theirs, so an IPv4-only table never
     // touches (nor, its pages left unmapped, pays for) this array.
     FlowAddresses6 *addresses6_ = nullptr;
