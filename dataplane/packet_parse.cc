@@ -37,14 +37,18 @@ DropReason parse_arp(const uint8_t *frame, uint32_t length, ParsedPacket &out) {
 }
 
 // The IPv4 header checksum, with the common 20-byte header summed as five
-// words straight (the loop of internet_checksum costs twice as much).
+// words straight (the loop of internet_checksum costs twice as much). Word
+// by word, not through a local array: an array would cost parse_packet a
+// stack canary.
 inline uint16_t ipv4_header_sum(const uint8_t *ip, uint32_t header_length) {
     if (header_length != ipv4_min_header)
         return internet_checksum(ip, header_length);
-    uint32_t words[5];
-    std::memcpy(words, ip, sizeof words);
-    const uint64_t sum = uint64_t(words[0]) + words[1] + words[2] + words[3] + words[4];
-    return checksum_finish(sum);
+    auto word = [ip](size_t i) {
+        uint32_t w;
+        std::memcpy(&w, ip + 4 * i, 4);
+        return uint64_t(w);
+    };
+    return checksum_finish(word(0) + word(1) + word(2) + word(3) + word(4));
 }
 
 DropReason parse_ipv4(const uint8_t *frame, uint32_t length, ParsedPacket &out,
