@@ -144,11 +144,11 @@ def test_the_same_under_loss_reordering_delay_and_duplication(netns):
     assert counters["duplicated"] > 0, counters
 
 
-# A Linux server that sends SIZE random bytes to its first client, closes,
-# and prints their SHA-256.
-SERVE = """
+# The start of a Linux server: accepts its first client on port argv[1],
+# after saying it listens.
+ACCEPT = """
     import hashlib, os, socket, sys
-    port, size = int(sys.argv[1]), int(sys.argv[2])
+    port = int(sys.argv[1])
     listener = socket.socket()
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind(("0.0.0.0", port))
@@ -156,7 +156,12 @@ SERVE = """
     print("listening", flush=True)
     connection, _ = listener.accept()
     digest = hashlib.sha256()
-    left = size
+"""
+
+# A Linux server that sends argv[2] random bytes to its first client,
+# closes, and prints their SHA-256.
+SERVE = ACCEPT + """
+    left = int(sys.argv[2])
     while left:
         chunk = os.urandom(min(left, 1 << 20))
         digest.update(chunk)
@@ -189,16 +194,7 @@ def test_an_active_open_receives_100_mb_from_a_linux_server(netns):
 
 # A Linux server that reads its first client to the end, closes, and prints
 # how many bytes came and their SHA-256.
-DRAIN = """
-    import hashlib, socket, sys
-    port = int(sys.argv[1])
-    listener = socket.socket()
-    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    listener.bind(("0.0.0.0", port))
-    listener.listen(1)
-    print("listening", flush=True)
-    connection, _ = listener.accept()
-    digest = hashlib.sha256()
+DRAIN = ACCEPT + """
     size = 0
     while True:
         chunk = connection.recv(1 << 20)

@@ -117,6 +117,15 @@ protected:
         app.now = &now;
     }
 
+    // The client's connection to the server's port 80, for `app`, which
+    // closes only when the test says.
+    Connection *connect_client(App &app) {
+        app.now = &now;
+        app.close_when_finished = false;
+        app.connection = client.connect(client_ip, server_ip, 80, app, now);
+        return app.connection;
+    }
+
     // Sends `data` from the client as fast as the buffer lets it.
     void send_all(Connection &connection, const std::string &data, uint64_t until, double loss = 0,
                   double duplicate = 0, double reorder = 0) {
@@ -151,11 +160,8 @@ std::string pattern(size_t size) {
 TEST_F(TcpEndpointTest, AMegabyteCrossesAndBothSidesClose) {
     App server_app, client_app;
     listen_with(server_app);
-    client_app.now = &now;
-    client_app.close_when_finished = false;
-    Connection *connection = client.connect(client_ip, server_ip, 80, client_app, now);
+    Connection *connection = connect_client(client_app);
     ASSERT_NE(connection, nullptr);
-    client_app.connection = connection;
     EXPECT_GE(connection->endpoints().local_port, 40000);
     EXPECT_LE(connection->endpoints().local_port, 40999);
     run(now + 100'000);
@@ -183,11 +189,8 @@ TEST_F(TcpEndpointTest, AMegabyteCrossesAndBothSidesClose) {
 TEST_F(TcpEndpointTest, ALossyWireStillDeliversEveryByteInOrder) {
     App server_app, client_app;
     listen_with(server_app);
-    client_app.now = &now;
-    client_app.close_when_finished = false;
-    Connection *connection = client.connect(client_ip, server_ip, 80, client_app, now);
+    Connection *connection = connect_client(client_app);
     ASSERT_NE(connection, nullptr);
-    client_app.connection = connection;
     run(now + 100'000);  // a clean handshake; loss after
     ASSERT_TRUE(server_app.established);
     const std::string data = pattern(1 << 20);
@@ -230,11 +233,8 @@ TEST_F(TcpEndpointTest, ASlowReaderClosesTheWindowAndNothingIsLost) {
     SlowReader server_app;
     App client_app;
     listen_with(server_app);
-    client_app.now = &now;
-    client_app.close_when_finished = false;
-    Connection *connection = client.connect(client_ip, server_ip, 80, client_app, now);
+    Connection *connection = connect_client(client_app);
     ASSERT_NE(connection, nullptr);
-    client_app.connection = connection;
     run(now + 100'000);
     ASSERT_TRUE(server_app.established);
     const std::string data = pattern(1 << 20);
@@ -486,9 +486,7 @@ TEST_F(TcpEndpointTest, TheWheelFiresManyTimersWithinATickOfTheScan) {
 TEST_F(TcpEndpointTest, TheWheelHearsOfDeadlinesMovedEarlierAndLater) {
     App server_app, client_app;
     listen_with(server_app);
-    client_app.now = &now;
-    client_app.close_when_finished = false;
-    Connection *c = client.connect(client_ip, server_ip, 80, client_app, now);
+    Connection *c = connect_client(client_app);
     ASSERT_NE(c, nullptr);
     run(now + 100'000);
     ASSERT_TRUE(client_app.established);
