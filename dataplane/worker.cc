@@ -207,8 +207,8 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
         rte_prefetch0(rte_pktmbuf_mtod(items[i].packet, void *));
 
     // Stage one, over the whole burst: parse each frame (drop the malformed),
-    // probe the flow table, so its buckets load while the others parse, and
-    // pass on what another worker owns.
+    // probe the flow table (key and hash), pass on what another worker owns,
+    // then prefetch the buckets of the rest all at once.
     ParsedPacket *parsed = worker.stages.parsed;
     lb::FlowProbe *probes = worker.stages.probes;
     SteeredPacket *valid = worker.stages.valid;
@@ -242,8 +242,10 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
         }
         valid[count++] = items[i];
     }
-    // Stage two: the buckets have had the burst's parsing to arrive; now
-    // the flows they point at load while stage three starts.
+    if (balancer)
+        balancer->prefetch_buckets(probes, count);
+    // Stage two: as the buckets arrive, the flows they point at are
+    // prefetched, to load while stage three starts.
     if (balancer) {
         uint32_t new_flows = 0;
         for (uint16_t i = 0; i < count; ++i)

@@ -101,7 +101,12 @@ void L4Balancer::probe(const uint8_t *frame, const ParsedPacket &packet, FlowPro
     }
     probe.hash = flows_.hash(probe.key);
     probe.hint = no_hint;
-    flows_.prefetch(probe.hash);
+}
+
+void L4Balancer::prefetch_buckets(const FlowProbe *probes, uint16_t count) const {
+    for (uint16_t i = 0; i < count; ++i)
+        if (probes[i].candidate)
+            flows_.prefetch(probes[i].hash);
 }
 
 void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,

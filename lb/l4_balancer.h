@@ -94,8 +94,15 @@ public:
           snat_cursor_(snat_start % (uint32_t(snat_ports.last) - snat_ports.first + 1)),
           fragments_(fragment_capacity, HashKey::random(), fragment_lifetime_ms) {}
 
-    // The first stage of a burst: fills `probe` and prefetches its buckets.
+    // The first stage of a burst: fills `probe` (its key and hash).
     void probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const;
+    // Then, once the whole burst is probed: prefetches each candidate's
+    // primary bucket, in a loop of their own. A random line of a large
+    // table needs a page walk (in a VM, a nested one) and the prefetch
+    // holds its place in the reorder buffer until the walk is done: in a
+    // tight loop the burst's walks overlap, whereas one prefetch per probe,
+    // among the parsing, left each packet waiting for its own.
+    void prefetch_buckets(const FlowProbe *probes, uint16_t count) const;
     // The second, once the buckets have had time to arrive: prefetches the
     // flows they point at. A packet whose key is not in the table and that
     // is for a fullnat VIP will take a SNAT port: the buckets of the tuple
