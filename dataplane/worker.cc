@@ -244,13 +244,10 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
     }
     if (balancer)
         balancer->prefetch_buckets(probes, count);
-    // Stage two: as the buckets arrive, the flows they point at are
-    // prefetched, to load while stage three starts.
-    if (balancer) {
-        uint32_t new_flows = 0;
-        for (uint16_t i = 0; i < count; ++i)
-            balancer->prefetch_flows(probes[i], *snapshot, new_flows);
-    }
+    // Stage two: the flows the buckets point at are prefetched, to load
+    // while stage three starts.
+    if (balancer)
+        balancer->prefetch_flows(probes, count, *snapshot);
     // Stage three: run each to completion.
     for (uint16_t i = 0; i < count; ++i)
         handle_from_wire(worker, snapshot, now, valid[i], parsed[i], probes[i]);

@@ -199,7 +199,7 @@ void FlowTable::release_memory() {
     std::free(free_ids_);
 }
 
-FlowHint FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
+FlowHint FlowTable::hint_of(uint64_t hash) const {
     const uint32_t sig = signature_of(hash);
     const uint32_t primary = uint32_t(hash) & bucket_mask_;
     // A signature match in the primary is the key itself but for a 1 in
@@ -210,11 +210,7 @@ FlowHint FlowTable::prefetch_flows(uint64_t hash, bool ipv6) const {
         prefetch_bucket(alternate_bucket(primary, sig, bucket_mask_));
         return no_hint;
     }
-    const uint32_t entry = bucket.entry[std::countr_zero(m)];
-    __builtin_prefetch(&flows_[entry & id_mask]);  // one line
-    if (ipv6)
-        __builtin_prefetch(&addresses6_[entry & id_mask]);
-    return entry;
+    return bucket.entry[std::countr_zero(m)];
 }
 
 // Inlined into lookup(): a call there cost more than the search.

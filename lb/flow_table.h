@@ -143,7 +143,7 @@ struct FlowLookup {
     bool reverse = false;   // matched Flow::reverse: a packet from the backend
 };
 
-// What prefetch_flows() saw in a key's primary bucket: the entry (flow id
+// What hint_of() saw in a key's primary bucket: the entry (flow id
 // and direction) whose signature matched, for lookup() to try first.
 using FlowHint = uint32_t;
 constexpr FlowHint no_hint = UINT32_MAX;
@@ -169,15 +169,20 @@ public:
         prefetch_bucket(primary);
         prefetch_bucket(alternate_bucket(primary, signature_of(hash), bucket_mask_));
     }
-    // Once the primary bucket is in cache: prefetches the flows whose
-    // signatures match, so that lookup() finds them loaded too (and, for an
-    // IPv6 key, their addresses).
-    // Returns the entry whose signature matched, for lookup() to start from;
-    // no_hint when the primary bucket does not hold the key's signature, and
-    // then prefetches the alternate: the key is most likely not in the table
-    // (a new flow), else in the alternate, where the primary was full when it
+    // Once the primary bucket is in cache: the entry whose signature
+    // matches, for prefetch_flow() and for lookup() to start from. no_hint
+    // when the primary bucket does not hold the key's signature, and then it
+    // prefetches the alternate: the key is most likely not in the table (a
+    // new flow), else in the alternate, where the primary was full when it
     // came.
-    FlowHint prefetch_flows(uint64_t hash, bool ipv6 = false) const;
+    FlowHint hint_of(uint64_t hash) const;
+    // The line of a hinted flow (and, for an IPv6 key, its addresses), so
+    // that lookup() finds it loaded.
+    void prefetch_flow(FlowHint hint, bool ipv6) const {
+        __builtin_prefetch(&flows_[hint & id_mask]);
+        if (ipv6)
+            __builtin_prefetch(&addresses6_[hint & id_mask]);
+    }
 
     // A live flow with `key` in either direction; expired flows are not found.
     FlowLookup lookup(const FlowKey &key, uint64_t hash, uint32_t now);

@@ -109,13 +109,25 @@ void L4Balancer::prefetch_buckets(const FlowProbe *probes, uint16_t count) const
             flows_.prefetch(probes[i].hash);
 }
 
-void L4Balancer::prefetch_flows(FlowProbe &probe, const Snapshot &snapshot,
-                                uint32_t &new_flows) const {
-    if (!probe.candidate)
-        return;
-    probe.hint = flows_.prefetch_flows(probe.hash, probe.key.family == 6);
-    if (probe.hint != no_hint)
-        return;
+void L4Balancer::prefetch_flows(FlowProbe *probes, uint16_t count,
+                                const Snapshot &snapshot) const {
+    uint32_t new_flows = 0;
+    for (uint16_t i = 0; i < count; ++i) {
+        FlowProbe &probe = probes[i];
+        if (!probe.candidate)
+            continue;
+        probe.hint = flows_.hint_of(probe.hash);
+        if (probe.hint == no_hint)
+            prefetch_new_flow(probe, snapshot, new_flows);
+    }
+    // As with the buckets: the flows' prefetches back to back.
+    for (uint16_t i = 0; i < count; ++i)
+        if (probes[i].candidate && probes[i].hint != no_hint)
+            flows_.prefetch_flow(probes[i].hint, probes[i].key.family == 6);
+}
+
+void L4Balancer::prefetch_new_flow(FlowProbe &probe, const Snapshot &snapshot,
+                                   uint32_t &new_flows) const {
     if (!probe.service_known) {
         probe.service = snapshot.find_service(probe.key);
         probe.service_known = true;
@@ -243,14 +255,13 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
     return false;
 }
 
-BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
-                                     uint16_t ingress_port, const Snapshot &snapshot,
-                                     const Service &service, const FlowKey &key, uint64_t hash,
-                                     FlowHint hint, uint32_t now, BalancerCounters &counters) {
-    const uint8_t flags = tcp_flags(frame.data, packet);
-    const FlowLookup found = flows_.lookup(key, hash, now, hint);
+BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &packet,
+                                      uint16_t ingress_port, const Snapshot &snapshot,
+                                      const Service &service, const FlowKey &key, uint64_t hash,
+                                      FlowLookup found, uint8_t flags, uint32_t now,
+                                      BalancerCounters &counters, FlowKey &reverse,
+                                      BackendSlot &slot) {
     FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
-    FlowKey reverse;
     // A SYN on a flow that was closing, or whose backend left a `reset`
     // service, opens a new connection with a reused source port: it is
     // balanced afresh (as IPVS's conn_reuse_mode does), else it would
@@ -292,68 +303,99 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         counters.resets_sent.increment();
         return {BalanceVerdict::forward, DropReason::none, ingress_port};
     }
-    BackendSlot slot;
     if (flow) {
+        // A `reset` service's flow whose backend is still there.
+        flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
+        reverse = flow->reverse();
+        slot = flow->backend;
+        return {};
+    }
+    // A fullnat flow needs its SNAT port from the first segment on; in the
+    // other modes Maglev alone picks the backend any instance would pick,
+    // so a connection that moved here from another gateway carries on.
+    if (service.mode == ForwardingMode::fullnat && key.protocol == ip_proto::tcp &&
+        !is_new_connection(flags))
+        return dropped(DropReason::no_flow_for_segment);
+    // A later fragment whose flow is gone: only dsr may pick again, by
+    // the same Maglev lookup its first fragment had.
+    if (!packet.has_l4 && service.mode != ForwardingMode::dsr)
+        return dropped(DropReason::fragment_without_first);
+    const uint32_t index = service.maglev.lookup(flow_hash(key, snapshot.maglev_key()));
+    if (index == MaglevTable::no_backend)
+        return dropped(DropReason::no_backend);
+    const Backend &backend = service.backends[index];
+    slot = backend.slot;
+    if (service.mode == ForwardingMode::fullnat) {
+        const IpAddress &local = local_address_of(service, hash);
+        if (!pick_snat_port(local, backend, key, now, reverse))
+            return dropped(DropReason::snat_ports_exhausted);
+    } else {
+        // The backend's answer as it would come back: to the client.
+        // Its family is the backend's: a GUE backend may be of the other
+        // family than the client (dsr only, where this tuple is never
+        // indexed).
+        reverse = key.reversed();
+        copy_address(reverse.source, backend.address);
+        reverse.family = backend.address.is_v4() ? 4 : 6;
+        if (backend.port_be)
+            reverse.source_port = backend.port_be;
+    }
+    // Only now, so that the SNAT port chosen above is another one.
+    if (replaced != no_flow)
+        flows_.remove(replaced);
+    Flow fresh;
+    fresh.forward = key;
+    fresh.reverse = reverse;
+    fresh.state = next_state(FlowState::syn_seen, key.protocol, flags, false);
+    fresh.client_port = uint8_t(ingress_port);
+    std::memcpy(fresh.client_mac.bytes.data(), frame.data + 6, 6);
+    // dsr answers bypass the gateway: the reverse tuple only says where
+    // the flow goes.
+    fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
+    fresh.backend = slot;
+    const uint64_t reverse_hash = flows_.hash(reverse);
+    const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
+    if (id == no_flow) {
+        if (service.mode != ForwardingMode::dsr)
+            return dropped(flows_.reverse_in_use(reverse, reverse_hash, now)
+                               ? DropReason::reverse_tuple_in_use
+                               : DropReason::flow_table_full);
+        counters.stateless_packets.increment();
+    } else {
+        counters.new_flows.increment();
+        if (slot < max_backend_slots)
+            backends_[slot].new_flows.increment();
+    }
+    return {};
+}
+
+BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
+                                     uint16_t ingress_port, const Snapshot &snapshot,
+                                     const Service &service, const FlowKey &key, uint64_t hash,
+                                     FlowHint hint, uint32_t now, BalancerCounters &counters) {
+    const uint8_t flags = tcp_flags(frame.data, packet);
+    const FlowLookup found = flows_.lookup(key, hash, now, hint);
+    FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
+    // Nearly every packet: one of a live flow that simply goes on. The rest
+    // (new flows, flows to end or to begin again) are out of line, so that
+    // this path pays neither their code nor their registers.
+    const bool goes_on =
+        flow && flow->state != FlowState::reset_sent &&
+        service.removed_backend_flows != RemovedBackendFlows::reset &&
+        !(key.protocol == ip_proto::tcp && is_new_connection(flags) &&
+          flow->state == FlowState::closing);
+    FlowKey reverse;
+    BackendSlot slot;
+    if (goes_on) {
         flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
         reverse = flow->reverse();
         slot = flow->backend;
     } else {
-        // A fullnat flow needs its SNAT port from the first segment on; in the
-        // other modes Maglev alone picks the backend any instance would pick,
-        // so a connection that moved here from another gateway carries on.
-        if (service.mode == ForwardingMode::fullnat && key.protocol == ip_proto::tcp &&
-            !is_new_connection(flags))
-            return dropped(DropReason::no_flow_for_segment);
-        // A later fragment whose flow is gone: only dsr may pick again, by
-        // the same Maglev lookup its first fragment had.
-        if (!packet.has_l4 && service.mode != ForwardingMode::dsr)
-            return dropped(DropReason::fragment_without_first);
-        const uint32_t index = service.maglev.lookup(flow_hash(key, snapshot.maglev_key()));
-        if (index == MaglevTable::no_backend)
-            return dropped(DropReason::no_backend);
-        const Backend &backend = service.backends[index];
-        slot = backend.slot;
-        if (service.mode == ForwardingMode::fullnat) {
-            const IpAddress &local = local_address_of(service, hash);
-            if (!pick_snat_port(local, backend, key, now, reverse))
-                return dropped(DropReason::snat_ports_exhausted);
-        } else {
-            // The backend's answer as it would come back: to the client.
-            // Its family is the backend's: a GUE backend may be of the other
-            // family than the client (dsr only, where this tuple is never
-            // indexed).
-            reverse = key.reversed();
-            copy_address(reverse.source, backend.address);
-            reverse.family = backend.address.is_v4() ? 4 : 6;
-            if (backend.port_be)
-                reverse.source_port = backend.port_be;
-        }
-        // Only now, so that the SNAT port chosen above is another one.
-        if (replaced != no_flow)
-            flows_.remove(replaced);
-        Flow fresh;
-        fresh.forward = key;
-        fresh.reverse = reverse;
-        fresh.state = next_state(FlowState::syn_seen, key.protocol, flags, false);
-        fresh.client_port = uint8_t(ingress_port);
-        std::memcpy(fresh.client_mac.bytes.data(), frame.data + 6, 6);
-        // dsr answers bypass the gateway: the reverse tuple only says where
-        // the flow goes.
-        fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
-        fresh.backend = slot;
-        const uint64_t reverse_hash = flows_.hash(reverse);
-        const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
-        if (id == no_flow) {
-            if (service.mode != ForwardingMode::dsr)
-                return dropped(flows_.reverse_in_use(reverse, reverse_hash, now)
-                                   ? DropReason::reverse_tuple_in_use
-                                   : DropReason::flow_table_full);
-            counters.stateless_packets.increment();
-        } else {
-            counters.new_flows.increment();
-            if (slot < max_backend_slots)
-                backends_[slot].new_flows.increment();
-        }
+        const BalanceResult settled = settle_flow(frame, packet, ingress_port, snapshot, service,
+                                                  key, hash, found, flags, now, counters, reverse,
+                                                  slot);
+        if (settled.verdict != BalanceVerdict::not_balanced)
+            return settled;
     }
 
     const NextHop *next_hop = snapshot.next_hop_of(slot, reverse.source, reverse.family);

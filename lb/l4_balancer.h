@@ -103,13 +103,13 @@ public:
     // tight loop the burst's walks overlap, whereas one prefetch per probe,
     // among the parsing, left each packet waiting for its own.
     void prefetch_buckets(const FlowProbe *probes, uint16_t count) const;
-    // The second, once the buckets have had time to arrive: prefetches the
-    // flows they point at. A packet whose key is not in the table and that
-    // is for a fullnat VIP will take a SNAT port: the buckets of the tuple
-    // it will most likely get are prefetched too, so that the port search
-    // and the insert find them loaded. `new_flows` counts such packets of
-    // the burst so far (start it at 0): each takes the next port in turn.
-    void prefetch_flows(FlowProbe &probe, const Snapshot &snapshot, uint32_t &new_flows) const;
+    // The second, once the buckets have had time to arrive: notes in each
+    // probe the flow its primary bucket points at (FlowProbe::hint), then
+    // prefetches those flows, again back to back. A packet whose key is not
+    // in the table and that is for a fullnat VIP will take a SNAT port: the
+    // buckets of the tuple it will most likely get are prefetched too, so
+    // that the port search and the insert find them loaded.
+    void prefetch_flows(FlowProbe *probes, uint16_t count, const Snapshot &snapshot) const;
 
     // `frame` holds an Ethernet frame that parsed as `packet`, probed as
     // `probe`, and arrived on `ingress_port` (the snapshot's port index).
@@ -136,6 +136,21 @@ private:
                              uint16_t ingress_port, const Snapshot &snapshot,
                              const Service &service, const FlowKey &key, uint64_t hash, FlowHint hint,
                              uint32_t now, BalancerCounters &counters);
+    // prefetch_flows() for a key its primary bucket lacks: the buckets of
+    // the SNAT tuple it will most likely take. `new_flows` counts such
+    // packets of the burst so far: each takes the next port in turn.
+    void prefetch_new_flow(FlowProbe &probe, const Snapshot &snapshot, uint32_t &new_flows) const;
+    // to_backend() for a packet whose flow does not simply go on: a new
+    // flow (given a backend and its tuples), a flow that ends with its
+    // backend, or one a SYN begins again. Either settles the packet (a
+    // verdict) or, with not_balanced, fills `reverse` and `slot` for
+    // to_backend() to send it on.
+    [[gnu::noinline]] BalanceResult settle_flow(FrameBuffer &frame, const ParsedPacket &packet,
+                                                uint16_t ingress_port, const Snapshot &snapshot,
+                                                const Service &service, const FlowKey &key,
+                                                uint64_t hash, FlowLookup found, uint8_t flags,
+                                                uint32_t now, BalancerCounters &counters,
+                                                FlowKey &reverse, BackendSlot &slot);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             FlowEntry &flow, uint32_t now, BalancerCounters &counters);
     // The SNAT tuple a new flow toward `backend` gets with `port` (host order).

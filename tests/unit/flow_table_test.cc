@@ -433,17 +433,17 @@ TEST(FlowTable, KeysStayInTheirPrimaryBucketWhileItHasRoom) {
         flows.push_back(tuples.fresh_flow());
         ASSERT_NE(add(table, flows.back(), 1), no_flow);
     }
-    // prefetch_flows() has a hint when the primary bucket holds the signature.
+    // hint_of() has a hint when the primary bucket holds the signature.
     size_t in_primary = 0;
     for (const Flow &f : flows)
-        in_primary += (table.prefetch_flows(table.hash(f.forward)) != no_hint) +
-                      (table.prefetch_flows(table.hash(f.reverse)) != no_hint);
+        in_primary += (table.hint_of(table.hash(f.forward)) != no_hint) +
+                      (table.hint_of(table.hash(f.reverse)) != no_hint);
     std::printf("[   info   ] a full table: %.2f%% of keys in their primary bucket\n",
                 100.0 * double(in_primary) / double(2 * flows.size()));
     EXPECT_GE(in_primary, 2 * flows.size() * 95 / 100);
 }
 
-// The hint prefetch_flows() gives is only where lookup() starts: when the
+// The hint hint_of() gives is only where lookup() starts: when the
 // flow there ended, or its id went to another flow, in between (packets of
 // one burst are probed before any of them runs), the search finds the truth.
 TEST(FlowTable, StaleHintsFallBackToTheSearch) {
@@ -452,8 +452,8 @@ TEST(FlowTable, StaleHintsFallBackToTheSearch) {
     const Flow a = tuples.fresh_flow();
     const FlowId first = add(table, a, 1);
     ASSERT_NE(first, no_flow);
-    const FlowHint forward_hint = table.prefetch_flows(table.hash(a.forward));
-    const FlowHint reverse_hint = table.prefetch_flows(table.hash(a.reverse));
+    const FlowHint forward_hint = table.hint_of(table.hash(a.forward));
+    const FlowHint reverse_hint = table.hint_of(table.hash(a.reverse));
     ASSERT_NE(forward_hint, no_hint);
     const FlowLookup hinted = table.lookup(a.reverse, table.hash(a.reverse), 1, reverse_hint);
     EXPECT_EQ(hinted.id, first);
@@ -946,7 +946,10 @@ TEST(FlowTable, LookupRate) {
             table.prefetch(burst_hashes[i]);
         }
         for (size_t i = 0; i < burst; ++i)
-            hints[i] = table.prefetch_flows(burst_hashes[i], probes[b + i].key.family == 6);
+            hints[i] = table.hint_of(burst_hashes[i]);
+        for (size_t i = 0; i < burst; ++i)
+            if (hints[i] != no_hint)
+                table.prefetch_flow(hints[i], probes[b + i].key.family == 6);
         for (size_t i = 0; i < burst; ++i) {
             const FlowLookup found =
                 table.lookup(probes[b + i].key, burst_hashes[i], 2, hints[i]);
