@@ -52,6 +52,13 @@ inline bool FlowKey::operator==(const FlowKey &other) const {
             (key_word(*this, 4) ^ key_word(other, 4))) == 0;
 }
 
+// What rewriting an IPv4 TCP or UDP packet of a flow for its other side
+// changes in its checksums (nat.h, rewrite_sums()), kept with the flow.
+struct RewriteSums {
+    uint16_t header = 0;  // the IPv4 header checksum's
+    uint16_t l4 = 0;      // the TCP or UDP checksum's
+};
+
 // A secret (or, for Maglev, shared) key for flow_hash: five 64-bit words,
 // one per 8 bytes of FlowKey, and a final mixing word.
 struct HashKey {

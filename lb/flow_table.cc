@@ -36,6 +36,8 @@
 #include <emmintrin.h>
 #endif
 
+#include "lb/nat.h"
+
 namespace sluice::lb {
 
 namespace {
@@ -371,6 +373,7 @@ void FlowTable::store(FlowId id, const Flow &flow, uint32_t now) {
     entry.reverse_indexed = flow.reverse_indexed;
     entry.backend = flow.backend;
     entry.client_mac = flow.client_mac;
+    entry.sums = rewrite_sums(flow.forward, flow.reverse);
 }
 
 void FlowTable::touch(FlowId id, FlowState state, uint32_t now) {

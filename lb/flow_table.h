@@ -95,6 +95,10 @@ struct alignas(64) FlowEntry {
     MacAddress client_mac;
     // Set only when a tuple is IPv6: where its addresses are.
     FlowAddresses6 *addresses6 = nullptr;
+    // What the rewrite of each side's IPv4 packets changes in their
+    // checksums (nat.h): [0] for packets of the forward tuple, [1] of the
+    // reverse one.
+    std::array<RewriteSums, 2> sums;
 
     FlowKey forward() const { return unpacked(forward_tuple, false); }
     FlowKey reverse() const { return unpacked(reverse_tuple, true); }

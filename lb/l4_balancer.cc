@@ -237,7 +237,8 @@ BalanceResult L4Balancer::later_fragment(FrameBuffer &frame, const ParsedPacket 
 }
 
 bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
-                                const FlowKey &client, uint32_t now, FlowKey &reverse) {
+                                const FlowKey &client, uint32_t now, FlowKey &reverse,
+                                uint64_t &reverse_hash) {
     // The backend answers to (local, port): any port of ours that no live
     // flow uses toward the same backend address and port will do. Ports are
     // taken in turn, not at random: a port comes round again only after the
@@ -249,7 +250,8 @@ bool L4Balancer::pick_snat_port(const IpAddress &local, const Backend &backend,
         const uint16_t port = uint16_t(snat_.first + snat_cursor_);
         snat_cursor_ = snat_cursor_ + 1 == range ? 0 : snat_cursor_ + 1;
         reverse = snat_tuple(local, backend, client, port);
-        if (flows_.lookup(reverse, flows_.hash(reverse), now).id == no_flow)
+        reverse_hash = flows_.hash(reverse);
+        if (flows_.lookup(reverse, reverse_hash, now).id == no_flow)
             return true;
     }
     return false;
@@ -260,7 +262,7 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
                                       const Service &service, const FlowKey &key, uint64_t hash,
                                       FlowLookup found, uint8_t flags, uint32_t now,
                                       BalancerCounters &counters, FlowKey &reverse,
-                                      BackendSlot &slot) {
+                                      BackendSlot &slot, RewriteSums &sums) {
     FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
     // A SYN on a flow that was closing, or whose backend left a `reset`
     // service, opens a new connection with a reused source port: it is
@@ -308,6 +310,7 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
         flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
         reverse = flow->reverse();
         slot = flow->backend;
+        sums = flow->sums[0];
         return {};
     }
     // A fullnat flow needs its SNAT port from the first segment on; in the
@@ -325,9 +328,10 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
         return dropped(DropReason::no_backend);
     const Backend &backend = service.backends[index];
     slot = backend.slot;
+    uint64_t reverse_hash;
     if (service.mode == ForwardingMode::fullnat) {
         const IpAddress &local = local_address_of(service, hash);
-        if (!pick_snat_port(local, backend, key, now, reverse))
+        if (!pick_snat_port(local, backend, key, now, reverse, reverse_hash))
             return dropped(DropReason::snat_ports_exhausted);
     } else {
         // The backend's answer as it would come back: to the client.
@@ -339,6 +343,7 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
         reverse.family = backend.address.is_v4() ? 4 : 6;
         if (backend.port_be)
             reverse.source_port = backend.port_be;
+        reverse_hash = flows_.hash(reverse);
     }
     // Only now, so that the SNAT port chosen above is another one.
     if (replaced != no_flow)
@@ -353,15 +358,15 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
     // the flow goes.
     fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
     fresh.backend = slot;
-    const uint64_t reverse_hash = flows_.hash(reverse);
     const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
     if (id == no_flow) {
         if (service.mode != ForwardingMode::dsr)
             return dropped(flows_.reverse_in_use(reverse, reverse_hash, now)
                                ? DropReason::reverse_tuple_in_use
                                : DropReason::flow_table_full);
-        counters.stateless_packets.increment();
+        counters.stateless_packets.increment();  // dsr: nothing to rewrite
     } else {
+        sums = flows_.flow(id).sums[0];
         counters.new_flows.increment();
         if (slot < max_backend_slots)
             backends_[slot].new_flows.increment();
@@ -386,14 +391,16 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
           flow->state == FlowState::closing);
     FlowKey reverse;
     BackendSlot slot;
+    RewriteSums sums;
     if (goes_on) {
         flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
         reverse = flow->reverse();
         slot = flow->backend;
+        sums = flow->sums[0];
     } else {
         const BalanceResult settled = settle_flow(frame, packet, ingress_port, snapshot, service,
                                                   key, hash, found, flags, now, counters, reverse,
-                                                  slot);
+                                                  slot, sums);
         if (settled.verdict != BalanceVerdict::not_balanced)
             return settled;
     }
@@ -411,7 +418,7 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
         if (inner_length > egress.mtu)
             return too_big(frame, packet, ingress_port, snapshot, egress.mtu, now, counters);
         // Toward the backend the packet carries the reverse tuple, turned round.
-        if (!forward_rewrite(frame.data, packet, reverse))
+        if (!forward_rewrite(frame.data, packet, reverse, sums))
             return dropped(DropReason::ttl_exceeded);
     } else {
         const IpAddress backend = address_of(reverse.source, reverse.family);
@@ -493,7 +500,7 @@ BalanceResult L4Balancer::to_client(FrameBuffer &frame, const ParsedPacket &pack
         return dropped(DropReason::next_hop_unresolved);
     // Back to the client from the VIP: the flow's forward tuple, turned round,
     // to the MAC the client's packets came from.
-    if (!forward_rewrite(frame.data, packet, flow.forward()))
+    if (!forward_rewrite(frame.data, packet, flow.forward(), flow.sums[1]))
         return dropped(DropReason::ttl_exceeded);
     set_ethernet(frame.data, flow.client_mac, snapshot.ports()[flow.client_port].mac);
     counters.to_client_packets.increment();

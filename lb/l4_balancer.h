@@ -143,14 +143,15 @@ private:
     // to_backend() for a packet whose flow does not simply go on: a new
     // flow (given a backend and its tuples), a flow that ends with its
     // backend, or one a SYN begins again. Either settles the packet (a
-    // verdict) or, with not_balanced, fills `reverse` and `slot` for
-    // to_backend() to send it on.
+    // verdict) or, with not_balanced, fills `reverse`, `slot` and the
+    // flow's `sums` for to_backend() to send it on.
     [[gnu::noinline]] BalanceResult settle_flow(FrameBuffer &frame, const ParsedPacket &packet,
                                                 uint16_t ingress_port, const Snapshot &snapshot,
                                                 const Service &service, const FlowKey &key,
                                                 uint64_t hash, FlowLookup found, uint8_t flags,
                                                 uint32_t now, BalancerCounters &counters,
-                                                FlowKey &reverse, BackendSlot &slot);
+                                                FlowKey &reverse, BackendSlot &slot,
+                                                RewriteSums &sums);
     BalanceResult to_client(FrameBuffer &frame, const ParsedPacket &packet, const Snapshot &snapshot,
                             FlowEntry &flow, uint32_t now, BalancerCounters &counters);
     // The SNAT tuple a new flow toward `backend` gets with `port` (host order).
@@ -165,8 +166,9 @@ private:
     bool icmp_budget(uint32_t now);
     BalanceResult icmp_error(FrameBuffer &frame, const ParsedPacket &packet,
                              const Snapshot &snapshot, uint32_t now, BalancerCounters &counters);
+    // A free SNAT tuple toward `backend`, in `reverse`, with its hash.
     bool pick_snat_port(const IpAddress &local, const Backend &backend, const FlowKey &client,
-                        uint32_t now, FlowKey &reverse);
+                        uint32_t now, FlowKey &reverse, uint64_t &reverse_hash);
 
     // The packets of a flow or stateless pick toward a backend.
     void count(BackendSlot slot, uint32_t bytes) {

@@ -68,6 +68,21 @@ public:
     void add32(uint32_t before, uint32_t after) { sum_ += uint64_t(~before) + after; }
     void add16(uint16_t before, uint16_t after) { sum_ += uint16_t(~before) + after; }
 
+    // The sum folded to 16 bits: 0 only when it is 0, else 1..0xffff, the
+    // same modulo 0xffff. applied_to() gives the same result from either.
+    uint16_t folded() const {
+        uint64_t sum = (sum_ & 0xffffffff) + (sum_ >> 32);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        sum = (sum & 0xffff) + (sum >> 16);
+        return uint16_t(sum);
+    }
+    static SumChange of_folded(uint16_t folded) {
+        SumChange change;
+        change.sum_ = folded;
+        return change;
+    }
+
     // HC' = ~(~HC + ~m + m') (RFC 1624 eqn 3). Folding a nonzero sum gives
     // 1..0xffff, as does a full computation over data that is never all zeros
     // (the IPv4 version nibble, the pseudo-header's protocol), so the result
@@ -348,46 +363,40 @@ inline uint32_t load32(const uint8_t *p) {
 inline void store16(uint8_t *p, uint16_t value) { std::memcpy(p, &value, 2); }
 inline void store32(uint8_t *p, uint32_t value) { std::memcpy(p, &value, 4); }
 
-// forward_rewrite() for IPv4 TCP and UDP with their header: one change for
-// the header checksum (TTL and both addresses; sequential RFC 1624 updates
-// and one combined update give the same bits, see SumChange), one for the
-// L4 checksum (addresses through the pseudo-header, and ports).
-bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+// TTL is the first byte of its word in memory: the word's low byte here,
+// its high byte on a big-endian CPU. Forwarded, it is at least 2: no borrow.
+constexpr uint16_t ttl_decrement = std::endian::native == std::endian::little ? 1 : 0x100;
+
+// Two ports (network byte order) as they sit in a TCP or UDP header.
+uint32_t ports_word(uint16_t source_port, uint16_t destination_port) {
+    uint32_t ports;
+    std::memcpy(&ports, &source_port, 2);
+    std::memcpy(reinterpret_cast<uint8_t *>(&ports) + 2, &destination_port, 2);
+    return ports;
+}
+
+// forward_rewrite() for IPv4 TCP and UDP with their header: each changed
+// field written once, each checksum updated once, by the flow's sums
+// (sequential RFC 1624 updates and one combined update give the same bits,
+// see SumChange).
+bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer,
+                          RewriteSums sums) {
     uint8_t *ip = frame + packet.l3_offset;
     if (ip[ipv4_ttl] <= 1)
         return false;
-    // TTL is the first byte of its word in memory: the word's low byte
-    // here, its high byte on a big-endian CPU. It is at least 2: no borrow.
-    const uint16_t ttl_word = load16(ip + ipv4_ttl);
-    const uint16_t new_ttl_word =
-        uint16_t(ttl_word - (std::endian::native == std::endian::little ? 1 : 0x100));
-    const uint32_t source = load32(ip + ipv4_source), destination = load32(ip + ipv4_destination);
-    const uint32_t new_source = load32(answer.destination.data());
-    const uint32_t new_destination = load32(answer.source.data());
-    SumChange addresses;
-    addresses.add32(source, new_source);
-    addresses.add32(destination, new_destination);
-    SumChange header = addresses;
-    header.add16(ttl_word, new_ttl_word);
-    store16(ip + ipv4_ttl, new_ttl_word);
-    store32(ip + ipv4_source, new_source);
-    store32(ip + ipv4_destination, new_destination);
-    const uint16_t header_checksum = header.applied_to(load16(ip + ipv4_header_checksum));
-    store16(ip + ipv4_header_checksum, header_checksum);
+    store16(ip + ipv4_ttl, uint16_t(load16(ip + ipv4_ttl) - ttl_decrement));
+    store32(ip + ipv4_source, load32(answer.destination.data()));
+    store32(ip + ipv4_destination, load32(answer.source.data()));
+    store16(ip + ipv4_header_checksum,
+            SumChange::of_folded(sums.header).applied_to(load16(ip + ipv4_header_checksum)));
 
     uint8_t *l4 = frame + packet.l4_offset;
-    const uint32_t ports = load32(l4);
-    uint32_t new_ports;  // source port then destination port, as in the header
-    std::memcpy(&new_ports, &answer.destination_port, 2);
-    std::memcpy(reinterpret_cast<uint8_t *>(&new_ports) + 2, &answer.source_port, 2);
-    SumChange l4_change = addresses;
-    l4_change.add32(ports, new_ports);
-    store32(l4, new_ports);
+    store32(l4, ports_word(answer.destination_port, answer.source_port));
     // update_udp_checksum's rules, inline: no call, no SumChange in memory.
     const bool udp = packet.l4_protocol == ip_proto::udp;
     uint8_t *field = l4 + (udp ? udp_checksum : tcp_checksum);
     const uint16_t checksum = load16(field);
-    uint16_t updated = l4_change.applied_to(checksum);
+    uint16_t updated = SumChange::of_folded(sums.l4).applied_to(checksum);
     if (udp && checksum == 0)
         updated = 0;  // none computed: stays none
     else if (udp && updated == 0)
@@ -407,13 +416,36 @@ bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const Flow
 
 } // namespace
 
-bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer) {
+std::array<RewriteSums, 2> rewrite_sums(const FlowKey &forward, const FlowKey &reverse) {
+    if (forward.family != 4 || reverse.family != 4)
+        return {};
+    // A forward packet's new source is the reverse tuple's destination, and
+    // so on. The reverse side's packets undo each change: their sums are the
+    // negatives, ~x in one's complement; applied_to() depends only on a sum
+    // modulo 0xffff, so ~x serves for -x bit for bit.
+    SumChange addresses;
+    addresses.add32(load32(forward.source.data()), load32(reverse.destination.data()));
+    addresses.add32(load32(forward.destination.data()), load32(reverse.source.data()));
+    SumChange l4 = addresses;
+    l4.add32(ports_word(forward.source_port, forward.destination_port),
+             ports_word(reverse.destination_port, reverse.source_port));
+    // The TTL word m becomes m - d on either side: ~m + m - d is ~d
+    // whatever m, as if a word d became 0.
+    SumChange ttl;
+    ttl.add16(ttl_decrement, 0);
+    const uint16_t address_sum = addresses.folded(), l4_sum = l4.folded();
+    return {{{(SumChange::of_folded(address_sum) + ttl).folded(), l4_sum},
+             {(SumChange::of_folded(uint16_t(~address_sum)) + ttl).folded(), uint16_t(~l4_sum)}}};
+}
+
+bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer,
+                     RewriteSums sums) {
     // The parser checked 20 bytes of TCP or 8 of UDP when it set has_l4, so
     // the ports and the checksum are inside; later fragments, ICMP and IPv6
     // take the general path.
     if (packet.network == NetworkLayer::ipv4 && answer.family == 4 && packet.has_l4 &&
         (packet.l4_protocol == ip_proto::tcp || packet.l4_protocol == ip_proto::udp))
-        return forward_rewrite_ipv4(frame, packet, answer);
+        return forward_rewrite_ipv4(frame, packet, answer, sums);
     return forward_rewrite_general(frame, packet, answer);
 }
 

@@ -3,6 +3,7 @@
 // the translation of ICMP errors about a flow. No EAL.
 #pragma once
 
+#include <array>
 #include <cstdint>
 
 #include "dataplane/net_addr.h"
@@ -27,13 +28,27 @@ void rewrite_tuple(uint8_t *frame, const ParsedPacket &packet, const FlowKey &to
 // must not be forwarded.
 bool decrement_hop_limit(uint8_t *frame, const ParsedPacket &packet);
 
+// The changes forward_rewrite() makes to the checksums of a flow's IPv4
+// packets: [0] for packets of `forward` (rewritten for `reverse`), [1] for
+// packets of `reverse` (rewritten for `forward`). One's-complement sums of
+// ~m + m' over every word m that becomes m' (RFC 1624 eqn 3), folded to 16
+// bits: the header's covers both addresses and the TTL's decrement, the L4
+// checksum's the addresses (its pseudo-header) and the ports. All packets of
+// a flow's side carry the same tuple, so the flow table computes them once
+// per flow and each packet adds two numbers. Zero when either tuple is
+// IPv6, which the general path rewrites.
+std::array<RewriteSums, 2> rewrite_sums(const FlowKey &forward, const FlowKey &reverse);
+
 // What a balanced packet needs before it leaves: decrement_hop_limit(), then
 // rewrite_tuple() to `answer.reversed()` (a flow's packets in one direction
 // carry the tuple its answers carry, turned round). Returns false, changing
 // nothing, when the hop limit is spent. The bytes written are exactly those
 // of the two calls; IPv4 TCP and UDP with their header take a fast path that
-// reads each changed field once and updates each checksum once.
-bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer);
+// writes each changed field once and updates each checksum by `sums`, which
+// must be rewrite_sums() of the flow, for the side whose tuple the packet
+// carries.
+bool forward_rewrite(uint8_t *frame, const ParsedPacket &packet, const FlowKey &answer,
+                     RewriteSums sums);
 
 // ICMP errors (destination unreachable, time exceeded, parameter problem;
 // for IPv6 also packet too big) quote the start of the packet that caused

@@ -184,12 +184,15 @@ TEST_F(Balancer, FullNatThereAndBack) {
     EXPECT_TRUE(tcp_checksum_ok(answer));
     EXPECT_EQ(counters.to_client_packets.read(), 1u);
 
-    // The client's next segment follows the flow to the same backend and port.
+    // The client's next segment follows the flow to the same backend and
+    // port, its checksums updated by the sums the flow keeps.
     Packet ack(tcp_frame(gw_client_mac, client4, vip_fullnat, 40000, 80, 0x10));
     ASSERT_EQ(run(ack, client_port_index).verdict, BalanceVerdict::forward);
     const Bytes again = ack.bytes();
     ASSERT_EQ(parse_packet(again.data(), uint32_t(again.size()), p), DropReason::none);
     EXPECT_EQ(flow_key_of(again.data(), p), to_backend);
+    EXPECT_EQ(internet_checksum(again.data() + 14, 20), 0);
+    EXPECT_TRUE(tcp_checksum_ok(again));
     EXPECT_EQ(counters.new_flows.read(), 1u);
 }
 

@@ -353,15 +353,20 @@ TEST(DecrementHopLimit, DecrementsOrRefuses) {
 // `frame` with the general path's bytes: decrement_hop_limit(), then
 // rewrite_tuple() to the answer turned round. Parsed as a NIC that verified
 // the IPv4 header checksum would have it, so that a wrong one gets through.
-void expect_as_general_path(const Bytes &frame, const FlowKey &answer) {
+// The fast path's sums are the flow's (rewrite_sums), for the packet's side:
+// the packet carries the forward tuple, or with `reverse_side` the reverse.
+void expect_as_general_path(const Bytes &frame, const FlowKey &answer, bool reverse_side = false) {
     ParsedPacket packet;
     ASSERT_EQ(parse_packet(frame.data(), uint32_t(frame.size()), packet, true), DropReason::none);
     Bytes general = frame;
     const bool forwarded = decrement_hop_limit(general.data(), packet);
     if (forwarded)
         rewrite_tuple(general.data(), packet, answer.reversed());
+    const FlowKey carried = flow_key_of(frame.data(), packet);
+    const RewriteSums sums = reverse_side ? rewrite_sums(answer, carried)[1]
+                                          : rewrite_sums(carried, answer)[0];
     Bytes fast = frame;
-    EXPECT_EQ(forward_rewrite(fast.data(), packet, answer), forwarded);
+    EXPECT_EQ(forward_rewrite(fast.data(), packet, answer, sums), forwarded);
     EXPECT_EQ(fast, general);
 }
 
@@ -427,9 +432,18 @@ TEST(ForwardRewrite, RandomTuplesMatchTheGeneralPath) {
         if (v4 && rng() % 8 == 0) {  // all-ones and zero header checksums too
             f[packet.l3_offset + 10] = f[packet.l3_offset + 11] = rng() & 1 ? 0xff : 0;
         }
-        const FlowKey answer = tuple(random_address(v4), uint16_t(rng()), random_address(v4),
-                                     uint16_t(rng()), protocol);
+        const IpAddress answer_source = random_address(v4), answer_destination = random_address(v4);
+        const uint16_t answer_source_port = uint16_t(rng()), answer_destination_port = uint16_t(rng());
+        const FlowKey answer = tuple(answer_source, answer_source_port, answer_destination,
+                                     answer_destination_port, protocol);
         expect_as_general_path(f, answer);
+        // The answer's packets, back the other way with the flow's other sums.
+        ParsedPacket sent;
+        ASSERT_EQ(parse_packet(f.data(), uint32_t(f.size()), sent, true), DropReason::none);
+        Bytes back = frame(protocol, answer_source, answer_source_port, answer_destination,
+                           answer_destination_port, data);
+        back[packet.l3_offset + (v4 ? 8 : 7)] = uint8_t(rng());
+        expect_as_general_path(back, flow_key_of(f.data(), sent), true);
         if (HasFailure())
             FAIL() << "iteration " << i;
     }
