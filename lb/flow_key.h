@@ -72,21 +72,31 @@ struct HashKey {
     static HashKey random();
 };
 
-// Keyed multiply-mix hash of the 40 key bytes (in the style of wyhash/UMASH:
-// each word is xored with its key word and folded through a 64x64->128
-// multiply), with a final avalanche. Not a MAC, but without the key an attacker cannot choose tuples
-// that collide, which is what hash flooding needs.
+// Keyed multiply-mix hash of the key's bytes (in the style of wyhash/UMASH:
+// words xored with their key words and folded through a 64x64->128
+// multiply), with a final avalanche. Not a MAC, but without the key an
+// attacker cannot choose tuples that collide, which is what hash flooding
+// needs.
 inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
     auto mix = [](uint64_t a, uint64_t b) {
         const unsigned __int128 product = (unsigned __int128)a * b;
         return uint64_t(product) ^ uint64_t(product >> 64);
     };
-    uint64_t h = mix(key_word(key, 0) ^ secret.words[0], key_word(key, 1) ^ secret.words[1]);
-    h = mix(h ^ key_word(key, 2) ^ secret.words[2], key_word(key, 3) ^ secret.words[3]);
-    h = mix(h ^ key_word(key, 4) ^ secret.words[4], secret.words[5]);
-    // The last multiply varies only with the ports' word: finish with an
-    // avalanche (splitmix64's) so that tuples differing in a port spread
-    // over the low bits, which pick the bucket.
+    uint64_t h;
+    if (key.family == 4) {
+        // Words 1 and 3 of an IPv4 key are zero and its addresses fill
+        // half of words 0 and 2: both addresses in one word, one multiply
+        // with the ports' word.
+        const uint64_t addresses = key_word(key, 0) | key_word(key, 2) << 32;
+        h = mix(addresses ^ secret.words[0], key_word(key, 4) ^ secret.words[4]);
+    } else {
+        h = mix(key_word(key, 0) ^ secret.words[0], key_word(key, 1) ^ secret.words[1]);
+        h = mix(h ^ key_word(key, 2) ^ secret.words[2], key_word(key, 3) ^ secret.words[3]);
+        h = mix(h ^ key_word(key, 4) ^ secret.words[4], secret.words[5]);
+    }
+    // A product's halves folded together leave some bits weakly mixed:
+    // finish with an avalanche (splitmix64's) so that tuples differing in a
+    // port spread over the low bits, which pick the bucket.
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);
