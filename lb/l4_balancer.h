@@ -98,10 +98,11 @@ public:
     void probe(const uint8_t *frame, const ParsedPacket &packet, FlowProbe &probe) const;
     // Then, once the whole burst is probed: prefetches each candidate's
     // primary bucket, in a loop of their own. A random line of a large
-    // table needs a page walk (in a VM, a nested one) and the prefetch
-    // holds its place in the reorder buffer until the walk is done: in a
+    // table needs a page walk (in a VM, a nested one), and a prefetch seems
+    // to hold its place in the reorder buffer until the walk is done: in a
     // tight loop the burst's walks overlap, whereas one prefetch per probe,
-    // among the parsing, left each packet waiting for its own.
+    // among the parsing, left each packet waiting for its own
+    // (docs/performance.md, session 7).
     void prefetch_buckets(const FlowProbe *probes, uint16_t count) const;
     // The second, once the buckets have had time to arrive: notes in each
     // probe the flow its primary bucket points at (FlowProbe::hint), then
