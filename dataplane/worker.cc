@@ -242,12 +242,12 @@ void handle_burst(WorkerContext &worker, const lb::Snapshot *snapshot, uint32_t 
         }
         valid[count++] = items[i];
     }
-    if (balancer)
+    // The end of stage one, the buckets; then stage two: the flows the
+    // buckets point at are prefetched, to load while stage three starts.
+    if (balancer) {
         balancer->prefetch_buckets(probes, count);
-    // Stage two: the flows the buckets point at are prefetched, to load
-    // while stage three starts.
-    if (balancer)
         balancer->prefetch_flows(probes, count, *snapshot);
+    }
     // Stage three: run each to completion.
     for (uint16_t i = 0; i < count; ++i)
         handle_from_wire(worker, snapshot, now, valid[i], parsed[i], probes[i]);

@@ -59,8 +59,8 @@ struct RewriteSums {
     uint16_t l4 = 0;      // the TCP or UDP checksum's
 };
 
-// A secret (or, for Maglev, shared) key for flow_hash: five 64-bit words,
-// one per 8 bytes of FlowKey, and a final mixing word.
+// A secret (or, for Maglev, shared) key for flow_hash and maglev_hash: five
+// 64-bit words, one per 8 bytes of FlowKey, and a final mixing word.
 struct HashKey {
     std::array<uint64_t, 6> words{};
 
@@ -72,34 +72,56 @@ struct HashKey {
     static HashKey random();
 };
 
-// Keyed multiply-mix hash of the key's bytes (in the style of wyhash/UMASH:
-// words xored with their key words and folded through a 64x64->128
-// multiply), with a final avalanche. Not a MAC, but without the key an
-// attacker cannot choose tuples that collide, which is what hash flooding
-// needs.
-inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
-    auto mix = [](uint64_t a, uint64_t b) {
-        const unsigned __int128 product = (unsigned __int128)a * b;
-        return uint64_t(product) ^ uint64_t(product >> 64);
-    };
-    uint64_t h;
-    if (key.family == 4) {
-        // Words 1 and 3 of an IPv4 key are zero and its addresses fill
-        // half of words 0 and 2: both addresses in one word, one multiply
-        // with the ports' word.
-        const uint64_t addresses = key_word(key, 0) | key_word(key, 2) << 32;
-        h = mix(addresses ^ secret.words[0], key_word(key, 4) ^ secret.words[4]);
-    } else {
-        h = mix(key_word(key, 0) ^ secret.words[0], key_word(key, 1) ^ secret.words[1]);
-        h = mix(h ^ key_word(key, 2) ^ secret.words[2], key_word(key, 3) ^ secret.words[3]);
-        h = mix(h ^ key_word(key, 4) ^ secret.words[4], secret.words[5]);
-    }
-    // A product's halves folded together leave some bits weakly mixed:
-    // finish with an avalanche (splitmix64's) so that tuples differing in a
-    // port spread over the low bits, which pick the bucket.
+namespace hash_detail {
+
+// A 64x64->128 multiply with its halves folded together (wyhash, UMASH).
+inline uint64_t mix(uint64_t a, uint64_t b) {
+    const unsigned __int128 product = (unsigned __int128)a * b;
+    return uint64_t(product) ^ uint64_t(product >> 64);
+}
+
+// A folded product leaves some bits weakly mixed: splitmix64's finish, so
+// that tuples differing in a port spread over the low bits (which pick a
+// bucket, or a Maglev slot).
+inline uint64_t avalanche(uint64_t h) {
     h = (h ^ (h >> 30)) * 0xbf58476d1ce4e5b9ull;
     h = (h ^ (h >> 27)) * 0x94d049bb133111ebull;
     return h ^ (h >> 31);
+}
+
+} // namespace hash_detail
+
+// The hash Maglev picks backends by, under the key of lb.maglev_seed: the
+// same on every gateway with the same seed, and from one version to the
+// next, so that a connection moving between gateways (an ECMP change, a
+// rolling upgrade) finds its backend again. Its values are pinned by a
+// test (FlowKey.MaglevHashIsPinned): changing it moves Maglev picks. It
+// runs once per new flow, so it keeps the five-word form.
+inline uint64_t maglev_hash(const FlowKey &key, const HashKey &seeded) {
+    using hash_detail::mix;
+    uint64_t h = mix(key_word(key, 0) ^ seeded.words[0], key_word(key, 1) ^ seeded.words[1]);
+    h = mix(h ^ key_word(key, 2) ^ seeded.words[2], key_word(key, 3) ^ seeded.words[3]);
+    return hash_detail::avalanche(mix(h ^ key_word(key, 4) ^ seeded.words[4], seeded.words[5]));
+}
+
+// The hash of the tables inside one process (flow tables, fragments,
+// steering between workers): keyed multiply-mix over the key's words. Not
+// a MAC, but without the key an attacker cannot choose tuples that
+// collide, which is what hash flooding needs. Free to change from one
+// version to the next; Maglev uses maglev_hash().
+inline uint64_t flow_hash(const FlowKey &key, const HashKey &secret) {
+    using hash_detail::mix;
+    if (key.family == 4) {
+        // Words 1 and 3 of an IPv4 key are zero: both addresses in one
+        // word, one multiply with the ports' word.
+        uint32_t source, destination;
+        std::memcpy(&source, key.source.data(), 4);
+        std::memcpy(&destination, key.destination.data(), 4);
+        const uint64_t addresses = uint64_t(source) | uint64_t(destination) << 32;
+        return hash_detail::avalanche(
+            mix(addresses ^ secret.words[0], key_word(key, 4) ^ secret.words[4]));
+    }
+    return maglev_hash(key, secret);  // IPv6: all five words
 }
 
 } // namespace sluice::lb

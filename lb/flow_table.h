@@ -163,8 +163,8 @@ public:
 
     uint64_t hash(const FlowKey &key) const { return flow_hash(key, key_); }
     // Prefetches the primary bucket of `hash`, which holds nearly every key
-    // (place() fills it first): call a few packets ahead. Inline: it is a
-    // handful of instructions, run for every packet.
+    // (place() fills it first), ahead of hint_of() or lookup(). Inline: it
+    // is a handful of instructions, run for every packet.
     void prefetch(uint64_t hash) const { prefetch_bucket(uint32_t(hash) & bucket_mask_); }
     // Both candidate buckets of a key about to be inserted: proving it
     // absent reads both.

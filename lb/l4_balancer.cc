@@ -137,7 +137,7 @@ void L4Balancer::prefetch_new_flow(FlowProbe &probe, const Snapshot &snapshot,
     const Service &service = snapshot.services()[probe.service];
     if (service.mode != ForwardingMode::fullnat)
         return;
-    const uint32_t index = service.maglev.lookup(flow_hash(probe.key, snapshot.maglev_key()));
+    const uint32_t index = service.maglev.lookup(maglev_hash(probe.key, snapshot.maglev_key()));
     if (index == MaglevTable::no_backend)
         return;
     const uint32_t range = uint32_t(snat_.last) - snat_.first + 1;
@@ -323,7 +323,7 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
     // the same Maglev lookup its first fragment had.
     if (!packet.has_l4 && service.mode != ForwardingMode::dsr)
         return dropped(DropReason::fragment_without_first);
-    const uint32_t index = service.maglev.lookup(flow_hash(key, snapshot.maglev_key()));
+    const uint32_t index = service.maglev.lookup(maglev_hash(key, snapshot.maglev_key()));
     if (index == MaglevTable::no_backend)
         return dropped(DropReason::no_backend);
     const Backend &backend = service.backends[index];

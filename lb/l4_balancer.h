@@ -68,13 +68,13 @@ struct SnatPortRange {
     uint16_t last = 65535;
 };
 
-// A packet's flow key and hash, computed a few packets ahead of balance()
-// so that the flow table's buckets are already on their way to the cache.
+// A packet's flow key and hash, computed in stage one, before any packet of
+// the burst is balanced, so that its bucket and flow can be prefetched.
 struct FlowProbe {
     FlowKey key;
     uint64_t hash = 0;
     bool candidate = false;  // IP, untagged, TCP or UDP with its header: worth balancing
-    bool service_known = false;  // prefetch_flows() already looked the service up
+    bool service_known = false;  // steering or prefetch_flows() already looked the service up
     uint32_t service = 0;        // then: its index, or Snapshot::no_service
     FlowHint hint = no_hint;     // from prefetch_flows(): where lookup() tries first
 };
@@ -104,8 +104,8 @@ public:
     // among the parsing, left each packet waiting for its own
     // (docs/performance.md, session 7).
     void prefetch_buckets(const FlowProbe *probes, uint16_t count) const;
-    // The second, once the buckets have had time to arrive: notes in each
-    // probe the flow its primary bucket points at (FlowProbe::hint), then
+    // The second, right after: notes in each probe the flow its primary
+    // bucket points at (FlowProbe::hint), then
     // prefetches those flows, again back to back. A packet whose key is not
     // in the table and that is for a fullnat VIP will take a SNAT port: the
     // buckets of the tuple it will most likely get are prefetched too, so
@@ -143,7 +143,9 @@ private:
     void prefetch_new_flow(FlowProbe &probe, const Snapshot &snapshot, uint32_t &new_flows) const;
     // to_backend() for a packet whose flow does not simply go on: a new
     // flow (given a backend and its tuples), a flow that ends with its
-    // backend, or one a SYN begins again. Either settles the packet (a
+    // backend, one a SYN begins again, and every flow of a service whose
+    // flows end with their backend (`reset`: the backend is looked for on
+    // each packet). Either settles the packet (a
     // verdict) or, with not_balanced, fills `reverse`, `slot` and the
     // flow's `sums` for to_backend() to send it on.
     [[gnu::noinline]] BalanceResult settle_flow(FrameBuffer &frame, const ParsedPacket &packet,

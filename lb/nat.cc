@@ -87,9 +87,12 @@ public:
     // 1..0xffff, as does a full computation over data that is never all zeros
     // (the IPv4 version nibble, the pseudo-header's protocol), so the result
     // is bit for bit what a full recomputation would write; the tests compare
-    // against exactly that. Only a sum of exactly 0 (HC = 0xffff and every
-    // word going 0xffff -> 0) would fold to the other zero; it is taken as
-    // 0xffff for the same reason, though no frame the parser accepts gets here.
+    // against exactly that. A total of exactly 0 (HC = 0xffff and a change
+    // that sums to 0, as a flow's kept sums do when its rewrite changes
+    // nothing modulo 0xffff) is taken as 0xffff, as a nonzero multiple of
+    // 0xffff folds: the result then depends only on the total modulo 0xffff,
+    // which is what lets a folded sum, and ~x for -x, stand in for the full
+    // one (rewrite_sums).
     uint16_t applied_to(uint16_t checksum) const {
         // The end-around-carry fold in four fixed steps (the sum is below
         // 2^40: 32 bits, then at most 2^17 + 2^16, 0xffff + 2, 0xffff); a

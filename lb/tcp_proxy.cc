@@ -237,7 +237,7 @@ tcp::ConnectionEvents *TcpProxy::accept(tcp::Connection &connection,
         snapshot_->services()[index].mode != ForwardingMode::proxy)
         return nullptr;
     const Service &service = snapshot_->services()[index];
-    const uint32_t pick = service.maglev.lookup(flow_hash(key, snapshot_->maglev_key()));
+    const uint32_t pick = service.maglev.lookup(maglev_hash(key, snapshot_->maglev_key()));
     if (pick == MaglevTable::no_backend || service.local_addresses.empty()) {
         counters_.no_backend.increment();
         return nullptr;
@@ -253,7 +253,7 @@ tcp::ConnectionEvents *TcpProxy::accept(tcp::Connection &connection,
     }
     const uint16_t backend_port = backend.port_be ? port_to_host(backend.port_be) : tuple.local_port;
     session->start(connection, backend, backend_port,
-                   local_address_of(service, flow_hash(key, snapshot_->maglev_key())));
+                   local_address_of(service, maglev_hash(key, snapshot_->maglev_key())));
     ++live_;
     counters_.sessions.increment();
     return &session->client_side();

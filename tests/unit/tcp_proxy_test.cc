@@ -356,7 +356,7 @@ TEST_F(TcpProxyTest, TheBackendIsTheOneMaglevPicksForTheClientTuple) {
         key.protocol = 6;
         key.family = 4;
         const Service &service = snapshot->services()[0];
-        const uint32_t pick = service.maglev.lookup(flow_hash(key, snapshot->maglev_key()));
+        const uint32_t pick = service.maglev.lookup(maglev_hash(key, snapshot->maglev_key()));
         const std::string expected = service.backends[pick].address.to_string();
         EXPECT_TRUE(backend_apps[expected].established) << expected;
         ++picks[expected];
