@@ -305,14 +305,6 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
         counters.resets_sent.increment();
         return {BalanceVerdict::forward, DropReason::none, ingress_port};
     }
-    if (flow) {
-        // A `reset` service's flow whose backend is still there.
-        flows_.refresh(*flow, next_state(flow->state, key.protocol, flags, false), now);
-        reverse = flow->reverse();
-        slot = flow->backend;
-        sums = flow->sums[0];
-        return {};
-    }
     // A fullnat flow needs its SNAT port from the first segment on; in the
     // other modes Maglev alone picks the backend any instance would pick,
     // so a connection that moved here from another gateway carries on.
@@ -386,7 +378,8 @@ BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &pac
     // this path pays neither their code nor their registers.
     const bool goes_on =
         flow && flow->state != FlowState::reset_sent &&
-        service.removed_backend_flows != RemovedBackendFlows::reset &&
+        (service.removed_backend_flows != RemovedBackendFlows::reset ||
+         has_backend(service, flow->reverse())) &&
         !(key.protocol == ip_proto::tcp && is_new_connection(flags) &&
           flow->state == FlowState::closing);
     FlowKey reverse;

@@ -143,9 +143,7 @@ private:
     void prefetch_new_flow(FlowProbe &probe, const Snapshot &snapshot, uint32_t &new_flows) const;
     // to_backend() for a packet whose flow does not simply go on: a new
     // flow (given a backend and its tuples), a flow that ends with its
-    // backend, one a SYN begins again, and every flow of a service whose
-    // flows end with their backend (`reset`: the backend is looked for on
-    // each packet). Either settles the packet (a
+    // backend, or one a SYN begins again. Either settles the packet (a
     // verdict) or, with not_balanced, fills `reverse`, `slot` and the
     // flow's `sums` for to_backend() to send it on.
     [[gnu::noinline]] BalanceResult settle_flow(FrameBuffer &frame, const ParsedPacket &packet,
