@@ -99,7 +99,9 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
     assert resetting != original
     # Only be1 and be2 have the file: a download that lands on be3, which
     # stays, ends at once with a 404 and is tried again from another port.
-    payload = os.urandom(16 * 1024 * 1024)
+    # At 1 MB/s it lasts 24 s: longer than a reload may take on a loaded
+    # machine (10 s at most), so it is still running when the reload lands.
+    payload = os.urandom(24 * 1024 * 1024)
     for backend in ("be1", "be2"):
         Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").write_bytes(payload)
     Path(f"/run/{lab.prefix}-lab/www/be3/slow.bin").unlink(missing_ok=True)
@@ -109,7 +111,7 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
         for _ in range(20):
             download = subprocess.Popen(
                 ["ip", "netns", "exec", lab.ns("client"), "curl", "-fsS", "-o", "/dev/null",
-                 "--noproxy", "*", "--limit-rate", "2M", "-m", "30", f"http://{VIP}/slow.bin"],
+                 "--noproxy", "*", "--limit-rate", "1M", "-m", "60", f"http://{VIP}/slow.bin"],
                 stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
             time.sleep(1)
             if download.poll() is None:
@@ -120,8 +122,10 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
             resetting, "      - address: 198.18.1.13\n"))
         assert answer.startswith("ed "), answer
         started = time.monotonic()
-        _, err = download.communicate(timeout=40)
-        # Cut well before its 8 s at 2 MB/s, or the 30 s limit.
+        assert download.poll() is None, ("the download ended before the reload landed",
+                                         download.returncode)
+        _, err = download.communicate(timeout=70)
+        # Cut well before its 24 s at 1 MB/s, or the 60 s limit.
         assert download.returncode == 56, (download.returncode, err)
         assert "reset" in err.lower(), err
         assert time.monotonic() - started < 5
