@@ -243,6 +243,8 @@ public:
     // Live flows, and expired ones not yet reclaimed. Other threads may read it.
     uint32_t size() const { return size_.load(std::memory_order_relaxed); }
     uint32_t capacity() const { return capacity_; }
+    // The bucket array's size (bench_memory reads arrays of the table's sizes).
+    size_t bucket_bytes() const { return bucket_bytes_; }
     // Bytes of table memory per flow of capacity, for the docs.
     static size_t bytes_per_flow();
     // True when the buckets and flows, which lookups read at random, sit in
