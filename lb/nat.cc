@@ -108,6 +108,17 @@ public:
         return uint16_t(~sum);
     }
 
+    // of_folded(folded).applied_to(checksum) in one fold: ~HC + folded is
+    // below 2^17, so one end-around carry brings it to 0..0xffff and the
+    // other three folds of applied_to() would change nothing.
+    static uint16_t applied_folded(uint16_t folded, uint16_t checksum) {
+        uint32_t sum = uint32_t(uint16_t(~checksum)) + folded;
+        sum = (sum & 0xffff) + (sum >> 16);
+        if (sum == 0)
+            sum = 0xffff;
+        return uint16_t(~sum);
+    }
+
 private:
     uint64_t sum_ = 0;
 };
@@ -391,7 +402,7 @@ bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const Flow
     store32(ip + ipv4_source, load32(answer.destination.data()));
     store32(ip + ipv4_destination, load32(answer.source.data()));
     store16(ip + ipv4_header_checksum,
-            SumChange::of_folded(sums.header).applied_to(load16(ip + ipv4_header_checksum)));
+            SumChange::applied_folded(sums.header, load16(ip + ipv4_header_checksum)));
 
     uint8_t *l4 = frame + packet.l4_offset;
     store32(l4, ports_word(answer.destination_port, answer.source_port));
@@ -399,7 +410,7 @@ bool forward_rewrite_ipv4(uint8_t *frame, const ParsedPacket &packet, const Flow
     const bool udp = packet.l4_protocol == ip_proto::udp;
     uint8_t *field = l4 + (udp ? udp_checksum : tcp_checksum);
     const uint16_t checksum = load16(field);
-    uint16_t updated = SumChange::of_folded(sums.l4).applied_to(checksum);
+    uint16_t updated = SumChange::applied_folded(sums.l4, checksum);
     if (udp && checksum == 0)
         updated = 0;  // none computed: stays none
     else if (udp && updated == 0)
