@@ -366,10 +366,11 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
     return {};
 }
 
-BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
-                                     uint16_t ingress_port, const Snapshot &snapshot,
-                                     const Service &service, const FlowKey &key, uint64_t hash,
-                                     FlowHint hint, uint32_t now, BalancerCounters &counters) {
+inline BalanceResult L4Balancer::to_backend(FrameBuffer &frame, const ParsedPacket &packet,
+                                            uint16_t ingress_port, const Snapshot &snapshot,
+                                            const Service &service, const FlowKey &key,
+                                            uint64_t hash, FlowHint hint, uint32_t now,
+                                            BalancerCounters &counters) {
     const uint8_t flags = tcp_flags(frame.data, packet);
     const FlowLookup found = flows_.lookup(key, hash, now, hint);
     FlowEntry *flow = found.id != no_flow && !found.reverse ? &flows_.flow(found.id) : nullptr;
