@@ -80,8 +80,8 @@ double run(const Lines &flows, const Lines *buckets, unsigned burst, uint64_t se
     const uint64_t start = __rdtsc();
     for (uint64_t done = 0; done < packets_per_run; done += burst) {
         const Lines &first = buckets ? *buckets : flows;
-        for (unsigned i = 0; i < burst; ++i)
-            index[i] = mixed(seed++) % first.count;
+        for (unsigned i = 0; i < burst; ++i)  // a multiply, not a division, into [0, count)
+            index[i] = uint64_t((unsigned __int128)mixed(seed++) * first.count >> 64);
         for (unsigned i = 0; i < burst; ++i)
             __builtin_prefetch(first.at(index[i]));
         if (buckets) {
