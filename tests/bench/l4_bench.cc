@@ -141,6 +141,13 @@ struct Result {
     double mpps, cycles_per_packet;
 };
 
+// A case whose packets did not all go through is no figure: it says so
+// and the run fails.
+int failed(const char *name, const char *what) {
+    std::fprintf(stderr, "bench: %s: %s\n", name, what);
+    return 1;
+}
+
 void print(const char *name, const Result &r) {
     std::printf("case=%s mpps=%.2f cycles_per_packet=%.1f\n", name, r.mpps, r.cycles_per_packet);
     std::fflush(stdout);
@@ -263,6 +270,8 @@ int run(unsigned passes) {
         uint64_t cycles = 0;
         for (unsigned p = 0; p < pass_count; ++p)
             cycles += bench.pass(set, macswap);
+        if (bench.dropped() != 0)
+            return failed("baseline", "frames did not come back from the TX ring");
         print("baseline", result_of(hz, cycles, size_t(pass_count) * pass_packets));
     }
 
@@ -300,10 +309,10 @@ int run(unsigned passes) {
         uint64_t cycles = 0;
         for (unsigned p = 0; p < pass_count; ++p)
             cycles += bench.pass(set, poll);
-        print("fullnat_established", result_of(hz, cycles, size_t(pass_count) * pass_packets));
         if (worker->balancing->counters.to_backend_packets.read() - before !=
             uint64_t(pass_count) * pass_packets)
-            std::fprintf(stderr, "bench: fullnat_established did not forward every packet\n");
+            return failed("fullnat_established", "not every packet was forwarded");
+        print("fullnat_established", result_of(hz, cycles, size_t(pass_count) * pass_packets));
     }
 
     // New fullnat flows: SYNs of distinct tuples into a fresh table per batch.
@@ -320,10 +329,9 @@ int run(unsigned passes) {
             for (size_t done = 0; done < new_flow_batch; done += pass_packets)
                 cycles += bench.pass(set, poll);
             packets += new_flow_batch;
-            if (worker->balancing->counters.new_flows.read() != new_flow_batch)
-                std::fprintf(stderr, "bench: fullnat_new made %lu flows of %zu\n",
-                             (unsigned long)worker->balancing->counters.new_flows.read(),
-                             new_flow_batch);
+            if (worker->balancing->counters.new_flows.read() != new_flow_batch ||
+                worker->balancing->counters.to_backend_packets.read() != new_flow_batch)
+                return failed("fullnat_new", "not every SYN made a flow and was forwarded");
         }
         print("fullnat_new", result_of(hz, cycles, packets));
     }
@@ -338,13 +346,21 @@ int run(unsigned passes) {
             set.frames.push_back(tcp_to(vip_dsr, i, 0x02));
         for (size_t done = 0; done < working_set; done += pass_packets)
             bench.pass(set, poll);  // creates the flows
+        if (worker->balancing->flows->size() != working_set)
+            return failed("dsr_ipip", "not every flow was created");
+        const uint64_t before = worker->balancing->counters.to_backend_packets.read();
         uint64_t cycles = 0;
         for (unsigned p = 0; p < pass_count; ++p)
             cycles += bench.pass(set, poll);
+        if (worker->balancing->counters.to_backend_packets.read() - before !=
+            uint64_t(pass_count) * pass_packets)
+            return failed("dsr_ipip", "not every packet was forwarded");
         print("dsr_ipip", result_of(hz, cycles, size_t(pass_count) * pass_packets));
     }
-    if (bench.dropped())
+    if (bench.dropped() != 0) {
         std::fprintf(stderr, "bench: %lu packets dropped\n", (unsigned long)bench.dropped());
+        return 1;
+    }
     return 0;
 }
 
