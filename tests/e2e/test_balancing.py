@@ -13,7 +13,9 @@ import pytest
 from conftest import run
 
 FULLNAT4, NAT4, FULLNAT6, WEIGHTED = "198.18.10.1", "198.18.10.2", "2001:db8:10::1", "198.18.10.3"
+NAT6 = "2001:db8:10::2"
 UDP4, UDP6 = "198.18.10.5", "2001:db8:10::5"
+UDP_NAT4, UDP_NAT6 = "198.18.10.9", "2001:db8:10::9"
 DSR_IPIP4, DSR_IPIP6, DSR_GUE4 = "198.18.10.4", "2001:db8:10::4", "198.18.10.6"
 
 # Sends `count` datagrams, each from a socket of its own (a flow of its own),
@@ -75,7 +77,7 @@ def spread(lab, vip, count):
     return json.loads(result.stdout)
 
 
-@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, WEIGHTED, DSR_IPIP4, DSR_IPIP6,
+@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, NAT6, WEIGHTED, DSR_IPIP4, DSR_IPIP6,
                                  DSR_GUE4])
 def test_every_vip_answers(gateway, vip):
     result = gateway.lab.exec("client", "curl", "-sS", "--noproxy", "*", "-m", "10", url(vip),
@@ -112,7 +114,7 @@ def test_weights_share_connections(gateway):
 
 
 def test_nat_and_ipv6_connections_all_succeed(gateway):
-    for vip in (NAT4, FULLNAT6):
+    for vip in (NAT4, FULLNAT6, NAT6):
         outcome = spread(gateway.lab, vip, 300)
         assert outcome["failures"] == 0, vip
         assert sorted(outcome["answers"]) == ["be1", "be2", "be3"], (vip, outcome)
@@ -162,7 +164,8 @@ def test_dsr_full_sized_segments_learn_the_path_mtu(gateway, vip):
             > before.get("sluice_worker_icmp_too_big_sent_total", 0)), (before, after)
 
 
-@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, DSR_IPIP4, DSR_GUE4])
+@pytest.mark.parametrize("vip", [FULLNAT4, NAT4, FULLNAT6, NAT6, DSR_IPIP4, DSR_IPIP6,
+                                 DSR_GUE4])
 def test_wrk_runs_without_errors(gateway, vip):
     """wrk keeps 16 connections busy for 3 s on each mode's VIP: every request
     answered, no socket error, no non-2xx answer."""
@@ -175,7 +178,7 @@ def test_wrk_runs_without_errors(gateway, vip):
     assert requests > 100, out
 
 
-@pytest.mark.parametrize("vip", [UDP4, UDP6])
+@pytest.mark.parametrize("vip", [UDP4, UDP6, UDP_NAT4, UDP_NAT6])
 def test_udp_datagrams_spread_and_return(gateway, vip):
     result = gateway.lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, vip, "600",
                               timeout=300)

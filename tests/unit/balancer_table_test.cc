@@ -57,7 +57,11 @@ const IpAddress vip_nat_port = ip("198.18.10.9"), backend_nat_port = ip("198.18.
 constexpr uint16_t backend_port = 8080;  // the nat_port service's backend listens here
 // GUE may carry one family inside the other (config_services.cc allows it).
 const IpAddress vip_gue_4in6 = ip("198.18.10.10"), backend_gue_4in6 = ip("2001:db8:0:2::16");
-const IpAddress vip_gue_6in4 = ip("2001:db8:10::6"), backend_gue_6in4 = ip("198.18.1.21");  // the nat_port service's backend listens here
+const IpAddress vip_gue_6in4 = ip("2001:db8:10::6"), backend_gue_6in4 = ip("198.18.1.21");
+// UDP in the modes that keep the client's address or bypass the answers.
+const IpAddress vip_nat_udp4 = ip("198.18.10.11"), backend_nat_udp4 = ip("198.18.1.22");
+const IpAddress vip_nat_udp6 = ip("2001:db8:10::11"), backend_nat_udp6 = ip("2001:db8:0:2::22");
+const IpAddress vip_dsr_udp4 = ip("198.18.10.12"), backend_dsr_udp4 = ip("198.18.1.23");
 
 constexpr uint8_t tcp_protocol = 6, udp_protocol = 17, icmp_protocol = 1, icmpv6_protocol = 58;
 constexpr uint8_t syn = 0x02, rst = 0x04, ack = 0x10, syn_ack = 0x12;
@@ -118,6 +122,12 @@ std::unique_ptr<Snapshot> lab_snapshot(bool backend_left) {
         services.back().gue_port = gue_port;
     }
 
+    for (const auto &[name, vip, backend] : {std::tuple{"nat-udp4", vip_nat_udp4, backend_nat_udp4},
+                                             std::tuple{"nat-udp6", vip_nat_udp6, backend_nat_udp6}})
+        services.push_back(balanced_service(name, vip, udp_protocol, 53, ForwardingMode::nat, {backend}));
+    services.push_back(balanced_service("dsr-udp4", vip_dsr_udp4, udp_protocol, 53, ForwardingMode::dsr,
+                                        {backend_dsr_udp4}));
+
     std::vector<EgressPort> ports(2);
     ports[client_side].mac = gw_client_mac;
     ports[client_side].ipv4 = gw_client4;
@@ -133,7 +143,8 @@ std::unique_ptr<Snapshot> lab_snapshot(bool backend_left) {
          {backend_fullnat4, backend_fullnat6, backend_fullnat_udp, backend_nat4, backend_nat6,
           backend_ipip4, backend_ipip6, backend_gue4, backend_gue6, backend_drained,
           backend_leaving, backend_staying, backend_unresolved, backend_nat_port,
-          backend_gue_4in6, backend_gue_6in4})
+          backend_gue_4in6, backend_gue_6in4, backend_nat_udp4, backend_nat_udp6,
+          backend_dsr_udp4})
         next_hops.emplace_back(backend, NextHop{backend_side, !(backend == backend_unresolved),
                                                 backend_mac(backend)});
     return std::make_unique<Snapshot>(std::move(services), std::move(ports), std::move(next_hops),
@@ -406,6 +417,48 @@ std::vector<Row> rows() {
         .egress = client_side,
         .expected = to_client(vip_nat_port, client4, syn_ack),
     });
+
+    // --- nat and dsr over UDP ---------------------------------------------
+    for (const auto &[family, vip, backend, client] :
+         {std::tuple{"IPv4", vip_nat_udp4, backend_nat_udp4, client4},
+          std::tuple{"IPv6", vip_nat_udp6, backend_nat_udp6, client6}}) {
+        const Bytes query(12, 0x5a), answer(20, 0xa5);
+        const Bytes from_client_frame = ip_frame(gw_client_mac, client_mac, client, vip, udp_protocol,
+                                                 udp_datagram(client, vip, 5353, 53, query));
+        table.push_back({
+            .description = family == std::string("IPv4")
+                               ? "nat IPv4 UDP datagram goes to the backend from the client's address"
+                               : "nat IPv6 UDP datagram goes to the backend from the client's address",
+            .input = from_client_frame,
+            .expected = ip_frame(backend_mac(backend), gw_backend_mac, client, backend, udp_protocol,
+                                 udp_datagram(client, backend, 5353, 53, query), 63),
+        });
+        table.push_back({
+            .description = family == std::string("IPv4")
+                               ? "nat IPv4 UDP answer goes back to the client from the VIP"
+                               : "nat IPv6 UDP answer goes back to the client from the VIP",
+            .setup = {{from_client_frame}},
+            .input = ip_frame(gw_backend_mac, backend_mac(backend), backend, client, udp_protocol,
+                              udp_datagram(backend, client, 53, 5353, answer)),
+            .ingress = backend_side,
+            .egress = client_side,
+            .expected = ip_frame(client_mac, gw_client_mac, vip, client, udp_protocol,
+                                 udp_datagram(vip, client, 53, 5353, answer), 63),
+        });
+    }
+    {
+        const Bytes query(12, 0x5a);
+        const Bytes datagram = udp_datagram(client4, vip_dsr_udp4, 5353, 53, query);
+        const Bytes inner = concat(
+            {ipv4(client4, vip_dsr_udp4, udp_protocol, datagram.size(), {}, 0, 63), datagram});
+        table.push_back({
+            .description = "dsr IP-in-IP 4in4 UDP datagram goes to the backend encapsulated",
+            .input = ip_frame(gw_client_mac, client_mac, client4, vip_dsr_udp4, udp_protocol, datagram),
+            .expected = concat({ethernet(backend_mac(backend_dsr_udp4), gw_backend_mac, 0x0800),
+                                gateway_ipv4(gw_backend4, backend_dsr_udp4, 4, inner.size(), 0),
+                                inner}),
+        });
+    }
 
     // --- dsr: the client's packet, TTL one less, inside an outer header -----
     // encap.cc: outer TTL 64, TOS/traffic class and flow label copied from
