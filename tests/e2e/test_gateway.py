@@ -64,6 +64,38 @@ def test_arp_and_neighbor_discovery_answered(gateway):
     assert f"{CLIENT_SIDE_V6} lladdr {gateway_mac}" in neighbours
 
 
+def test_vips_answer_arp_and_neighbor_discovery(gateway):
+    """A client that sees a VIP on its own link (a host route without a
+    router) asks ARP and ND for it: the gateway answers for its VIPs as for
+    its port's addresses, and the VIPs then serve over that route."""
+    lab = gateway.lab
+    vips = ("198.18.10.1", "2001:db8:10::1")
+    gateway_mac = lab.mac("gw", "gw-client")
+    before = gateway.counters()
+    try:
+        for vip in vips:
+            family = "-6" if ":" in vip else "-4"
+            lab.exec("client", "ip", family, "route", "add", vip, "dev", "eth0")
+        for vip in vips:
+            url = f"http://[{vip}]/" if ":" in vip else f"http://{vip}/"
+            result = lab.exec("client", "curl", "-sS", "--noproxy", "*", "-m", "10", url,
+                              check=False)
+            assert result.returncode == 0, result.stderr
+            assert result.stdout.strip() in ("be1", "be2", "be3"), result.stdout
+        neighbours = lab.exec("client", "ip", "neigh", "show", "dev", "eth0").stdout
+        for vip in vips:
+            assert f"{vip} lladdr {gateway_mac}" in neighbours, neighbours
+        after = gateway.counters()
+        assert after["sluice_worker_arp_replies_total"] > before["sluice_worker_arp_replies_total"]
+        assert (after["sluice_worker_neighbor_advertisements_total"]
+                > before["sluice_worker_neighbor_advertisements_total"])
+    finally:
+        for vip in vips:
+            family = "-6" if ":" in vip else "-4"
+            lab.exec("client", "ip", family, "route", "del", vip, "dev", "eth0", check=False)
+            lab.exec("client", "ip", "neigh", "del", vip, "dev", "eth0", check=False)
+
+
 @pytest.mark.parametrize("url,body", [
     ("http://198.18.1.11/", "be1"),
     ("http://[2001:db8:0:2::13]/", "be3"),

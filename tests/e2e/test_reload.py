@@ -42,21 +42,36 @@ def spread(lab, count):
 
 
 def test_backend_change_applies_and_established_flows_finish(gateway):
+    """be1 removed and be3 added while a download runs from be1: the
+    download keeps its backend and completes intact; new connections go to
+    be2 and be3 only."""
     lab = gateway.lab
     original = Path(gateway.config).read_text()
-    payload = os.urandom(16 * 1024 * 1024)
+    # Only be1 has the file: a download that lands on be2 ends at once with
+    # a 404 and is tried again from another port. At 1.5 MB/s it lasts 16 s:
+    # longer than a reload may take on a loaded machine (10 s at most).
+    payload = os.urandom(24 * 1024 * 1024)
     digest = hashlib.sha256(payload).hexdigest()
-    for backend in ("be1", "be2", "be3"):
-        Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").write_bytes(payload)
+    Path(f"/run/{lab.prefix}-lab/www/be1/slow.bin").write_bytes(payload)
+    for backend in ("be2", "be3"):
+        Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").unlink(missing_ok=True)
+    received = Path(f"/run/{lab.prefix}-lab/download.bin")
+    received.unlink(missing_ok=True)
+    for _ in range(20):
+        download = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns("client"), "curl", "-fsS", "-o", str(received),
+             "--noproxy", "*", "--limit-rate", "1500K", "-m", "60", f"http://{VIP}/slow.bin"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        if download.poll() is None:
+            break
+        assert download.returncode == 22, download.communicate()
+    assert download.poll() is None, "every download landed on be2"
 
-    # A download slow enough to span the reload, on whichever backend it got.
-    download = subprocess.Popen(
-        ["ip", "netns", "exec", lab.ns("client"), "sh", "-c",
-         f"curl -sS --noproxy '*' --limit-rate 4M -m 60 http://{VIP}/slow.bin | sha256sum"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    time.sleep(1)
     answer = reload(gateway, with_reload_backends(original, NEW_BACKENDS))
     assert answer.startswith("ed "), answer  # "sluiced: reloaded ..."
+    assert download.poll() is None, ("the download ended before the reload landed",
+                                     download.returncode)
 
     # New connections: be1 is gone, be3 has come.
     outcome = spread(lab, 300)
@@ -64,10 +79,11 @@ def test_backend_change_applies_and_established_flows_finish(gateway):
     assert "be1" not in outcome["answers"], outcome
     assert sorted(outcome["answers"]) == ["be2", "be3"], outcome
 
-    # The download that started before finishes intact, whatever its backend.
-    out, err = download.communicate(timeout=90)
+    # The download from the removed backend finishes intact.
+    _, err = download.communicate(timeout=90)
     assert download.returncode == 0, err
-    assert out.split()[0] == digest
+    assert hashlib.sha256(received.read_bytes()).hexdigest() == digest
+    received.unlink()
 
     assert reload(gateway, original).startswith("ed "), "back to the original backends"
 
