@@ -81,6 +81,16 @@ struct BackendConfig {
     bool operator==(const BackendConfig &) const = default;
 };
 
+// Idle timeouts of flows, in seconds.
+struct FlowTimeoutConfig {
+    unsigned tcp_syn = 5;
+    unsigned tcp_established = 300;
+    unsigned tcp_closing = 10;
+    unsigned udp = 30;
+
+    bool operator==(const FlowTimeoutConfig &) const = default;
+};
+
 // An L4 service: a VIP, protocol and port balanced over backends.
 struct ServiceConfig {
     std::string name;
@@ -93,6 +103,9 @@ struct ServiceConfig {
     uint16_t gue_port = 6080;
     uint32_t maglev_size = 65537;
     RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
+    // Its flows' idle timeouts when they differ from lb.timeouts (the keys
+    // the service leaves out are lb.timeouts' own). Absent: lb.timeouts.
+    std::optional<FlowTimeoutConfig> timeouts;
     // Absent: the backends are always up.
     std::optional<HealthCheckSpec> health_check;
     std::vector<BackendConfig> backends;
@@ -110,16 +123,6 @@ struct RouteConfig {
     IpAddress via;
 
     bool operator==(const RouteConfig &) const = default;
-};
-
-// Idle timeouts of flows, in seconds.
-struct FlowTimeoutConfig {
-    unsigned tcp_syn = 5;
-    unsigned tcp_established = 300;
-    unsigned tcp_closing = 10;
-    unsigned udp = 30;
-
-    bool operator==(const FlowTimeoutConfig &) const = default;
 };
 
 // The workers' userspace TCP, which proxy services run on. Per worker.

@@ -168,6 +168,13 @@ Json backend_json(const BackendConfig &backend) {
             {"drained", backend.drained}};
 }
 
+Json timeouts_json(const FlowTimeoutConfig &t) {
+    return {{"tcp_syn", t.tcp_syn},
+            {"tcp_established", t.tcp_established},
+            {"tcp_closing", t.tcp_closing},
+            {"udp", t.udp}};
+}
+
 Json service_json(const ServiceConfig &service) {
     Json j = {{"name", service.name},
               {"vip", service.vip.to_string()},
@@ -185,6 +192,8 @@ Json service_json(const ServiceConfig &service) {
     j["maglev_size"] = service.maglev_size;
     j["removed_backend_flows"] =
         service.removed_backend_flows == RemovedBackendFlows::reset ? "reset" : "keep";
+    if (service.timeouts)
+        j["timeouts"] = timeouts_json(*service.timeouts);
     if (service.health_check)
         j["health_check"] = health_check_json(*service.health_check);
     Json backends = Json::array();
@@ -223,14 +232,9 @@ Json config_json(const Config &config) {
     for (const RouteConfig &route : config.routes)
         routes.push_back({{"prefix", route.prefix.to_string()}, {"via", route.via.to_string()}});
 
-    const FlowTimeoutConfig &t = config.lb.timeouts;
     const Json lb = {{"maglev_seed", config.lb.maglev_seed},
                      {"flow_table_size", config.lb.flow_table_size},
-                     {"timeouts",
-                      {{"tcp_syn", t.tcp_syn},
-                       {"tcp_established", t.tcp_established},
-                       {"tcp_closing", t.tcp_closing},
-                       {"udp", t.udp}}}};
+                     {"timeouts", timeouts_json(config.lb.timeouts)}};
 
     const TcpConfig &c = config.tcp;
     const Json tcp = {{"max_connections", c.max_connections},

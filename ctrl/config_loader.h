@@ -50,6 +50,7 @@ private:
 
     // config_services.cc
     void read_lb(const Field &f, LbConfig &lb) const;
+    void read_timeouts(const Field &f, FlowTimeoutConfig &timeouts) const;
     void read_tcp(const Field &f, TcpConfig &tcp) const;
     void read_services(const Field &f, Config &config) const;
     ServiceConfig read_service(const Field &f, const Config &config,

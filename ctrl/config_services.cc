@@ -66,18 +66,21 @@ void ConfigLoader::read_lb(const Field &f, LbConfig &lb) const {
     }
     if (const Field *v = s.find("flow_table_size"))
         lb.flow_table_size = integer(*v, 1024, 16'777'216, "a number of flows");
-    if (const Field *v = s.find("timeouts")) {
-        const Section t = map(*v, {"tcp_syn", "tcp_established", "tcp_closing", "udp"});
-        const std::pair<const char *, unsigned *> timeouts[] = {
-            {"tcp_syn", &lb.timeouts.tcp_syn},
-            {"tcp_established", &lb.timeouts.tcp_established},
-            {"tcp_closing", &lb.timeouts.tcp_closing},
-            {"udp", &lb.timeouts.udp},
-        };
-        for (const auto &[key, value] : timeouts)
-            if (const Field *timeout = t.find(key))
-                *value = integer(*timeout, 1, max_timeout_s, "seconds");
-    }
+    if (const Field *v = s.find("timeouts"))
+        read_timeouts(*v, lb.timeouts);
+}
+
+void ConfigLoader::read_timeouts(const Field &f, FlowTimeoutConfig &timeouts) const {
+    const Section t = map(f, {"tcp_syn", "tcp_established", "tcp_closing", "udp"});
+    const std::pair<const char *, unsigned *> fields[] = {
+        {"tcp_syn", &timeouts.tcp_syn},
+        {"tcp_established", &timeouts.tcp_established},
+        {"tcp_closing", &timeouts.tcp_closing},
+        {"udp", &timeouts.udp},
+    };
+    for (const auto &[key, value] : fields)
+        if (const Field *timeout = t.find(key))
+            *value = integer(*timeout, 1, max_timeout_s, "seconds");
 }
 
 void ConfigLoader::read_tcp(const Field &f, TcpConfig &tcp) const {
@@ -137,6 +140,7 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
     // (VIP, protocol) → the ports in use and where, to refuse overlaps.
     std::map<std::pair<std::string, uint8_t>, std::map<uint16_t, int>> listeners;
     size_t backends = 0;
+    std::vector<FlowTimeoutConfig> timeout_sets{config.lb.timeouts};
     for (const Field &item : sequence(f)) {
         ServiceConfig service = read_service(item, config, rules);
         claim(names, service.name, item, "service name");
@@ -161,6 +165,15 @@ void ConfigLoader::read_services(const Field &f, Config &config) const {
                 std::to_string(item.mark.column + 1) + ": " + item.path +
                 ".maglev_size: " + std::to_string(service.maglev_size) + " is less than 100 x " +
                 plural(service.backends.size(), "backend") + ": shares will be uneven");
+        // Each set of timeouts is a profile of the workers' flow tables.
+        if (service.timeouts && std::find(timeout_sets.begin(), timeout_sets.end(),
+                                          *service.timeouts) == timeout_sets.end()) {
+            if (timeout_sets.size() == lb::max_timeout_profiles)
+                fail(item.node["timeouts"].Mark(), join(item.path, "timeouts"),
+                     "more than " + std::to_string(lb::max_timeout_profiles - 1) +
+                         " different sets of service timeouts");
+            timeout_sets.push_back(*service.timeouts);
+        }
         backends += service.backends.size();
         // The workers count per backend in a fixed number of slots.
         if (backends > lb::max_backend_slots)
@@ -175,7 +188,8 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
                                          const BackendRules &rules) const {
     const Section s = map(f, {"name", "vip", "protocol", "port", "mode", "local_addresses",
                               "encapsulation", "gue_port", "maglev_size",
-                              "removed_backend_flows", "health_check", "backends", "feeds"});
+                              "removed_backend_flows", "timeouts", "health_check", "backends",
+                              "feeds"});
     ServiceConfig service;
     service.name = text(require(s, "name"),
                         "a service name of 1..63 characters of a-z, 0-9, '_', '-'",
@@ -254,6 +268,13 @@ ServiceConfig ConfigLoader::read_service(const Field &f, const Config &config,
     }
     if (const Field *v = s.find("removed_backend_flows"))
         service.removed_backend_flows = RemovedBackendFlows(choice(*v, {"keep", "reset"}));
+    if (const Field *v = s.find("timeouts")) {
+        if (proxy)
+            fail(*v, "proxy services have no flows: tcp.idle_timeout ends their connections");
+        // lb comes before services: what the service leaves out is lb's.
+        service.timeouts = config.lb.timeouts;
+        read_timeouts(*v, *service.timeouts);
+    }
     if (const Field *v = s.find("health_check"))
         service.health_check = read_health_check(*v, service);
     if (const Field *v = s.find("backends"))

@@ -206,6 +206,8 @@ private:
     // next hops stay known.
     std::vector<IpAddress> retired_backends_;
     BackendSlots backend_slots_;
+    // Profile 0 is lb.timeouts, which only a restart changes.
+    TimeoutProfiles timeout_profiles_{config_.lb.timeouts};
     uint64_t generation_ = 0;
 
     HealthChecker health_;
@@ -271,8 +273,10 @@ void Gateway::start_balancing() {
         unsigned(config_.cores.workers.size()));
     neighbours_ = std::make_unique<NeighbourWatcher>();
     std::string error;
-    // No worker runs yet: every slot is idle, and the config was checked to fit.
+    // No worker runs yet: every slot is idle, and the config was checked to
+    // fit (slots, and the flow tables' timeout profiles).
     backend_slots_.assign(config_, [](lb::BackendSlot) { return true; }, error);
+    timeout_profiles_.assign(config_, error);
     publish_snapshot();
     std::printf("sluiced: balancing %zu service(s)\n", config_.services.size());
     steer_return_traffic();
@@ -329,7 +333,7 @@ void Gateway::publish_snapshot() {
                             health_of(service, backend) == BackendHealth::down};
     };
     snapshot_->publish(build_snapshot(config_, ports_, retired_backends_, known_neighbours_,
-                                      state_of, ++generation_));
+                                      state_of, timeout_profiles_, ++generation_));
 }
 
 bool Gateway::backend_slot_idle(lb::BackendSlot slot) const {
@@ -441,6 +445,10 @@ std::string Gateway::apply_config(Config next) {
     if (const char *fixed = needs_restart(next))
         return std::string(fixed) + " changed, which needs a restart";
     std::string error;
+    // Profiles first: one given out for nothing, when the slots then
+    // refuse, only uses up one of the run's 255.
+    if (!timeout_profiles_.assign(next, error))
+        return error;
     if (!backend_slots_.assign(
             next, [this](lb::BackendSlot slot) { return backend_slot_idle(slot); }, error))
         return error;
@@ -539,13 +547,11 @@ bool Gateway::launch_workers(std::string &error) {
             view.local = &port.local;
             worker->ports.push_back(view);
         }
-        const auto &t = config_.lb.timeouts;
-        const lb::FlowTimeouts timeouts{t.tcp_syn * 1000, t.tcp_established * 1000,
-                                        t.tcp_closing * 1000, t.udp * 1000};
         auto balancing = std::make_unique<dataplane::WorkerBalancing>();
         balancing->snapshot = snapshot_.get();
         balancing->flows = std::make_unique<lb::FlowTable>(config_.lb.flow_table_size,
-                                                           lb::HashKey::random(), timeouts);
+                                                           lb::HashKey::random(),
+                                                           timeout_profiles_.timeouts(0));
         if (i == 0)
             std::printf("sluiced: flow tables of %u flows in %s\n", config_.lb.flow_table_size,
                         balancing->flows->in_reserved_hugepages()

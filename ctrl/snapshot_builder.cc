@@ -50,6 +50,7 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
                                                    const BackendStateOf &state_of,
+                                                   const TimeoutProfiles &timeouts,
                                                    uint64_t generation) {
     std::vector<lb::Service> services;
     std::vector<std::pair<IpAddress, lb::NextHop>> next_hops;
@@ -64,6 +65,8 @@ std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
         service.encapsulation = config_service.encapsulation;
         service.gue_port = config_service.gue_port;
         service.removed_backend_flows = config_service.removed_backend_flows;
+        service.timeout_profile = timeouts.profile(config_service);
+        service.timeouts = timeouts.timeouts(service.timeout_profile);
         std::vector<lb::MaglevBackend> identities;
         for (const BackendConfig &backend : config_service.backends) {
             const BackendState state = state_of(config_service, backend);

@@ -9,6 +9,7 @@
 
 #include "ctrl/config.h"
 #include "ctrl/neighbours.h"
+#include "ctrl/timeout_profiles.h"
 #include "dataplane/port.h"
 #include "lb/snapshot.h"
 
@@ -29,12 +30,14 @@ struct BackendState {
 using BackendStateOf = std::function<BackendState(const ServiceConfig &, const BackendConfig &)>;
 
 // Backends that are down are left out of their service: they take no new
-// flows, and their flows go on or are reset as the service says.
+// flows, and their flows go on or are reset as the service says. Services
+// take the flow table profiles `timeouts` assigned them.
 std::unique_ptr<const lb::Snapshot> build_snapshot(const Config &config,
                                                    const std::vector<dataplane::Port> &ports,
                                                    const std::vector<IpAddress> &retired,
                                                    const std::map<NeighbourKey, MacAddress> &neighbours,
                                                    const BackendStateOf &state_of,
+                                                   const TimeoutProfiles &timeouts,
                                                    uint64_t generation);
 
 // The addresses a port answers ARP, ND and echo for: its own, every VIP and

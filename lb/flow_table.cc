@@ -140,14 +140,13 @@ struct alignas(64) FlowTable::Bucket {
 };
 
 FlowTable::FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts)
-    : key_(key),
-      timeout_of_{timeouts.syn_seen, timeouts.established, timeouts.closing, timeouts.udp,
-                  timeouts.closing},
-      capacity_(capacity), ended_by_backend_(new Counter[max_backend_slots]) {
+    : key_(key), capacity_(capacity), ended_by_backend_(new Counter[max_backend_slots]) {
     static_assert(uint8_t(FlowState::syn_seen) == 0 && uint8_t(FlowState::established) == 1 &&
                       uint8_t(FlowState::closing) == 2 && uint8_t(FlowState::udp) == 3 &&
                       uint8_t(FlowState::reset_sent) == 4,
                   "timeout_of_ is indexed by FlowState");
+    for (unsigned profile = 0; profile < max_timeout_profiles; ++profile)
+        set_timeouts(TimeoutProfile(profile), timeouts);
     static_assert(sizeof(Bucket) == 64 && alignof(Bucket) == 64, "one cache line per bucket");
     static_assert(sizeof(FlowEntry) == 64 && alignof(FlowEntry) == 64, "one cache line per flow");
     static_assert(sizeof(FlowAddresses6) == 64, "one cache line of IPv6 addresses per flow");
@@ -371,9 +370,19 @@ void FlowTable::store(FlowId id, const Flow &flow, uint32_t now) {
     entry.state = flow.state;
     entry.client_port = flow.client_port;
     entry.reverse_indexed = flow.reverse_indexed;
+    entry.timeouts = flow.timeouts;
     entry.backend = flow.backend;
     entry.client_mac = flow.client_mac;
     entry.sums = rewrite_sums(flow.forward, flow.reverse);
+}
+
+void FlowTable::set_timeouts(TimeoutProfile profile, const FlowTimeouts &timeouts) {
+    uint32_t *of_state = timeout_of_[profile];
+    of_state[uint8_t(FlowState::syn_seen)] = timeouts.syn_seen;
+    of_state[uint8_t(FlowState::established)] = timeouts.established;
+    of_state[uint8_t(FlowState::closing)] = timeouts.closing;
+    of_state[uint8_t(FlowState::udp)] = timeouts.udp;
+    of_state[uint8_t(FlowState::reset_sent)] = timeouts.closing;
 }
 
 void FlowTable::touch(FlowId id, FlowState state, uint32_t now) {

@@ -36,6 +36,13 @@ struct FlowTimeouts {
     uint32_t udp = 30'000;
 };
 
+// A flow's timeouts are one of the table's profiles: 0 is the table's own
+// (lb.timeouts), the others come from services with timeouts of their own
+// (FlowTable::set_timeouts). A profile, once given, never changes, so that a
+// flow keeps the timeouts it began with.
+using TimeoutProfile = uint8_t;
+constexpr unsigned max_timeout_profiles = 256;
+
 using FlowId = uint32_t;
 constexpr FlowId no_flow = UINT32_MAX;
 
@@ -62,6 +69,7 @@ struct Flow {
     // (dsr): `reverse` then only records where the flow goes and is not
     // indexed, so it need not be unique.
     bool reverse_indexed = true;
+    TimeoutProfile timeouts = 0;  // its service's (FlowTable::set_timeouts)
     BackendSlot backend = no_backend_slot;  // whose counters the flow's packets add to
 };
 
@@ -91,6 +99,7 @@ struct alignas(64) FlowEntry {
     FlowState state = FlowState::syn_seen;
     uint8_t client_port = 0;
     bool reverse_indexed = true;
+    TimeoutProfile timeouts = 0;
     BackendSlot backend = no_backend_slot;
     MacAddress client_mac;
     // Set only when a tuple is IPv6: where its addresses are.
@@ -155,7 +164,8 @@ constexpr FlowHint no_hint = UINT32_MAX;
 class FlowTable {
 public:
     // Room for `capacity` flows (each indexed twice). `key` is secret; tests
-    // pass a fixed one.
+    // pass a fixed one. `timeouts` are profile 0's, and every other
+    // profile's until set_timeouts() gives it its own.
     FlowTable(uint32_t capacity, const HashKey &key, FlowTimeouts timeouts = {});
     ~FlowTable();
     FlowTable(const FlowTable &) = delete;
@@ -221,6 +231,12 @@ public:
     FlowEntry &flow(FlowId id) { return flows_[id]; }
     const FlowEntry &flow(FlowId id) const { return flows_[id]; }
 
+    // The timeouts of flows inserted with `profile` from now on. The
+    // control plane never changes a profile it has given out (a service
+    // whose timeouts change gets another), so flows already in the table
+    // keep theirs.
+    void set_timeouts(TimeoutProfile profile, const FlowTimeouts &timeouts);
+
     // Marks the flow alive at `now`, in `state`.
     void touch(FlowId id, FlowState state, uint32_t now);
     // The data path's touch: writes only when the state changes or the flow's
@@ -229,7 +245,7 @@ public:
     // An idle flow then expires up to 1/64 of its timeout early.
     void refresh(FlowEntry &flow, FlowState state, uint32_t now) const {
         if (state != flow.state ||
-            uint32_t(now - flow.last_seen) > timeout_of_[uint8_t(state)] / 64) {
+            uint32_t(now - flow.last_seen) > timeout_of_[flow.timeouts][uint8_t(state)] / 64) {
             flow.state = state;
             flow.last_seen = now;
         }
@@ -293,7 +309,8 @@ private:
         // right across the wrap of `now` (every 49.7 days in milliseconds),
         // as long as `now` never goes backwards.
         const auto state = static_cast<uint8_t>(flow.state);
-        return state >= std::size(timeout_of_) || uint32_t(now - flow.last_seen) > timeout_of_[state];
+        return state >= std::size(timeout_of_[0]) ||
+               uint32_t(now - flow.last_seen) > timeout_of_[flow.timeouts][state];
     }
     bool place(uint64_t hash, FlowId id, bool reverse);
     void release_memory();
@@ -302,8 +319,9 @@ private:
     void unplace(uint64_t hash, FlowId id);
 
     HashKey key_;
-    // FlowTimeouts by FlowState: one indexed load instead of a switch.
-    uint32_t timeout_of_[5];
+    // FlowTimeouts by profile, then by FlowState: one indexed load instead
+    // of a switch (the profile is in the flow's own line).
+    uint32_t timeout_of_[max_timeout_profiles][5];
     uint32_t capacity_ = 0;
     std::atomic<uint32_t> size_{0};  // one writer: relaxed load + store, no locked add
     uint32_t bucket_mask_ = 0;

@@ -350,6 +350,12 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
     // the flow goes.
     fresh.reverse_indexed = service.mode != ForwardingMode::dsr;
     fresh.backend = slot;
+    // A profile never changes once given out: setting it again with each
+    // new flow costs five stores and keeps the table in step with every
+    // snapshot without a hook of its own.
+    if (service.timeout_profile != 0)
+        flows_.set_timeouts(service.timeout_profile, service.timeouts);
+    fresh.timeouts = service.timeout_profile;
     const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
     if (id == no_flow) {
         if (service.mode != ForwardingMode::dsr)

@@ -52,6 +52,10 @@ struct Service {
     DsrEncapsulation encapsulation = DsrEncapsulation::ipip;
     uint16_t gue_port = 6080;  // host byte order
     RemovedBackendFlows removed_backend_flows = RemovedBackendFlows::keep;
+    // The flow table profile its new flows take (0: the table's own, from
+    // lb.timeouts) and, for another, that profile's timeouts in ms.
+    TimeoutProfile timeout_profile = 0;
+    FlowTimeouts timeouts;
     std::vector<Backend> backends;
     MaglevTable maglev;
 };

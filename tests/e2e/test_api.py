@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from conftest import Sluiced, lab_config, run
-from test_balancing import SPREAD, url
+from test_balancing import SPREAD, UDP_SPREAD, url
 
 API = "http://127.0.0.1:8480"
 TOKEN = "lab-only-api-token"
@@ -196,6 +196,44 @@ def test_a_drained_backend_keeps_its_download_and_takes_no_new_flows(gateway):
     assert status == 200 and body["drained"] is False, body
     assert names[serving] in spread(lab, VIP, 60)["answers"]
     assert call(gateway, "DELETE", "/api/v1/services/api-drain")[0] == 200
+
+
+def active_flows(gateway, service):
+    status, body = call(gateway, "GET", f"/api/v1/services/{service}/backends")
+    assert status == 200, body
+    return sum(backend["active_flows"] for backend in body["backends"])
+
+
+def test_a_services_own_timeouts_end_its_idle_flows(gateway):
+    """A UDP service added through the API with `timeouts: {udp: 1}`: its
+    flows leave the workers' tables a second after their last datagram,
+    while names-nat-udp's, on lb.timeouts (30 s), stay."""
+    lab = gateway.lab
+    body = service_body("api-timeouts", vip="198.18.10.21", protocol="udp", port=53, mode="nat",
+                        timeouts={"udp": 1})
+    del body["local_addresses"]
+    status, answer = call(gateway, "POST", "/api/v1/services", body)
+    assert status == 201, answer
+    # What it left out is lb.timeouts'.
+    assert answer["timeouts"] == {"tcp_syn": 5, "tcp_established": 300, "tcp_closing": 10,
+                                  "udp": 1}, answer
+    try:
+        for vip in ("198.18.10.9", "198.18.10.21"):  # names-nat-udp, the new service
+            outcome = json.loads(lab.exec("client", "/usr/bin/python3", "-c", UDP_SPREAD, vip,
+                                          "30", timeout=120).stdout)
+            assert outcome["failures"] == 0, (vip, outcome)
+        # Each datagram came from a socket of its own: a flow each. The
+        # first of the new service's may already have gone.
+        assert active_flows(gateway, "api-timeouts") > 0
+        before = active_flows(gateway, "names-nat-udp")
+        assert before >= 30
+        deadline = time.monotonic() + 10
+        while active_flows(gateway, "api-timeouts") and time.monotonic() < deadline:
+            time.sleep(0.2)
+        assert active_flows(gateway, "api-timeouts") == 0
+        assert active_flows(gateway, "names-nat-udp") == before
+    finally:
+        assert call(gateway, "DELETE", "/api/v1/services/api-timeouts")[0] == 200
 
 
 def test_a_hundred_reconfigurations_under_load_fail_no_request(gateway):

@@ -201,7 +201,7 @@ TEST_F(ApiTest, UnknownFieldIs422WithTheLoadersWords) {
                    422, "colour",
                    "unknown key, expected one of: name, vip, protocol, port, mode, "
                    "local_addresses, encapsulation, gue_port, maglev_size, "
-                   "removed_backend_flows, health_check, backends");
+                   "removed_backend_flows, timeouts, health_check, backends");
     // Only service keys: a section of the config is no service key.
     expect_refused(call("POST", "/api/v1/services",
                         R"({"name": "x", "vip": "198.18.10.9", "protocol": "tcp",

@@ -89,6 +89,7 @@ services:
     local_addresses: [198.18.1.100, 198.18.1.101]
     maglev_size: 65521
     removed_backend_flows: reset
+    timeouts: {tcp_established: 600}
     health_check:
       type: http
       interval_ms: 100

@@ -613,6 +613,13 @@ const BadConfig bad_configs[] = {
      "expected seconds in 1..86400, got 0"},
     {"flow table too small", PORT "lb: {flow_table_size: 10}\n", 2, 23, "lb.flow_table_size",
      "expected a number of flows in 1024..16777216"},
+    {"service timeout out of range", LB_PORTS SERVICE "    mode: nat\n    timeouts: {udp: 86401}\n",
+     12, 21, "services[0].timeouts.udp", "expected seconds in 1..86400, got 86401"},
+    {"unknown service timeout", LB_PORTS SERVICE "    mode: nat\n    timeouts: {tcp_fin: 5}\n",
+     12, 16, "services[0].timeouts.tcp_fin", "unknown key, expected one of: tcp_syn"},
+    {"timeouts of a proxy service", LB_PORTS SERVICE
+     "    mode: proxy\n    local_addresses: [198.18.1.100]\n    timeouts: {tcp_syn: 5}\n",
+     13, 15, "services[0].timeouts", "proxy services have no flows"},
 };
 
 INSTANTIATE_TEST_SUITE_P(Config, BadConfigTest, testing::ValuesIn(bad_configs),
@@ -651,6 +658,7 @@ services:
     mode: nat
     maglev_size: 251
     removed_backend_flows: reset
+    timeouts: {udp: 5}
     backends: [{address: "2001:db8:0:2::11"}]
   - name: everything
     vip: 198.18.10.2
@@ -694,6 +702,12 @@ services:
     EXPECT_EQ(dns.protocol, 17);
     EXPECT_EQ(dns.mode, ForwardingMode::nat);
     EXPECT_EQ(dns.removed_backend_flows, RemovedBackendFlows::reset);
+    // What it leaves out is lb.timeouts'.
+    ASSERT_TRUE(dns.timeouts);
+    EXPECT_EQ(dns.timeouts->udp, 5u);
+    EXPECT_EQ(dns.timeouts->tcp_syn, 3u);
+    EXPECT_EQ(dns.timeouts->tcp_established, 300u);
+    EXPECT_FALSE(web.timeouts) << "none of its own: lb.timeouts";
 
     const ServiceConfig &everything = c.services[2];
     EXPECT_EQ(everything.port, 0);

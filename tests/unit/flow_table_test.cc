@@ -316,6 +316,44 @@ TEST(FlowTable, TouchExtendsLifeAndChangesTimeout) {
     EXPECT_EQ(find(table, f.forward, 1291).id, no_flow);
 }
 
+// A flow keeps the timeouts of the profile it was inserted with: profile
+// 0's are the table's own, others are what set_timeouts() gave them, and
+// expire() goes by the same ones.
+TEST(FlowTable, FlowsExpireByTheirProfile) {
+    const FlowTimeouts longer{.syn_seen = 500, .established = 9000, .closing = 900, .udp = 4000};
+    for (FlowState state : all_states) {
+        SCOPED_TRACE(int(state));
+        FlowTable table(100, test_key(), short_timeouts);
+        table.set_timeouts(7, longer);
+        const Flow plain = nat_flow(40000, 1024, state);
+        Flow own = nat_flow(40001, 1025, state);
+        own.timeouts = 7;
+        ASSERT_NE(add(table, plain, 1000), no_flow);
+        const FlowId id = add(table, own, 1000);
+        ASSERT_NE(id, no_flow);
+        EXPECT_EQ(table.flow(id).timeouts, 7);
+        const uint32_t short_one = timeout_of(short_timeouts, state);
+        const uint32_t long_one = timeout_of(longer, state);
+        EXPECT_EQ(find(table, plain.forward, 1000 + short_one + 1).id, no_flow);
+        EXPECT_EQ(find(table, own.forward, 1000 + short_one + 1).id, id);
+        EXPECT_EQ(find(table, own.reverse, 1000 + long_one).id, id) << "idle exactly its timeout";
+        EXPECT_EQ(table.expire(1000 + long_one, 100), 0u);
+        EXPECT_EQ(table.expire(1000 + long_one + 1, 100), 1u) << "expire() by its profile too";
+        EXPECT_EQ(find(table, own.forward, 1000 + long_one + 1).id, no_flow);
+    }
+}
+
+// A profile the control plane never set keeps the table's own timeouts.
+TEST(FlowTable, UnsetProfilesHaveTheTablesTimeouts) {
+    FlowTable table(100, test_key(), short_timeouts);
+    Flow f = nat_flow(40000, 1024, FlowState::udp);
+    f.timeouts = 255;
+    const FlowId id = add(table, f, 0);
+    ASSERT_NE(id, no_flow);
+    EXPECT_EQ(find(table, f.forward, short_timeouts.udp).id, id);
+    EXPECT_EQ(find(table, f.forward, short_timeouts.udp + 1).id, no_flow);
+}
+
 // The data path's refresh leaves a busy flow's line unwritten until 1/64 of
 // its timeout has passed, and writes at once when the state changes.
 TEST(FlowTable, RefreshWritesOncePerSixtyFourthOfTheTimeout) {

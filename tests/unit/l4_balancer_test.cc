@@ -396,6 +396,45 @@ TEST_F(Balancer, WhenTheTableIsFullOnlyDsrGoesOnStateless) {
     EXPECT_EQ(counters.stateless_packets.read(), 1u);
 }
 
+// A service with timeouts of its own: its flows take its profile, whose
+// timeouts the table learns from the service; the others keep the table's.
+TEST_F(Balancer, FlowsTakeTheirServicesTimeouts) {
+    const FlowTimeouts table_timeouts{.syn_seen = 50, .established = 1000, .closing = 200,
+                                      .udp = 400};
+    FlowTable table(64, HashKey::from_seed(3), table_timeouts);
+    L4Balancer own(table, SnatPortRange{20000, 20999});
+    std::vector<Service> services;
+    services.push_back(service("short", vip_fullnat, ForwardingMode::nat, {backends4[0]}));
+    services.push_back(service("long", vip_dsr, ForwardingMode::nat, {backends4[1]}));
+    services.back().timeout_profile = 3;
+    services.back().timeouts = {.syn_seen = 5000, .established = 9000, .closing = 900,
+                                .udp = 4000};
+    std::vector<EgressPort> ports(2);
+    std::vector<std::pair<IpAddress, NextHop>> hops;
+    for (const char *address : {backends4[0], backends4[1]})
+        hops.emplace_back(ip(address), NextHop{backend_port_index, true, backend_mac(ip(address))});
+    const Snapshot with_profiles(std::move(services), std::move(ports), std::move(hops), 7, 1);
+    // A SYN through the balancer; then its flow, by the SYN's own key.
+    auto open = [&](const IpAddress &vip, uint16_t port) {
+        Packet syn(tcp_frame(gw_client_mac, client4, vip, port, 80, 0x02));
+        const FlowKey key = flow_key_of(syn.frame.data, syn.parsed);
+        EXPECT_EQ(own.balance(syn.frame, syn.parsed, client_port_index, with_profiles, 1000,
+                              counters).verdict,
+                  BalanceVerdict::forward);
+        return table.lookup(key, table.hash(key), 1000);
+    };
+    const FlowLookup plain = open(vip_fullnat, 41000), longer = open(vip_dsr, 41001);
+    ASSERT_NE(plain.id, no_flow);
+    ASSERT_NE(longer.id, no_flow);
+    EXPECT_EQ(table.flow(plain.id).timeouts, 0);
+    EXPECT_EQ(table.flow(longer.id).timeouts, 3);
+    // Both only SYN-seen: the table's 50 ms, the service's 5 s.
+    EXPECT_EQ(table.expire(1000 + 51, 64), 1u);
+    EXPECT_EQ(table.size(), 1u);
+    EXPECT_EQ(table.expire(1000 + 5000, 64), 0u);
+    EXPECT_EQ(table.expire(1000 + 5001, 64), 1u);
+}
+
 TEST_F(Balancer, SpreadsNewConnectionsEvenly) {
     FlowTable big(8192, HashKey::from_seed(5));
     L4Balancer wide(big, SnatPortRange{1024, 65535});
