@@ -1164,5 +1164,36 @@ TEST(Config, BackendsBeyondTheCounterSlotsAreRefused) {
     }
 }
 
+// Each set of service timeouts is a profile of the workers' flow tables,
+// which tell 255 apart besides lb.timeouts.
+TEST(Config, MoreSetsOfServiceTimeoutsThanProfilesAreRefused) {
+    const auto config_with = [](unsigned services) {
+        std::string text = "ports:\n"
+                           "  - {name: back, device: net_null0, addresses: [198.18.1.1/24],\n"
+                           "     exception_path: {tap: tb}}\n"
+                           "services:\n";
+        for (unsigned i = 1; i <= services; ++i)
+            text += "  - {name: s" + std::to_string(i) +
+                    ", vip: 198.18.10.1, protocol: udp, mode: nat, port: " + std::to_string(i) +
+                    ", timeouts: {udp: " + std::to_string(30 + i) + "}}\n";
+        // The same set again, and lb.timeouts' own: no new profile.
+        text += "  - {name: again, vip: 198.18.10.2, protocol: udp, mode: nat, port: 1,"
+                " timeouts: {udp: 31}}\n"
+                "  - {name: lbs, vip: 198.18.10.2, protocol: udp, mode: nat, port: 2,"
+                " timeouts: {udp: 30}}\n";
+        return text;
+    };
+    EXPECT_EQ(load_config_text(config_with(255), "full.yaml", 2).services.size(), 257u);
+    try {
+        load_config_text(config_with(256), "over.yaml", 2);
+        ADD_FAILURE() << "256 sets of timeouts were accepted";
+    } catch (const ConfigError &e) {
+        EXPECT_EQ(e.key(), "services[255].timeouts");
+        EXPECT_NE(e.message().find("more than 255 different sets of service timeouts"),
+                  std::string::npos)
+            << e.what();
+    }
+}
+
 } // namespace
 } // namespace sluice::ctrl
