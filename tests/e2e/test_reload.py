@@ -41,15 +41,30 @@ def spread(lab, count):
     return json.loads(result.stdout)
 
 
+def slow_download(lab, output, rate):
+    """A download of slow.bin, which only some backends have: one that lands
+    on another ends at once with a 404 and is tried again from another
+    port. Returns the curl that got the file, still running."""
+    for _ in range(20):
+        download = subprocess.Popen(
+            ["ip", "netns", "exec", lab.ns("client"), "curl", "-fsS", "-o", output,
+             "--noproxy", "*", "--limit-rate", rate, "-m", "60", f"http://{VIP}/slow.bin"],
+            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        time.sleep(1)
+        if download.poll() is None:
+            return download
+        assert download.returncode == 22, download.communicate()
+    raise AssertionError("every download landed on a backend without the file")
+
+
 def test_backend_change_applies_and_established_flows_finish(gateway):
     """be1 removed and be3 added while a download runs from be1: the
     download keeps its backend and completes intact; new connections go to
     be2 and be3 only."""
     lab = gateway.lab
     original = Path(gateway.config).read_text()
-    # Only be1 has the file: a download that lands on be2 ends at once with
-    # a 404 and is tried again from another port. At 1.5 MB/s it lasts 16 s:
-    # longer than a reload may take on a loaded machine (10 s at most).
+    # Only be1 has the file. At 1.5 MB/s it lasts 16 s: longer than a reload
+    # may take on a loaded machine (10 s at most).
     payload = os.urandom(24 * 1024 * 1024)
     digest = hashlib.sha256(payload).hexdigest()
     Path(f"/run/{lab.prefix}-lab/www/be1/slow.bin").write_bytes(payload)
@@ -57,16 +72,7 @@ def test_backend_change_applies_and_established_flows_finish(gateway):
         Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").unlink(missing_ok=True)
     received = Path(f"/run/{lab.prefix}-lab/download.bin")
     received.unlink(missing_ok=True)
-    for _ in range(20):
-        download = subprocess.Popen(
-            ["ip", "netns", "exec", lab.ns("client"), "curl", "-fsS", "-o", str(received),
-             "--noproxy", "*", "--limit-rate", "1500K", "-m", "60", f"http://{VIP}/slow.bin"],
-            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        time.sleep(1)
-        if download.poll() is None:
-            break
-        assert download.returncode == 22, download.communicate()
-    assert download.poll() is None, "every download landed on be2"
+    download = slow_download(lab, str(received), "1500K")
 
     answer = reload(gateway, with_reload_backends(original, NEW_BACKENDS))
     assert answer.startswith("ed "), answer  # "sluiced: reloaded ..."
@@ -113,10 +119,9 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
         "    local_addresses: [198.18.1.103]\n",
         "    local_addresses: [198.18.1.103]\n    removed_backend_flows: reset\n")
     assert resetting != original
-    # Only be1 and be2 have the file: a download that lands on be3, which
-    # stays, ends at once with a 404 and is tried again from another port.
-    # At 1 MB/s it lasts 24 s: longer than a reload may take on a loaded
-    # machine (10 s at most), so it is still running when the reload lands.
+    # Only be1 and be2 have the file (be3 stays). At 1 MB/s it lasts 24 s:
+    # longer than a reload may take on a loaded machine (10 s at most), so
+    # it is still running when the reload lands.
     payload = os.urandom(24 * 1024 * 1024)
     for backend in ("be1", "be2"):
         Path(f"/run/{lab.prefix}-lab/www/{backend}/slow.bin").write_bytes(payload)
@@ -124,16 +129,7 @@ def test_reset_policy_ends_flows_of_a_removed_backend_with_a_rst(gateway):
     assert reload(gateway, resetting).startswith("ed ")
     try:
         before = gateway.counters()
-        for _ in range(20):
-            download = subprocess.Popen(
-                ["ip", "netns", "exec", lab.ns("client"), "curl", "-fsS", "-o", "/dev/null",
-                 "--noproxy", "*", "--limit-rate", "1M", "-m", "60", f"http://{VIP}/slow.bin"],
-                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            time.sleep(1)
-            if download.poll() is None:
-                break
-            assert download.returncode == 22, download.communicate()
-        assert download.poll() is None, "every download landed on be3"
+        download = slow_download(lab, "/dev/null", "1M")
         answer = reload(gateway, with_reload_backends(
             resetting, "      - address: 198.18.1.13\n"))
         assert answer.startswith("ed "), answer
