@@ -370,7 +370,7 @@ void FlowTable::store(FlowId id, const Flow &flow, uint32_t now) {
     entry.state = flow.state;
     entry.client_port = flow.client_port;
     entry.reverse_indexed = flow.reverse_indexed;
-    entry.timeouts = flow.timeouts;
+    entry.timeout_profile = flow.timeout_profile;
     entry.backend = flow.backend;
     entry.client_mac = flow.client_mac;
     entry.sums = rewrite_sums(flow.forward, flow.reverse);

@@ -69,7 +69,7 @@ struct Flow {
     // (dsr): `reverse` then only records where the flow goes and is not
     // indexed, so it need not be unique.
     bool reverse_indexed = true;
-    TimeoutProfile timeouts = 0;  // its service's (FlowTable::set_timeouts)
+    TimeoutProfile timeout_profile = 0;  // its service's (FlowTable::set_timeouts)
     BackendSlot backend = no_backend_slot;  // whose counters the flow's packets add to
 };
 
@@ -99,7 +99,7 @@ struct alignas(64) FlowEntry {
     FlowState state = FlowState::syn_seen;
     uint8_t client_port = 0;
     bool reverse_indexed = true;
-    TimeoutProfile timeouts = 0;
+    TimeoutProfile timeout_profile = 0;
     BackendSlot backend = no_backend_slot;
     MacAddress client_mac;
     // Set only when a tuple is IPv6: where its addresses are.
@@ -245,7 +245,7 @@ public:
     // An idle flow then expires up to 1/64 of its timeout early.
     void refresh(FlowEntry &flow, FlowState state, uint32_t now) const {
         if (state != flow.state ||
-            uint32_t(now - flow.last_seen) > timeout_of_[flow.timeouts][uint8_t(state)] / 64) {
+            uint32_t(now - flow.last_seen) > timeout_of_[flow.timeout_profile][uint8_t(state)] / 64) {
             flow.state = state;
             flow.last_seen = now;
         }
@@ -310,7 +310,7 @@ private:
         // as long as `now` never goes backwards.
         const auto state = static_cast<uint8_t>(flow.state);
         return state >= std::size(timeout_of_[0]) ||
-               uint32_t(now - flow.last_seen) > timeout_of_[flow.timeouts][state];
+               uint32_t(now - flow.last_seen) > timeout_of_[flow.timeout_profile][state];
     }
     bool place(uint64_t hash, FlowId id, bool reverse);
     void release_memory();

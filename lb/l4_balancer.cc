@@ -355,7 +355,7 @@ BalanceResult L4Balancer::settle_flow(FrameBuffer &frame, const ParsedPacket &pa
     // snapshot without a hook of its own.
     if (service.timeout_profile != 0)
         flows_.set_timeouts(service.timeout_profile, service.timeouts);
-    fresh.timeouts = service.timeout_profile;
+    fresh.timeout_profile = service.timeout_profile;
     const FlowId id = flows_.insert(fresh, hash, reverse_hash, now);
     if (id == no_flow) {
         if (service.mode != ForwardingMode::dsr)

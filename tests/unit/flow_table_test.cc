@@ -327,11 +327,11 @@ TEST(FlowTable, FlowsExpireByTheirProfile) {
         table.set_timeouts(7, longer);
         const Flow plain = nat_flow(40000, 1024, state);
         Flow own = nat_flow(40001, 1025, state);
-        own.timeouts = 7;
+        own.timeout_profile = 7;
         ASSERT_NE(add(table, plain, 1000), no_flow);
         const FlowId id = add(table, own, 1000);
         ASSERT_NE(id, no_flow);
-        EXPECT_EQ(table.flow(id).timeouts, 7);
+        EXPECT_EQ(table.flow(id).timeout_profile, 7);
         const uint32_t short_one = timeout_of(short_timeouts, state);
         const uint32_t long_one = timeout_of(longer, state);
         EXPECT_EQ(find(table, plain.forward, 1000 + short_one + 1).id, no_flow);
@@ -347,7 +347,7 @@ TEST(FlowTable, FlowsExpireByTheirProfile) {
 TEST(FlowTable, UnsetProfilesHaveTheTablesTimeouts) {
     FlowTable table(100, test_key(), short_timeouts);
     Flow f = nat_flow(40000, 1024, FlowState::udp);
-    f.timeouts = 255;
+    f.timeout_profile = 255;
     const FlowId id = add(table, f, 0);
     ASSERT_NE(id, no_flow);
     EXPECT_EQ(find(table, f.forward, short_timeouts.udp).id, id);

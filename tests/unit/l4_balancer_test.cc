@@ -426,8 +426,8 @@ TEST_F(Balancer, FlowsTakeTheirServicesTimeouts) {
     const FlowLookup plain = open(vip_fullnat, 41000), longer = open(vip_dsr, 41001);
     ASSERT_NE(plain.id, no_flow);
     ASSERT_NE(longer.id, no_flow);
-    EXPECT_EQ(table.flow(plain.id).timeouts, 0);
-    EXPECT_EQ(table.flow(longer.id).timeouts, 3);
+    EXPECT_EQ(table.flow(plain.id).timeout_profile, 0);
+    EXPECT_EQ(table.flow(longer.id).timeout_profile, 3);
     // Both only SYN-seen: the table's 50 ms, the service's 5 s.
     EXPECT_EQ(table.expire(1000 + 51, 64), 1u);
     EXPECT_EQ(table.size(), 1u);
